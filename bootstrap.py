@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Install or converge a barehub JupyterHub under PREFIX (default /opt/barehub).
+
+Runs on the system python with the standard library only. It checks the machine,
+creates the hub environment in PREFIX/conda (conda/micromamba or a pip venv), installs
+the barehub package into it and hands over to `python -m barehub install`.
+Re-running it is safe: every step converges and secrets and the database are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+# The release this script installs; the package version is read from here (one source).
+VERSION = "2026.11.0"
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PREFIX = Path("/opt/barehub")
+SUPPORTED_ARCHES = {"x86_64": "linux-64", "amd64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}
+MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/{platform}/latest"
+PIP_LOCK = "requirements.lock"
+CONDA_LOCK = "conda-{platform}.lock"
+ENV_FILE = "environment.yml"
+MIN_HUB_PYTHON = (3, 11)  # ipykernel 7 and jupyterhub 6; pyproject.toml says the same
+ENV_STAMP = ".barehub-env"  # written last: its content says which inputs the env was built from
+
+
+class BootstrapError(Exception):
+    """A failed step, with a hint that tells the admin what to do."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+
+# ---------------------------------------------------------------- arguments
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bootstrap.py",
+        description=f"Install barehub {VERSION}: JupyterHub + traefik supervised by systemd.",
+    )
+    p.add_argument("--prefix", type=Path, default=DEFAULT_PREFIX, help="base directory (default: %(default)s)")
+    p.add_argument("--env-backend", choices=("conda", "pip"), default="conda",
+                   help="how to build PREFIX/conda: conda/micromamba (default) or a pip venv")
+    p.add_argument("--conda-exe", type=Path, help="conda, mamba or micromamba to use (conda backend)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--wheelhouse", type=Path, help="directory of wheels for an offline install (pip backend)")
+    src.add_argument("--index-url", help="package index to install from (pip backend)")
+    p.add_argument("--installer", help="barehub package to install: checkout dir, sdist or wheel "
+                   "(default: this checkout, or barehub==VERSION from the wheelhouse/index)")
+    p.add_argument("--http-port", type=int, help="public HTTP port of the proxy (default 80, remembered)")
+    p.add_argument("--hub-user", help="run the hub as this user instead of root (remembered)")
+    p.add_argument("--make-wheelhouse", type=Path, metavar="DIR",
+                   help="download everything the pip backend needs into DIR (for air-gapped sites) and exit")
+    args = p.parse_args(argv)
+    if args.env_backend == "conda" and (args.wheelhouse or args.index_url):
+        p.error("--wheelhouse/--index-url belong to the pip backend: add --env-backend pip")
+    if args.env_backend == "pip" and args.conda_exe:
+        p.error("--conda-exe belongs to the conda backend")
+    if args.http_port is not None and not 0 < args.http_port < 65536:
+        p.error(f"--http-port {args.http_port} is not a TCP port")
+    if not args.prefix.is_absolute():
+        p.error(f"--prefix must be an absolute path, not {args.prefix}")
+    return args
+
+
+# ---------------------------------------------------------------- checks
+
+def check_root() -> None:
+    if os.geteuid() != 0:
+        raise BootstrapError("bootstrap.py must run as root", "run it again with sudo: sudo python3 bootstrap.py ...")
+
+
+def check_systemd(run: Callable = subprocess.run) -> None:
+    if not os.path.isdir("/run/systemd/system"):
+        raise BootstrapError(
+            "systemd is not running as the init system (PID 1)",
+            "barehub supervises the hub with systemd; use a machine or container booted with systemd",
+        )
+    try:
+        run(["systemctl", "--version"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BootstrapError(f"systemctl does not answer: {e}", "check that systemd is installed and running")
+
+
+def check_arch(machine: Optional[str] = None) -> str:
+    machine = machine or platform.machine()
+    if machine not in SUPPORTED_ARCHES:
+        raise BootstrapError(f"unsupported architecture {machine}", "barehub supports x86_64 and aarch64")
+    return SUPPORTED_ARCHES[machine]
+
+
+def check_prefix_writable(prefix: Path) -> None:
+    existing = prefix
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BootstrapError(f"{existing} is not a directory", f"choose another --prefix than {prefix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BootstrapError(f"{existing} is not writable", f"choose a writable --prefix (now {prefix})")
+
+
+def listening_pid(port: int) -> Optional[int]:
+    """PID of the process listening on TCP `port` (any address), or None if the port is free."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    targets = {f"socket:[{i}]" for i in inodes}
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            for fd in (pid_dir / "fd").iterdir():
+                if os.readlink(fd) in targets:
+                    return int(pid_dir.name)
+        except OSError:
+            continue
+    return -1  # listening, but the owner is not visible to us
+
+
+def check_port_free(port: int, allowed_pids: Sequence[int] = ()) -> None:
+    pid = listening_pid(port)
+    if pid is None or pid in allowed_pids:
+        return
+    owner = "another process"
+    if pid > 0:
+        try:
+            owner = f"{Path(f'/proc/{pid}/comm').read_text().strip()} (pid {pid})"
+        except OSError:
+            owner = f"pid {pid}"
+    raise BootstrapError(
+        f"port {port} is already in use by {owner}",
+        f"stop that service, or choose another port with --http-port",
+    )
+
+
+def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
+    out = run(["systemctl", "show", "--property=MainPID", "--value", unit], capture_output=True, text=True)
+    try:
+        return int(out.stdout.strip() or 0)
+    except ValueError:
+        return 0
+
+
+def remembered_http_port(prefix: Path) -> Optional[int]:
+    """The port an earlier install of this prefix chose (the installer writes state/install.json)."""
+    import json
+
+    try:
+        return int(json.loads((prefix / "state" / "install.json").read_text())["http_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def preflight(args: argparse.Namespace) -> str:
+    check_root()
+    check_systemd()
+    conda_platform = check_arch()
+    check_prefix_writable(args.prefix)
+    port = args.http_port or remembered_http_port(args.prefix) or 80
+    check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
+    if args.env_backend == "pip" and sys.version_info < MIN_HUB_PYTHON:
+        raise BootstrapError(
+            f"the pip backend builds the hub env from this python ({platform.python_version()}), "
+            f"and JupyterHub needs >= {'.'.join(map(str, MIN_HUB_PYTHON))}",
+            "run bootstrap.py with a newer python3, or use the conda backend (it brings its own python)",
+        )
+    if args.env_backend == "pip" and args.wheelhouse and not args.wheelhouse.is_dir():
+        raise BootstrapError(f"wheelhouse {args.wheelhouse} is not a directory",
+                             "make one with: python3 bootstrap.py --make-wheelhouse DIR")
+    return conda_platform
+
+
+# ---------------------------------------------------------------- plans (pure)
+
+def pip_source_args(wheelhouse: Optional[Path], index_url: Optional[str]) -> List[str]:
+    if wheelhouse:
+        return ["--no-index", "--find-links", str(wheelhouse)]
+    if index_url:
+        return ["--index-url", index_url]
+    return []
+
+
+def installer_spec(args: argparse.Namespace, here: Path = HERE) -> str:
+    """What to pip-install as the barehub package."""
+    if args.installer:
+        return str(Path(args.installer).resolve()) if os.path.exists(args.installer) else args.installer
+    if not getattr(args, "wheelhouse", None) and (here / "pyproject.toml").is_file() and (here / "installer").is_dir():
+        return str(here)
+    return f"barehub=={VERSION}"
+
+
+def plan_pip_env(env_dir: Path, python: str, lock: Optional[Path], installer: str,
+                 wheelhouse: Optional[Path] = None, index_url: Optional[str] = None) -> List[List[str]]:
+    """Commands that build the hub env with venv + pip; each is safe to run again."""
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+           "--no-input", *pip_source_args(wheelhouse, index_url)]
+    plan = [[python, "-m", "venv", str(env_dir)]]
+    if lock:
+        plan.append(pip + ["--require-hashes", "--only-binary=:all:", "-r", str(lock)])
+        plan.append(pip + ["--no-deps", "--force-reinstall", installer])
+    else:
+        plan.append(pip + ["--force-reinstall", "--no-deps", installer])
+        plan.append(pip + [installer])
+    return plan
+
+
+def plan_conda_env(env_dir: Path, conda_exe: Path, env_file: Path, lock: Optional[Path],
+                   installer: str) -> List[List[str]]:
+    """Commands that build the hub env with conda, mamba or micromamba.
+
+    The explicit lock (conda-lock -k explicit) pins every package by URL and hash; without one
+    the env is solved from environment.yml. barehub itself is pip-installed without deps:
+    environment.yml carries all of them.
+    """
+    exe = str(conda_exe)
+    micromamba = conda_exe.name.startswith("micromamba")
+    if lock:  # the explicit format is read by all three the same way
+        create = [exe, "create", "--yes", "--prefix", str(env_dir), "--file", str(lock)]
+    elif micromamba:
+        create = [exe, "create", "--yes", "--prefix", str(env_dir), "--file", str(env_file)]
+    else:
+        create = [exe, "env", "create", "--yes", "--prefix", str(env_dir), "--file", str(env_file)]
+    python = str(env_dir / "bin" / "python")
+    return [create, [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", installer]]
+
+
+def env_stamp(plan: List[List[str]]) -> str:
+    """Fingerprint of what the env is built from: changes when the plan or a lock file does."""
+    h = hashlib.sha256(repr(plan).encode())
+    for cmd in plan:
+        for arg in cmd:
+            p = Path(arg)
+            if p.suffix == ".lock" and p.is_file():
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- actions
+
+def say(msg: str) -> None:
+    print(f"barehub-bootstrap: {msg}", flush=True)
+
+
+def run_cmd(cmd: List[str], what: str) -> None:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        hint = "see the output above"
+        if "Could not find a version" in proc.stdout or "No matching distribution" in proc.stdout:
+            hint = "the package index or wheelhouse lacks a package: check --index-url/--wheelhouse and the network"
+        elif "NewConnectionError" in proc.stdout or "Failed to establish" in proc.stdout or "Network is unreachable" in proc.stdout:
+            hint = "the package index is unreachable: check the network or use --wheelhouse for an offline install"
+        raise BootstrapError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
+
+
+def env_is_usable(env_dir: Path) -> bool:
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        return False
+    try:
+        return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def find_conda(explicit: Optional[Path]) -> Optional[Path]:
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BootstrapError(f"--conda-exe {explicit} is not executable", "give the path of conda, mamba or micromamba")
+        return explicit
+    for name in ("micromamba", "mamba", "conda"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
+    target = prefix / "micromamba" / "bin" / "micromamba"
+    if target.exists():
+        return target
+    url = MICROMAMBA_URL.format(platform=conda_platform)
+    say(f"fetching micromamba from {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            data = resp.read()
+    except OSError as e:
+        raise BootstrapError(f"could not download micromamba: {e}",
+                             "install conda/micromamba yourself and pass --conda-exe, or use --env-backend pip")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / "micromamba.tar.bz2"
+    archive.write_bytes(data)
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("bin/micromamba")
+        if member is None:
+            raise BootstrapError("the micromamba archive has no bin/micromamba", "pass --conda-exe instead")
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(member.read())
+    tmp.chmod(0o755)
+    os.replace(tmp, target)
+    archive.unlink()
+    return target
+
+
+def build_plan(args: argparse.Namespace, conda_platform: str) -> List[List[str]]:
+    env_dir = args.prefix / "conda"
+    installer = installer_spec(args)
+    if args.env_backend == "pip":
+        lock = HERE / PIP_LOCK
+        return plan_pip_env(env_dir, sys.executable, lock if lock.is_file() else None, installer,
+                            args.wheelhouse, args.index_url)
+    conda = find_conda(args.conda_exe) or fetch_micromamba(args.prefix, conda_platform)
+    lock = HERE / CONDA_LOCK.format(platform=conda_platform)
+    return plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer)
+
+
+def ensure_env(args: argparse.Namespace, plan: List[List[str]]) -> bool:
+    """Build or converge the env. Returns False when it was already built from the same inputs."""
+    env_dir = args.prefix / "conda"
+    stamp_file = env_dir / ENV_STAMP
+    stamp = env_stamp(plan)
+    usable = env_is_usable(env_dir)
+    if usable and stamp_file.is_file() and stamp_file.read_text() == stamp and not _installs_checkout(plan):
+        return False
+    if env_dir.exists() and not usable:
+        say(f"{env_dir} is incomplete (an interrupted run?): rebuilding it")
+        shutil.rmtree(env_dir)
+    for cmd in plan:
+        if cmd[1:3] == ["-m", "venv"] and usable:
+            continue
+        run_cmd(cmd, " ".join(cmd[:4]) + " ...")
+    stamp_file.write_text(stamp)
+    return True
+
+
+def _installs_checkout(plan: List[List[str]]) -> bool:
+    """A checkout's code can change without its version changing: always reinstall it."""
+    return os.path.isdir(plan[-1][-1])
+
+
+def make_wheelhouse(target: Path) -> None:
+    """Download the locked wheels and build barehub's wheel into `target` (run where PyPI is reachable)."""
+    target.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip"]
+    run_cmd(pip + ["download", "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
+                   "-d", str(target), "-r", str(HERE / PIP_LOCK)], "downloading the locked wheels")
+    run_cmd(pip + ["wheel", "--disable-pip-version-check", "--no-deps", "-w", str(target), str(HERE)],
+            "building the barehub wheel")
+
+
+def step(n: int, total: int, title: str, fn: Callable, *a):
+    start = time.monotonic()
+    say(f"[{n}/{total}] {title} ...")
+    result = fn(*a)
+    say(f"[{n}/{total}] {title}: done in {time.monotonic() - start:.1f} s")
+    return result
+
+
+def installer_argv(args: argparse.Namespace) -> List[str]:
+    argv = [str(args.prefix / "conda" / "bin" / "python"), "-m", "barehub", "install", "--prefix", str(args.prefix)]
+    if args.http_port:
+        argv += ["--http-port", str(args.http_port)]
+    if args.hub_user:
+        argv += ["--hub-user", args.hub_user]
+    return argv
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.make_wheelhouse:
+            step(1, 1, f"making wheelhouse {args.make_wheelhouse}", make_wheelhouse, args.make_wheelhouse)
+            return 0
+        total = 4
+        conda_platform = step(1, total, "checking this machine", preflight, args)
+        step(2, total, f"creating {args.prefix}", lambda: args.prefix.mkdir(mode=0o755, parents=True, exist_ok=True))
+        plan = build_plan(args, conda_platform)
+        changed = step(3, total, f"hub environment ({args.env_backend} backend) in {args.prefix / 'conda'}",
+                       ensure_env, args, plan)
+        if not changed:
+            say("hub environment already up to date")
+        say(f"[4/{total}] running the installer")
+        sys.stdout.flush()
+        os.execv(installer_argv(args)[0], installer_argv(args))
+    except BootstrapError as e:
+        print(f"barehub-bootstrap: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"barehub-bootstrap: hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("barehub-bootstrap: interrupted; run it again to finish", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from barehub.cli import main
+
+sys.exit(main())

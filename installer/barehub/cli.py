@@ -1,0 +1,41 @@
+"""The `barehub` command. Errors are caught here, once, and mapped to exit codes."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from barehub import __version__
+from barehub.commands import check, install, status, uninstall
+from barehub.errors import BarehubError
+
+COMMANDS = (install, check, status, uninstall)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="barehub", description="Manage a barehub JupyterHub install.")
+    parser.add_argument("--version", action="version", version=f"barehub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("barehub: %(message)s"))
+    logger = logging.getLogger("barehub")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return args.run(args)
+    except BarehubError as e:
+        print(f"barehub: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"barehub: hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("barehub: interrupted", file=sys.stderr)
+        return 130

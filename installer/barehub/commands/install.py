@@ -1,0 +1,111 @@
+"""`barehub install`: lay out the prefix, write secrets, proxy config and units, start, wait.
+
+Converges: running it again changes only what differs, and restarts only units whose inputs changed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from barehub import layout, proxy_config, secret_files, units
+from barehub.errors import BarehubError
+from barehub.fsutil import FileSpec, atomic_write
+from barehub.health import wait_for_ok
+from barehub.paths import Paths
+from barehub.settings import Settings, load_settings, render_settings
+from barehub.systemd import Systemctl
+
+log = logging.getLogger("barehub")
+HEALTH_DEADLINE_S = 180
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("install", help="install or converge barehub under a prefix (run by bootstrap.py)")
+    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    p.add_argument("--http-port", type=int, help="public HTTP port (default 80; remembered)")
+    p.add_argument("--hub-port", type=int, help="loopback port of the hub itself (default 8081; remembered)")
+    p.add_argument("--proxy-api-port", type=int, help="loopback port of traefik's API (default 8099; remembered)")
+    p.add_argument("--hub-user", help="run the hub as this user instead of root (remembered)")
+    p.set_defaults(run=run)
+
+
+@dataclass
+class Report:
+    changed_files: list[Path] = field(default_factory=list)
+    new_secrets: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    url: str = ""
+    health_seconds: float = 0.0
+
+
+def render_all(paths: Paths, settings: Settings) -> dict[str, dict[Path, FileSpec]]:
+    """Every file the installer owns, grouped by the unit that must restart when one changes."""
+    unit_files = units.render_units(paths, settings)
+    unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
+    hub_group = layout.hub_group(settings.hub_user)
+    return {
+        units.PROXY_UNIT: {**proxy_config.render_proxy_config(paths, settings), **unit_file[units.PROXY_UNIT]},
+        units.HUB_UNIT: {paths.settings_file: FileSpec(render_settings(settings), 0o600, settings.hub_user, hub_group),
+                         **unit_file[units.HUB_UNIT]},
+        "": layout.render_examples(paths),  # no unit depends on these
+    }
+
+
+def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
+    if os.geteuid() != 0:
+        raise BarehubError("barehub install must run as root", "run it with sudo")
+    settings = load_settings(paths).with_overrides(overrides)
+    layout.ensure_user_exists(settings.hub_user)
+    report = Report(url=f"http://localhost:{settings.http_port}/")
+
+    if layout.ensure_system_user(settings.proxy_user):
+        log.info("created system user %s for traefik", settings.proxy_user)
+    layout.make_directories(paths, settings)
+    report.new_secrets = secret_files.ensure_all(paths, settings.hub_user)
+    if report.new_secrets:
+        log.info("generated secrets: %s", ", ".join(report.new_secrets))
+
+    restart_needed = []
+    for unit, files in render_all(paths, settings).items():
+        changed = [path for path, spec in files.items() if atomic_write(path, spec)]
+        report.changed_files += changed
+        if changed and unit:
+            restart_needed.append(unit)
+    for path in report.changed_files:
+        log.info("wrote %s", path)
+    layout.link_cli(paths)
+
+    systemctl.daemon_reload()
+    systemctl.enable(units.UNITS)
+    for unit in units.UNITS:
+        if not systemctl.is_active(unit):
+            log.info("starting %s", unit)
+            systemctl.start(unit)
+            report.restarted.append(unit)
+        elif unit in restart_needed:
+            log.info("restarting %s (its configuration changed)", unit)
+            systemctl.restart(unit)
+            report.restarted.append(unit)
+
+    health = f"http://127.0.0.1:{settings.http_port}/hub/health"
+    log.info("waiting for the hub to answer through traefik at %s", health)
+    report.health_seconds = wait_for_ok(
+        health, HEALTH_DEADLINE_S, "the hub (through traefik)",
+        f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80",
+    )
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"http_port": args.http_port, "hub_port": args.hub_port,
+                 "proxy_api_port": args.proxy_api_port, "hub_user": args.hub_user}
+    report = install(Paths.from_prefix(args.prefix), overrides, Systemctl())
+    if report.restarted:
+        log.info("(re)started: %s", ", ".join(report.restarted))
+    if not report.changed_files and not report.restarted:
+        log.info("nothing to change: the install is up to date")
+    log.info("the hub answers through the proxy (%.1f s): %s", report.health_seconds, report.url)
+    return 0

@@ -1,0 +1,83 @@
+"""`barehub status`: units, versions, URL and running servers."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from barehub import __version__, units
+from barehub.paths import Paths
+from barehub.secret_files import read_secret
+from barehub.settings import load_settings
+from barehub.systemd import Systemctl
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="show units, versions, URL and running servers")
+    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def package_version(paths: Paths, name: str) -> str:
+    code = f"from importlib.metadata import version; print(version({name!r}))"
+    out = subprocess.run([str(paths.python), "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() or "not installed"
+
+
+def traefik_version(paths: Paths) -> str:
+    out = subprocess.run([str(paths.traefik_bin), "version"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def running_servers(paths: Paths, hub_port: int) -> list[str] | str:
+    """Names of users with a running server, asked of the hub's API with barehub's service token."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{hub_port}/hub/api/users?state=active",
+        headers={"Authorization": f"token {read_secret(paths.barehub_api_token)}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            users = json.load(resp)
+    except OSError as e:
+        return f"hub API not reachable: {e}"
+    return [u["name"] + (f"/{n}" if n else "") for u in users for n in u.get("servers", {})]
+
+
+def collect(paths: Paths, systemctl: Systemctl) -> dict:
+    settings = load_settings(paths)
+    return {
+        "prefix": str(paths.prefix),
+        "url": f"http://{'localhost'}:{settings.http_port}/",
+        "units": {u: {"active": systemctl.is_active(u), "enabled": systemctl.is_enabled(u)} for u in units.UNITS},
+        "versions": {"barehub": __version__, "jupyterhub": package_version(paths, "jupyterhub"),
+                     "jupyterhub-traefik-proxy": package_version(paths, "jupyterhub-traefik-proxy"),
+                     "traefik": traefik_version(paths)},
+        "running_servers": running_servers(paths, settings.hub_port),
+    }
+
+
+def format_status(status: dict) -> str:
+    lines = [f"barehub at {status['prefix']}  URL: {status['url']}"]
+    for unit, st in status["units"].items():
+        lines.append(f"  {unit:28} {'active' if st['active'] else 'INACTIVE'}, "
+                     f"{'enabled' if st['enabled'] else 'not enabled'}")
+    lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in status["versions"].items()))
+    servers = status["running_servers"]
+    if isinstance(servers, str):
+        lines.append(f"  running servers: unknown ({servers})")
+    else:
+        lines.append(f"  running servers: {len(servers)}" + (f" ({', '.join(servers)})" if servers else ""))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    status = collect(Paths.from_prefix(args.prefix), Systemctl())
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    healthy = all(st["active"] for st in status["units"].values())
+    return 0 if healthy else 3

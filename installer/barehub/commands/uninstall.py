@@ -1,0 +1,48 @@
+"""`barehub uninstall`: stop and remove the units; with --purge also the prefix."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from barehub import units
+from barehub.errors import BarehubError
+from barehub.layout import CLI_LINK
+from barehub.paths import Paths
+from barehub.systemd import Systemctl
+
+log = logging.getLogger("barehub")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("uninstall", help="stop and remove the units (and with --purge the prefix)")
+    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    p.add_argument("--purge", action="store_true", help="also delete the prefix: database, secrets, fragments")
+    p.set_defaults(run=run)
+
+
+def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = units.DEFAULT_UNIT_DIR) -> None:
+    if os.geteuid() != 0:
+        raise BarehubError("barehub uninstall must run as root", "run it with sudo")
+    if systemctl.is_active(units.HUB_UNIT):
+        # user servers outlive hub stops by design (KillMode=process); an uninstall ends them too
+        systemctl.run("kill", "--kill-whom=all", units.HUB_UNIT, check=False)
+    systemctl.disable_now(units.UNITS)
+    for name in units.UNITS:
+        (unit_dir / name).unlink(missing_ok=True)
+    systemctl.daemon_reload()
+    if CLI_LINK.is_symlink() and CLI_LINK.resolve().is_relative_to(paths.prefix):
+        CLI_LINK.unlink()
+    log.info("units stopped and removed")
+    if purge:
+        shutil.rmtree(paths.prefix)
+        log.info("removed %s", paths.prefix)
+    else:
+        log.info("kept %s (database, secrets, fragments); remove it with --purge", paths.prefix)
+
+
+def run(args: argparse.Namespace) -> int:
+    uninstall(Paths.from_prefix(args.prefix), args.purge, Systemctl())
+    return 0

@@ -1,0 +1,31 @@
+"""Bounded waits for the hub to answer."""
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+from barehub.errors import BarehubError
+
+
+def http_status(url: str, timeout: float = 5) -> int | None:
+    """The HTTP status of GET `url`, or None if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_ok(url: str, deadline_s: float, what: str, hint: str) -> float:
+    """Poll `url` until it answers 200; returns the seconds it took. Raises after `deadline_s`."""
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < deadline_s:
+        last = http_status(url)
+        if last == 200:
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise BarehubError(f"{what} did not answer {url} within {deadline_s:.0f} s (last status: {last})", hint)

@@ -1,0 +1,90 @@
+"""The base layout under the prefix: which directories exist, who owns them, and their modes."""
+from __future__ import annotations
+
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from barehub.errors import BarehubError
+from barehub.fsutil import FileSpec, ensure_dir
+from barehub.paths import Paths, shipped
+from barehub.settings import Settings
+
+CLI_LINK = Path("/usr/local/bin/barehub")
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    mode: int
+    owner: str = "root"
+    group: str = "root"
+
+
+def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
+    hub, proxy = settings.hub_user, settings.proxy_user
+    return {
+        paths.prefix: DirSpec(0o755),
+        paths.config_d: DirSpec(0o755),
+        paths.config_d / "examples": DirSpec(0o755),
+        paths.state: DirSpec(0o700, hub, hub_group(hub)),
+        paths.proxy: DirSpec(0o750, "root", proxy),
+        # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
+        paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy),
+    }
+
+
+def hub_group(user: str) -> str:
+    import grp
+
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+
+
+def render_examples(paths: Paths) -> dict[Path, FileSpec]:
+    """The shipped drop-ins, copied to config_d/examples/ (not loaded: only top-level *.py are)."""
+    source = shipped("jupyterhub_config.d")
+    return {paths.config_d / "examples" / f.name: FileSpec(f.read_text())
+            for f in sorted(source.iterdir()) if f.is_file()}
+
+
+def ensure_user_exists(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise BarehubError(f"user {name!r} does not exist", "create it first, or choose another --hub-user")
+
+
+def ensure_system_user(name: str) -> bool:
+    """Create the unprivileged system user traefik runs as. Returns whether it was created."""
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        pass
+    proc = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", "--comment", "barehub traefik proxy", name],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise BarehubError(f"could not create system user {name}: {proc.stderr.strip()}",
+                           "create it yourself (useradd --system) and run the installer again")
+    return True
+
+
+def make_directories(paths: Paths, settings: Settings) -> None:
+    for path, spec in directories(paths, settings).items():
+        ensure_dir(path, spec.mode, spec.owner, spec.group)
+
+
+def link_cli(paths: Paths, link: Path = CLI_LINK) -> None:
+    """Put `barehub` on PATH, pointing into the env."""
+    target = paths.env_bin / "barehub"
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)

@@ -1,0 +1,50 @@
+"""The one place barehub talks to systemd. Tests replace `Systemctl` with a recorder."""
+from __future__ import annotations
+
+import subprocess
+from typing import Sequence
+
+from barehub.errors import BarehubError
+
+
+class Systemctl:
+    def __init__(self, timeout: float = 120):
+        self.timeout = timeout
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError:
+            raise BarehubError("systemctl not found", "barehub needs a machine booted with systemd")
+        except subprocess.TimeoutExpired:
+            raise BarehubError(f"systemctl {' '.join(args)} did not finish in {self.timeout:.0f} s",
+                               "see journalctl -xe")
+        if check and proc.returncode != 0:
+            raise BarehubError(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()}",
+                               f"see: journalctl -u {args[-1]} -n 50")
+        return proc
+
+    def daemon_reload(self) -> None:
+        self.run("daemon-reload")
+
+    def enable(self, units: Sequence[str]) -> None:
+        self.run("enable", "--quiet", *units)
+
+    def disable_now(self, units: Sequence[str]) -> None:
+        self.run("disable", "--now", "--quiet", *units, check=False)
+
+    def start(self, unit: str) -> None:
+        self.run("start", unit)
+
+    def restart(self, unit: str) -> None:
+        self.run("restart", unit)
+
+    def is_active(self, unit: str) -> bool:
+        return self.run("is-active", "--quiet", unit, check=False).returncode == 0
+
+    def is_enabled(self, unit: str) -> bool:
+        return self.run("is-enabled", "--quiet", unit, check=False).returncode == 0
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
