@@ -13,14 +13,13 @@ import hashlib
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 # The release this script installs; the package version is read from here (one source).
 VERSION = "2026.11.0"
@@ -153,7 +152,7 @@ def check_port_free(port: int, allowed_pids: Sequence[int] = ()) -> None:
             owner = f"pid {pid}"
     raise BootstrapError(
         f"port {port} is already in use by {owner}",
-        f"stop that service, or choose another port with --http-port",
+        "stop that service, or choose another port with --http-port",
     )
 
 

@@ -19,6 +19,10 @@ class FileSpec:
     group: str = "root"
 
 
+def primary_group(user: str) -> str:
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+
+
 def uid_gid(owner: str, group: str) -> tuple[int, int]:
     return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
 

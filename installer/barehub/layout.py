@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.errors import BarehubError
-from barehub.fsutil import FileSpec, ensure_dir
+from barehub.fsutil import FileSpec, ensure_dir, primary_group
 from barehub.paths import Paths, shipped
 from barehub.settings import Settings
 
@@ -27,17 +27,11 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.prefix: DirSpec(0o755),
         paths.config_d: DirSpec(0o755),
         paths.config_d / "examples": DirSpec(0o755),
-        paths.state: DirSpec(0o700, hub, hub_group(hub)),
+        paths.state: DirSpec(0o700, hub, primary_group(hub)),
         paths.proxy: DirSpec(0o750, "root", proxy),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
         paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy),
     }
-
-
-def hub_group(user: str) -> str:
-    import grp
-
-    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
 
 
 def render_examples(paths: Paths) -> dict[Path, FileSpec]:
@@ -82,9 +76,13 @@ def link_cli(paths: Paths, link: Path = CLI_LINK) -> None:
     target = paths.env_bin / "barehub"
     if link.is_symlink() and link.resolve() == target.resolve():
         return
-    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(target)
-    tmp.replace(link)
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(target)
+        tmp.replace(link)
+    except OSError as e:
+        raise BarehubError(f"cannot link {link} -> {target}: {e}",
+                           f"make {link.parent} writable, or call {target} by its full path")

@@ -1,10 +1,12 @@
 """Secrets are generated once, stored 0600 in state/, and never printed or logged."""
 from __future__ import annotations
 
+import os
+import pwd
 import secrets as _random  # stdlib
 from pathlib import Path
 
-from barehub.fsutil import FileSpec, atomic_write
+from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.paths import Paths
 
 
@@ -19,17 +21,10 @@ def ensure_secret(path: Path, owner: str = "root", nbytes: int = 32) -> bool:
     except FileNotFoundError:
         value = ""
     if value.strip():
-        atomic_write(path, FileSpec(value, 0o600, owner, owner_group(owner)))
+        atomic_write(path, FileSpec(value, 0o600, owner, primary_group(owner)))
         return False
-    atomic_write(path, FileSpec(_random.token_hex(nbytes) + "\n", 0o600, owner, owner_group(owner)))
+    atomic_write(path, FileSpec(_random.token_hex(nbytes) + "\n", 0o600, owner, primary_group(owner)))
     return True
-
-
-def owner_group(owner: str) -> str:
-    import grp
-    import pwd
-
-    return grp.getgrgid(pwd.getpwnam(owner).pw_gid).gr_name
 
 
 def ensure_all(paths: Paths, hub_user: str) -> list[str]:
@@ -40,6 +35,17 @@ def ensure_all(paths: Paths, hub_user: str) -> list[str]:
         "barehub API token": paths.barehub_api_token,
     }
     return [name for name, path in wanted.items() if ensure_secret(path, owner=hub_user)]
+
+
+def ensure_private_file(path: Path, owner: str) -> None:
+    """Create `path` empty if missing, and make it 0600 `owner`'s (SQLite keeps an existing file's mode)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        user = pwd.getpwnam(owner)
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def read_secret(path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from barehub import layout, proxy_config, secret_files, units
 from barehub.errors import BarehubError
-from barehub.fsutil import FileSpec, atomic_write
+from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
 from barehub.paths import Paths
 from barehub.settings import Settings, load_settings, render_settings
@@ -45,7 +45,7 @@ def render_all(paths: Paths, settings: Settings) -> dict[str, dict[Path, FileSpe
     """Every file the installer owns, grouped by the unit that must restart when one changes."""
     unit_files = units.render_units(paths, settings)
     unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
-    hub_group = layout.hub_group(settings.hub_user)
+    hub_group = primary_group(settings.hub_user)
     return {
         units.PROXY_UNIT: {**proxy_config.render_proxy_config(paths, settings), **unit_file[units.PROXY_UNIT]},
         units.HUB_UNIT: {paths.settings_file: FileSpec(render_settings(settings), 0o600, settings.hub_user, hub_group),
@@ -65,6 +65,7 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         log.info("created system user %s for traefik", settings.proxy_user)
     layout.make_directories(paths, settings)
     report.new_secrets = secret_files.ensure_all(paths, settings.hub_user)
+    secret_files.ensure_private_file(paths.db_file, settings.hub_user)  # users' tokens and state live here
     if report.new_secrets:
         log.info("generated secrets: %s", ", ".join(report.new_secrets))
 

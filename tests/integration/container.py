@@ -1,0 +1,67 @@
+"""A real systemd, booted with systemd-nspawn over the host's /usr (tmpfs root, copy-on-write /etc).
+
+One container per test session; it shares the host's network, so tests use their own ports.
+"""
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+class Container:
+    def __init__(self, name: str, binds: dict[str, str], log_path: Path):
+        self.name = name
+        self.binds = binds
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.pid = 0  # the container's systemd (PID 1 inside)
+
+    def boot(self, timeout: float = 90) -> None:
+        cmd = ["systemd-nspawn", "-D", "/", "--volatile=yes", "--overlay=/etc::/etc", "--register=no",
+               "--keep-unit", "-M", self.name, "--console=passive",
+               "--tmpfs=/usr/local/bin"]  # the host's /usr is read-only in here
+        cmd += [f"--bind-ro={src}:{dst}" for src, dst in self.binds.items()]
+        cmd += ["--boot", "--", "systemd.firstboot=off"]
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited {self.proc.returncode}; see {self.log_path}")
+            children = subprocess.run(["ps", "--ppid", str(self.proc.pid), "-o", "pid="],
+                                      capture_output=True, text=True).stdout.split()
+            if children:
+                self.pid = int(children[0])
+                state = self.run("systemctl is-system-running", check=False, timeout=10).stdout.strip()
+                if state in ("running", "degraded"):
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"container {self.name} did not boot within {timeout} s; see {self.log_path}")
+
+    def run(self, command: str | list[str], check: bool = True, timeout: float = 120,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run a command inside the container (all namespaces of its PID 1)."""
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+        proc = subprocess.run(["nsenter", "-t", str(self.pid), "-a", *argv], capture_output=True, text=True,
+                              timeout=timeout, input=input, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                                 "LANG": "C.UTF-8"})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"in container: {command if isinstance(command, str) else shlex.join(argv)} "
+                                 f"exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def main_pid(self, unit: str) -> int:
+        return int(self.run(f"systemctl show --property=MainPID --value {unit}").stdout.strip() or 0)
+
+    def stop(self, timeout: float = 30) -> None:
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -1,0 +1,80 @@
+"""What a user does in a browser, done with requests: log in via the form, spawn, run code in a kernel."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import requests
+import websocket
+
+
+class HubUser:
+    def __init__(self, base_url: str, name: str, password: str):
+        self.base = base_url.rstrip("/")
+        self.name = name
+        self.password = password
+        self.session = requests.Session()
+
+    def login(self) -> requests.Response:
+        page = self.session.get(f"{self.base}/hub/login", timeout=30)
+        page.raise_for_status()
+        xsrf = self.session.cookies.get("_xsrf", "")
+        return self.session.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False,
+                                 data={"username": self.name, "password": self.password, "_xsrf": xsrf})
+
+    def spawn(self, timeout: float = 120) -> float:
+        """Request the server like the home page's Start button; returns seconds until it answers via the proxy."""
+        start = time.monotonic()
+        self.session.get(f"{self.base}/hub/spawn", timeout=60)
+        lab = f"{self.base}/user/{self.name}/lab"
+        while time.monotonic() - start < timeout:
+            # like a browser: the first page load also runs the OAuth round-trip with the hub
+            r = self.session.get(lab, timeout=10, allow_redirects=True)
+            if r.status_code == 200 and r.url.startswith(lab) and "jupyter-config-data" in r.text:
+                return time.monotonic() - start
+            time.sleep(0.25)
+        raise AssertionError(f"server of {self.name} not reachable within {timeout} s")
+
+    def token(self) -> str:
+        xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
+        r = self.session.post(f"{self.base}/hub/api/users/{self.name}/tokens", json={"note": "tests"},
+                              headers={"X-XSRFToken": xsrf}, timeout=30)
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def execute(self, code: str, timeout: float = 60) -> str:
+        """Start a kernel in the user's server and run `code` over the websocket; returns its stdout."""
+        token = self.token()
+        headers = {"Authorization": f"token {token}"}
+        api = f"{self.base}/user/{self.name}/api"
+        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+        kernel.raise_for_status()
+        kid = kernel.json()["id"]
+        ws_url = api.replace("http", "ws", 1) + f"/kernels/{kid}/channels"
+        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": self.name, "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": False,
+                            "user_expressions": {}, "allow_stdin": False},
+            }))
+            out = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    raise AssertionError(f"kernel error: {msg['content']}")
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return "".join(out)
+            raise AssertionError("no reply from the kernel")
+        finally:
+            ws.close()
+            requests.delete(f"{api}/kernels/{kid}", headers=headers, timeout=30)
