@@ -269,10 +269,11 @@ def run_cmd(cmd: List[str], what: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
         hint = "see the output above"
-        if "Could not find a version" in proc.stdout or "No matching distribution" in proc.stdout:
-            hint = "the package index or wheelhouse lacks a package: check --index-url/--wheelhouse and the network"
-        elif "NewConnectionError" in proc.stdout or "Failed to establish" in proc.stdout or "Network is unreachable" in proc.stdout:
+        if any(sign in proc.stdout for sign in ("NewConnectionError", "Failed to establish", "Network is unreachable",
+                                                  "Temporary failure in name resolution")):
             hint = "the package index is unreachable: check the network or use --wheelhouse for an offline install"
+        elif "Could not find a version" in proc.stdout or "No matching distribution" in proc.stdout:
+            hint = "the package index or wheelhouse lacks a package: check --index-url/--wheelhouse"
         raise BootstrapError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
 
 

@@ -46,7 +46,7 @@ class Container:
         """Run a command inside the container (all namespaces of its PID 1)."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
         proc = subprocess.run(["nsenter", "-t", str(self.pid), "-a", *argv], capture_output=True, text=True,
-                              timeout=timeout, input=input, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                              timeout=timeout, input=input, env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                                                  "LANG": "C.UTF-8"})
         if check and proc.returncode != 0:
             raise AssertionError(f"in container: {command if isinstance(command, str) else shlex.join(argv)} "

@@ -1,0 +1,304 @@
+"""The core install path, end to end: bootstrap.py in a real systemd, real traefik, real PAM logins.
+
+Tests run in file order and share one install (see conftest.py); the last one uninstalls it.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.integration.conftest import HTTP_PORT, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd
+from tests.integration.hubclient import HubUser
+
+HUB, PROXY = "jupyterhub.service", "jupyterhub-proxy.service"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def status_code(url: str, **kw) -> int | None:
+    try:
+        return requests.get(url, timeout=5, **kw).status_code
+    except requests.RequestException:
+        return None
+
+
+@pytest.fixture(scope="module")
+def alice(base_url) -> HubUser:
+    user = HubUser(base_url, USER, PASSWORD)
+    assert user.login().status_code == 302
+    MEASUREMENTS["spawn to reachable through traefik (s)"] = round(user.spawn(), 2)
+    return user
+
+
+@pytest.fixture(scope="module")
+def alice_token(alice) -> str:
+    return alice.token()
+
+
+class ServerProbe:
+    """Asks the user's server for its status every 0.1 s in the background, counting failures."""
+
+    def __init__(self, base_url: str, token: str):
+        self.url = f"{base_url}/user/{USER}/api/status"
+        self.headers = {"Authorization": f"token {token}"}
+        self.ok = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            if status_code(self.url, headers=self.headers) == 200:
+                self.ok += 1
+            else:
+                self.failed += 1
+            time.sleep(0.1)
+
+    def __enter__(self):
+        assert status_code(self.url, headers=self.headers) == 200  # also primes the server's token cache
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_bootstrap_reports_each_step_with_timings(installed):
+    for n in range(1, 4):
+        assert f"[{n}/4]" in installed.stdout and "done in" in installed.stdout
+    assert "the hub answers through the proxy" in installed.stdout
+
+
+def test_units_are_active_and_enabled(container, installed):
+    for unit in (HUB, PROXY):
+        assert container.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+        assert container.run(f"systemctl is-enabled {unit}").stdout.strip() == "enabled"
+
+
+def test_login_page_answers_through_traefik_on_the_public_port(base_url):
+    r = requests.get(f"{base_url}/hub/login", timeout=10)
+    assert r.status_code == 200
+    assert 'name="username"' in r.text and 'name="password"' in r.text
+
+
+def test_traefik_runs_unprivileged_and_its_api_is_loopback_only_behind_auth(container, installed):
+    user = container.run(f"ps -o user= -p {container.main_pid(PROXY)}").stdout.strip()
+    assert user == "barehub-proxy"
+    listening = container.run("ss -ltnH").stdout
+    assert "127.0.0.1:8099" in listening and "0.0.0.0:8099" not in listening and "*:8099" not in listening
+    assert status_code("http://127.0.0.1:8099/api/http/routers") == 401  # no credentials, no routes
+    assert status_code("http://127.0.0.1:8080/dashboard/") is None  # no default API entrypoint
+
+
+def test_state_is_private_and_nothing_under_the_prefix_is_writable_by_others(container, installed):
+    modes = container.run(f"stat -c '%a %U %n' {PREFIX}/state {PREFIX}/state/*").stdout.splitlines()
+    assert modes[0].startswith("700 root ")
+    for line in modes[1:]:
+        assert line.startswith("600 root "), line
+    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token", "jupyterhub.sqlite"):
+        assert any(line.endswith(f"/{name}") for line in modes[1:]), name
+    world_writable = container.run(f"find {PREFIX} -perm -o+w ! -type l").stdout
+    assert world_writable == ""
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/rules.toml").stdout.split() == \
+        ["640", "root", "barehub-proxy"]
+
+
+def test_secrets_never_appear_in_output_or_journal(container, installed):
+    journal = container.run(f"journalctl -u {HUB} -u {PROXY} --no-pager").stdout
+    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token"):
+        secret = container.run(f"cat {PREFIX}/state/{name}").stdout.strip()
+        assert secret and secret not in installed.stdout + installed.stderr and secret not in journal
+
+
+def test_local_user_logs_in_with_pam_and_runs_code_in_own_server(container, alice):
+    assert alice.execute("import getpass, os; print(getpass.getuser(), os.getcwd())").split() == \
+        [USER, f"/home/{USER}"]
+    processes = container.run("ps -eo user:20,args").stdout.splitlines()
+    servers = [line.split()[0] for line in processes if "jupyterhub-singleuser" in line]
+    assert servers == [USER]
+
+
+def test_wrong_password_is_refused(base_url):
+    r = HubUser(base_url, USER, "not-the-password").login()
+    assert r.status_code != 302 or "/hub/login" in r.headers.get("location", "")
+
+
+def test_root_cannot_log_in_by_default(container, base_url):
+    container.run("echo 'root:root-Secret-3' | chpasswd")
+    r = HubUser(base_url, "root", "root-Secret-3").login()
+    assert not r.headers.get("location", "").startswith("/user/root")
+
+
+def test_reload_applies_a_new_fragment(container, base_url, alice):
+    container.run(f"""echo 'c.JupyterHub.template_vars = {{"announcement_login": "hello-from-fragment"}}' """
+                  f"""> {PREFIX}/jupyterhub_config.d/50-announce.py""")
+    container.run(f"systemctl reload {HUB}")
+    took = wait_until(lambda: "hello-from-fragment" in requests.get(f"{base_url}/hub/login", timeout=5).text, 60)
+    MEASUREMENTS["reload: fragment visible after (s)"] = round(took, 1)
+    assert alice.execute("print('server kept running')").strip() == "server kept running"
+
+
+def test_broken_fragment_fails_reload_and_the_hub_keeps_serving(container, base_url, alice, alice_token):
+    pid_before = container.main_pid(HUB)
+    container.run(f"printf 'c.JupyterHub.admin_users = {{\"alice\"}}\\nc.Spawner.default_url = /lab\\n' "
+                  f"> {PREFIX}/jupyterhub_config.d/60-broken.py")
+    try:
+        reload = container.run(f"systemctl reload {HUB}", check=False)
+        assert reload.returncode != 0
+        status = container.run(f"systemctl status {HUB} --no-pager -n 20", check=False).stdout
+        assert f"{PREFIX}/jupyterhub_config.d/60-broken.py:2: SyntaxError" in status
+        time.sleep(2)  # a restart, if one were wrongly queued, would have begun by now
+        assert container.main_pid(HUB) == pid_before
+        assert status_code(f"{base_url}/hub/login") == 200
+        assert status_code(f"{base_url}/user/{USER}/api/status",
+                           headers={"Authorization": f"token {alice_token}"}) == 200
+    finally:
+        container.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-broken.py")
+
+
+def test_unknown_option_is_reported_with_a_suggestion(container):
+    container.run(f"echo 'c.Spawner.default_urll = \"/tree\"' > {PREFIX}/jupyterhub_config.d/70-typo.py")
+    try:
+        check = container.run(f"{PREFIX}/conda/bin/barehub check --prefix {PREFIX}", check=False)
+        assert check.returncode == 1
+        assert "70-typo.py:1: c.Spawner.default_urll is not an option of Spawner (did you mean default_url?)" \
+            in check.stderr
+    finally:
+        container.run(f"rm -f {PREFIX}/jupyterhub_config.d/70-typo.py")
+
+
+def test_killed_hub_is_restarted_and_user_server_answers_throughout(container, base_url, alice_token):
+    pid = container.main_pid(HUB)
+    with ServerProbe(base_url, alice_token) as probe:
+        container.run(f"kill -9 {pid}")
+        took = wait_until(lambda: container.main_pid(HUB) not in (0, pid)
+                          and status_code(f"{base_url}/hub/health") == 200, 120)
+        time.sleep(0.5)
+    MEASUREMENTS["hub killed -> answering through traefik again (s)"] = round(took, 1)
+    assert probe.failed == 0 and probe.ok > 5
+
+
+def test_hub_restart_time(container, base_url):
+    start = time.monotonic()
+    container.run(f"systemctl restart {HUB}")
+    wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120, interval=0.05)
+    MEASUREMENTS["hub start: systemctl restart -> /hub/health 200 via traefik (s)"] = \
+        round(time.monotonic() - start, 2)
+
+
+def test_killed_traefik_comes_back_with_its_routes(container, base_url, alice_token):
+    pid = container.main_pid(PROXY)
+    container.run(f"kill -9 {pid}")
+    wait_until(lambda: container.main_pid(PROXY) not in (0, pid), 30)
+    wait_until(lambda: status_code(f"{base_url}/user/{USER}/api/status",
+                                   headers={"Authorization": f"token {alice_token}"}) == 200, 30)
+    assert status_code(f"{base_url}/hub/login") == 200
+
+
+def test_status_shows_units_versions_and_running_servers(container):
+    out = container.run("barehub status").stdout  # the CLI is linked onto PATH
+    assert "jupyterhub.service" in out and "active, enabled" in out
+    assert "jupyterhub 6.1.1" in out and "traefik 3.7.15" in out
+    assert f"running servers: 1 ({USER})" in out
+    assert f"http://localhost:{HTTP_PORT}/" in out
+
+
+def sha(container, path: str) -> str:
+    return hashlib.sha256(container.run(f"cat {path}").stdout.encode()).hexdigest()
+
+
+def test_second_bootstrap_changes_nothing_and_keeps_secrets_and_database(container, base_url, alice_token):
+    before = {u: container.main_pid(u) for u in (HUB, PROXY)}
+    secret = sha(container, f"{PREFIX}/state/jupyterhub_cookie_secret")
+    start = time.monotonic()
+    rerun = container.run(bootstrap_cmd(), timeout=600)
+    MEASUREMENTS["second bootstrap run, no-op (s)"] = round(time.monotonic() - start, 1)
+    assert "nothing to change" in rerun.stdout
+    assert {u: container.main_pid(u) for u in (HUB, PROXY)} == before
+    assert sha(container, f"{PREFIX}/state/jupyterhub_cookie_secret") == secret
+    # the token lives in the database: it still works
+    assert status_code(f"{base_url}/hub/api/user", headers={"Authorization": f"token {alice_token}"}) == 200
+
+
+def test_bootstrap_killed_midway_converges_when_run_again(container, base_url, alice_token):
+    secret = sha(container, f"{PREFIX}/state/jupyterhub_cookie_secret")
+    container.run(f"rm -f {PREFIX}/conda/.barehub-env {PREFIX}/conda/bin/python")  # forces a rebuild
+    run = subprocess.Popen(["nsenter", "-t", str(container.pid), "-a", "/bin/sh", "-c", bootstrap_cmd()],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    container.run("pkill -9 -f bootstrap.py; pkill -9 -f 'pip install'", check=False)
+    run.wait(30)
+    rerun = container.run(bootstrap_cmd(), timeout=600)
+    assert "the hub answers through the proxy" in rerun.stdout
+    assert sha(container, f"{PREFIX}/state/jupyterhub_cookie_secret") == secret
+    assert status_code(f"{base_url}/hub/api/user", headers={"Authorization": f"token {alice_token}"}) == 200
+
+
+def test_proxy_unit_security_exposure(container, installed):
+    out = container.run(f"systemd-analyze security {PROXY} --no-pager").stdout
+    overall = [line for line in out.splitlines() if "Overall exposure level" in line][0]
+    score = float(overall.split(":")[1].split()[0])
+    MEASUREMENTS["systemd-analyze security jupyterhub-proxy.service"] = overall.split(":", 1)[1].strip()
+    assert score <= 2.0  # "OK" on systemd's scale (0 best, 10 worst)
+
+
+# ------------------------------------------------------------- bad input
+
+
+def test_non_root_run_is_refused_with_a_hint(container):
+    r = container.run("runuser -u nobody -- /usr/bin/python3 /mnt/src/bootstrap.py --env-backend pip", check=False)
+    assert r.returncode == 1
+    assert "must run as root" in r.stderr and "sudo" in r.stderr
+
+
+def test_port_in_use_is_named_with_its_owner(container):
+    container.run("systemd-run --unit=squatter /usr/bin/python3 -m http.server 28090 --bind 127.0.0.1")
+    try:
+        wait_until(lambda: "28090" in container.run("ss -ltnH").stdout, 10)
+        r = container.run(f"/usr/bin/python3 /mnt/src/bootstrap.py --env-backend pip --prefix /opt/other "
+                          f"--http-port 28090", check=False)
+        assert r.returncode == 1
+        assert "port 28090 is already in use by python3 (pid" in r.stderr and "--http-port" in r.stderr
+        assert container.run("test -e /opt/other", check=False).returncode != 0  # nothing was created
+    finally:
+        container.run("systemctl stop squatter", check=False)
+
+
+def test_unreachable_index_fails_clearly_and_leaves_the_running_hub_alone(container, base_url):
+    pid = container.main_pid(HUB)
+    r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --env-backend pip --prefix /opt/other "
+                      "--http-port 28091 --index-url http://127.0.0.1:9/simple", check=False, timeout=300)
+    assert r.returncode == 1
+    assert "the package index is unreachable" in r.stderr and "--wheelhouse" in r.stderr
+    assert container.main_pid(HUB) == pid and status_code(f"{base_url}/hub/login") == 200
+    container.run("rm -rf /opt/other")
+
+
+def test_wrong_flags_get_a_usage_error(container):
+    r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /x", check=False)
+    assert r.returncode == 2 and "--env-backend pip" in r.stderr
+
+
+# ------------------------------------------------------------- last: uninstall
+
+
+def test_uninstall_purge_stops_everything_and_removes_the_prefix(container, base_url):
+    container.run(f"barehub uninstall --prefix {PREFIX} --purge")
+    assert container.run(f"systemctl is-active {HUB} {PROXY}", check=False).stdout.split() == \
+        ["inactive", "inactive"]
+    assert container.run(f"test -e {PREFIX}", check=False).returncode != 0
+    assert container.run("test -e /etc/systemd/system/jupyterhub.service", check=False).returncode != 0
+    wait_until(lambda: container.run("pgrep -f jupyterhub-singleuser", check=False).returncode != 0, 30)
+    assert status_code(f"{base_url}/hub/login") is None

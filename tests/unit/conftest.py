@@ -1,0 +1,30 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def bootstrap():
+    """bootstrap.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bootstrap", REPO / "bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bootstrap"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def prefix(tmp_path):
+    """A prefix with the secrets the hub config reads, as the installer leaves it."""
+    from barehub.paths import Paths
+
+    paths = Paths.from_prefix(tmp_path / "barehub")
+    paths.state.mkdir(parents=True)
+    paths.config_d.mkdir()
+    for secret in (paths.cookie_secret, paths.traefik_api_password, paths.barehub_api_token):
+        secret.write_text("0123abcd\n")
+    return paths

@@ -1,0 +1,134 @@
+"""bootstrap.py's plans and checks (the conda backend cannot run here: no conda channel is reachable,
+so its exact command plan is what is tested)."""
+import argparse
+import re
+import socket
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import REPO
+
+ENV = Path("/opt/bh/conda")
+
+
+def test_pip_plan_with_lock_and_wheelhouse_is_hash_checked_and_offline(bootstrap):
+    plan = bootstrap.plan_pip_env(ENV, "/usr/bin/python3", Path("/src/requirements.lock"), "barehub==2026.11.0",
+                                  wheelhouse=Path("/wh"))
+    pip = ["/opt/bh/conda/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+           "--no-index", "--find-links", "/wh"]
+    assert plan == [
+        ["/usr/bin/python3", "-m", "venv", "/opt/bh/conda"],
+        pip + ["--require-hashes", "--only-binary=:all:", "-r", "/src/requirements.lock"],
+        pip + ["--no-deps", "--force-reinstall", "barehub==2026.11.0"],
+    ]
+
+
+def test_pip_plan_with_an_index_url(bootstrap):
+    plan = bootstrap.plan_pip_env(ENV, "/usr/bin/python3", None, "/src", index_url="https://mirror/simple")
+    for cmd in plan[1:]:
+        assert "--no-index" not in cmd
+        assert cmd[cmd.index("--index-url") + 1] == "https://mirror/simple"
+    assert plan[-1][-1] == "/src"
+
+
+@pytest.mark.parametrize("exe, lock, expected", [
+    ("/usr/bin/micromamba", "conda-linux-64.lock",
+     ["/usr/bin/micromamba", "create", "--yes", "--prefix", "/opt/bh/conda", "--file", "conda-linux-64.lock"]),
+    ("/opt/conda/bin/conda", "conda-linux-64.lock",
+     ["/opt/conda/bin/conda", "create", "--yes", "--prefix", "/opt/bh/conda", "--file", "conda-linux-64.lock"]),
+    ("/usr/bin/micromamba", None,
+     ["/usr/bin/micromamba", "create", "--yes", "--prefix", "/opt/bh/conda", "--file", "environment.yml"]),
+    ("/opt/conda/bin/mamba", None,
+     ["/opt/conda/bin/mamba", "env", "create", "--yes", "--prefix", "/opt/bh/conda", "--file", "environment.yml"]),
+])
+def test_conda_plan(bootstrap, exe, lock, expected):
+    plan = bootstrap.plan_conda_env(ENV, Path(exe), Path("environment.yml"), Path(lock) if lock else None, "/src")
+    assert plan == [expected, ["/opt/bh/conda/bin/python", "-m", "pip", "install", "--no-deps",
+                               "--force-reinstall", "/src"]]
+
+
+def ns(**kw):
+    base = dict(installer=None, wheelhouse=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_installer_source(bootstrap, tmp_path):
+    assert bootstrap.installer_spec(ns(), REPO) == str(REPO)  # this checkout
+    assert bootstrap.installer_spec(ns(wheelhouse=Path("/wh")), REPO) == f"barehub=={bootstrap.VERSION}"
+    assert bootstrap.installer_spec(ns(), tmp_path) == f"barehub=={bootstrap.VERSION}"  # bootstrap.py alone
+    wheel = tmp_path / "barehub-1-py3-none-any.whl"
+    wheel.touch()
+    assert bootstrap.installer_spec(ns(installer=str(wheel)), REPO) == str(wheel)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--wheelhouse", "/wh"], "--env-backend pip"),
+    (["--env-backend", "pip", "--conda-exe", "/x"], "conda backend"),
+    (["--prefix", "relative/dir"], "absolute"),
+    (["--http-port", "70000"], "not a TCP port"),
+    (["--env-backend", "pip", "--wheelhouse", "/a", "--index-url", "http://b"], "not allowed with"),
+])
+def test_wrong_flags_are_usage_errors(bootstrap, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit:
+        bootstrap.parse_args(argv)
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unsupported_architecture(bootstrap):
+    with pytest.raises(bootstrap.BootstrapError, match="unsupported architecture riscv64"):
+        bootstrap.check_arch("riscv64")
+    assert bootstrap.check_arch("aarch64") == "linux-aarch64"
+
+
+def test_port_in_use_names_the_owner_unless_it_is_allowed(bootstrap):
+    import os
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert bootstrap.listening_pid(port) == os.getpid()
+        with pytest.raises(bootstrap.BootstrapError, match=rf"port {port} is already in use by .*\(pid {os.getpid()}\)"):
+            bootstrap.check_port_free(port)
+        bootstrap.check_port_free(port, allowed_pids=[os.getpid()])
+    assert bootstrap.listening_pid(port) is None
+
+
+def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
+    (tmp_path / "file").touch()
+    with pytest.raises(bootstrap.BootstrapError, match="not a directory"):
+        bootstrap.check_prefix_writable(tmp_path / "file" / "barehub")
+    bootstrap.check_prefix_writable(tmp_path / "new" / "barehub")
+
+
+def test_remembered_port(bootstrap, tmp_path):
+    assert bootstrap.remembered_http_port(tmp_path) is None
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "install.json").write_text('{"http_port": 8000}')
+    assert bootstrap.remembered_http_port(tmp_path) == 8000
+
+
+def test_env_stamp_follows_the_lock_content(bootstrap, tmp_path):
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("a==1\n")
+    plan = bootstrap.plan_pip_env(ENV, "/usr/bin/python3", lock, "barehub==1")
+    first = bootstrap.env_stamp(plan)
+    assert bootstrap.env_stamp(plan) == first
+    lock.write_text("a==2\n")
+    assert bootstrap.env_stamp(plan) != first
+
+
+def test_release_pins_agree_everywhere(bootstrap):
+    """One release = one set of versions: pyproject, environment.yml and the pip lock must agree."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(d.split("==") for d in deps)
+    env = (REPO / "environment.yml").read_text()
+    lock = (REPO / "requirements.lock").read_text()
+    for name, version in pins.items():
+        assert re.search(rf"^\s*- {name}[=]=?{re.escape(version)}\s*$", env, re.M), f"{name} in environment.yml"
+        assert re.search(rf"^{name}=={re.escape(version)} ", lock, re.M), f"{name} in requirements.lock"
+    assert re.fullmatch(r"20\d\d\.\d{1,2}\.\d+", bootstrap.VERSION)  # date-based

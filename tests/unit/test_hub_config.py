@@ -1,0 +1,53 @@
+"""The base config + fragments, loaded as the hub loads them."""
+import pytest
+
+from barehub.validation import load_config
+
+
+def write(prefix, name, text):
+    (prefix.config_d / name).write_text(text)
+
+
+def test_defaults_without_fragments_are_useful_and_safe(prefix):
+    c = load_config(prefix)
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.Proxy.should_start is False
+    assert c.JupyterHub.proxy_class == "barehub.traefik_proxy.BarehubTraefikProxy"
+    assert c.JupyterHub.db_url == f"sqlite:///{prefix.db_file}"
+    assert c.Spawner.cmd == [str(prefix.env_bin / "jupyterhub-singleuser")]
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler", "barehub"]
+    assert "--timeout=3600" in c.JupyterHub.services[0]["command"]
+    # PAM login for the machine's users, never root; no dummy authenticator
+    assert "authenticator_class" not in c.JupyterHub
+    assert c.PAMAuthenticator.allow_all is True
+    assert c.Authenticator.blocked_users == {"root"}
+
+
+def test_fragments_load_in_lexicographic_order_and_override_the_base(prefix):
+    write(prefix, "20-b.py", "c.Spawner.default_url = '/b'\n")
+    write(prefix, "10-a.py", "c.Spawner.default_url = '/a'\nc.JupyterHub.cleanup_servers = True\n")
+    write(prefix, "README.md", "not python")
+    write(prefix, ".hidden.py", "raise SystemExit('must not load')")
+    c = load_config(prefix)
+    assert c.Spawner.default_url == "/b"
+    assert c.JupyterHub.cleanup_servers is True
+
+
+@pytest.mark.parametrize("fragment", [
+    "c.Authenticator.allowed_users = {'alice'}\n",
+    "c.PAMAuthenticator.allowed_groups = {'students'}\n",
+    "c.JupyterHub.authenticator_class = 'dummy'\n",
+])
+def test_any_allow_config_or_other_authenticator_turns_off_the_pam_allow_all(prefix, fragment):
+    write(prefix, "50-auth.py", fragment)
+    c = load_config(prefix)
+    assert "allow_all" not in c.PAMAuthenticator
+
+
+def test_shipped_idle_culler_drop_in_replaces_the_default(prefix):
+    from barehub.paths import shipped
+
+    write(prefix, "40-culler.py", (shipped("jupyterhub_config.d") / "idle-culler.py").read_text())
+    services = load_config(prefix).JupyterHub.services
+    culler = [s for s in services if s["name"] == "idle-culler"]
+    assert len(culler) == 1 and "--timeout=7200" in culler[0]["command"]

@@ -1,0 +1,70 @@
+"""`barehub check`: problems are found without starting anything, and named by file:line."""
+from barehub.paths import shipped
+from barehub.validation import validate
+
+
+def check(prefix, text, name="50-site.py"):
+    (prefix.config_d / name).write_text(text)
+    fragments, problems = validate(prefix)
+    return [str(p) for p in problems]
+
+
+def test_good_config_passes(prefix):
+    assert check(prefix, "c.JupyterHub.admin_users = {'alice'}\nc.Spawner.mem_limit = '2G'\n") == []
+
+
+def test_shipped_drop_ins_pass(prefix):
+    for dropin in sorted(shipped("jupyterhub_config.d").glob("*.py")):
+        (prefix.config_d / dropin.name).write_text(dropin.read_text())
+    assert validate(prefix)[1] == []
+
+
+def test_unknown_option_gets_a_suggestion(prefix):
+    assert check(prefix, "x = 1\nc.JupyterHub.authenticater_class = 'pam'\n") == [
+        f"{prefix.config_d}/50-site.py:2: c.JupyterHub.authenticater_class is not an option of JupyterHub "
+        "(did you mean authenticator_class?)"]
+
+
+def test_unknown_section_gets_a_suggestion(prefix):
+    [problem] = check(prefix, "c.Jupyterhub.admin_users = {'a'}\n")
+    assert problem.endswith("50-site.py:1: c.Jupyterhub is not a configurable class that is installed "
+                            "(did you mean JupyterHub?)")
+
+
+def test_wrong_type(prefix):
+    [problem] = check(prefix, "c.Spawner.start_timeout = 'soon'\n")
+    assert "50-site.py:1: c.Spawner.start_timeout:" in problem and "int" in problem
+
+
+def test_bad_class_name(prefix):
+    [problem] = check(prefix, "c.JupyterHub.spawner_class = 'nosuch.module.Spawner'\n")
+    assert "50-site.py:1: c.JupyterHub.spawner_class:" in problem and "could not be imported" in problem
+
+
+def test_syntax_error_names_file_and_line(prefix):
+    [problem] = check(prefix, "a = 1\nc.JupyterHub.admin_users = {'alice'\n")
+    assert f"{prefix.config_d}/50-site.py:2: SyntaxError" in problem
+
+
+def test_runtime_error_names_file_and_line(prefix):
+    [problem] = check(prefix, "a = 1\n\nc.Spawner.default_url = undefined_name\n")
+    assert problem == f"{prefix.config_d}/50-site.py:3: NameError: name 'undefined_name' is not defined"
+
+
+def test_later_fragment_is_blamed_for_the_value_in_effect(prefix):
+    (prefix.config_d / "10-a.py").write_text("c.Spawner.start_timeout = 60\n")
+    [problem] = check(prefix, "c.Spawner.start_timeout = 'x'\n", name="20-b.py")
+    assert "20-b.py:1:" in problem
+
+
+def test_option_of_the_chosen_subclass_is_accepted_in_its_base_section(prefix):
+    # traitlets hands c.Spawner options to the configured subclass; SimpleLocalProcessSpawner has home_dir_template
+    assert check(prefix, "c.JupyterHub.spawner_class = 'simple'\nc.Spawner.home_dir_template = '/tmp/{username}'\n") \
+        == []
+
+
+def test_check_does_not_touch_the_database_or_secrets(prefix):
+    before = sorted(p.name for p in prefix.state.iterdir())
+    check(prefix, "c.JupyterHub.admin_users = {'alice'}\n")
+    assert sorted(p.name for p in prefix.state.iterdir()) == before
+    assert not prefix.db_file.exists()
