@@ -300,5 +300,26 @@ def test_uninstall_purge_stops_everything_and_removes_the_prefix(container, base
         ["inactive", "inactive"]
     assert container.run(f"test -e {PREFIX}", check=False).returncode != 0
     assert container.run("test -e /etc/systemd/system/jupyterhub.service", check=False).returncode != 0
-    wait_until(lambda: container.run("pgrep -f jupyterhub-singleuser", check=False).returncode != 0, 30)
+    wait_until(lambda: container.run("pgrep -f '[j]upyterhub-singleuser'", check=False).returncode != 0, 30)
     assert status_code(f"{base_url}/hub/login") is None
+
+
+def test_fresh_install_with_a_non_root_hub(container, base_url):
+    """--hub-user: the hub runs unprivileged and owns its state; reload still works (its restart runs as root).
+
+    A non-root hub cannot start other users' servers with the default spawner; sites pair it with a
+    sudo- or batch-based spawner (see the drop-ins).
+    """
+    container.run("useradd --system --create-home --home-dir /var/lib/jhub jhub")
+    container.run(bootstrap_cmd("--hub-user", "jhub"), timeout=900)
+    try:
+        assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jhub"
+        assert container.run(f"stat -c '%U %a' {PREFIX}/state {PREFIX}/state/jupyterhub_cookie_secret"
+                             ).stdout.split() == ["jhub", "700", "jhub", "600"]
+        assert status_code(f"{base_url}/hub/login") == 200
+        pid = container.main_pid(HUB)
+        container.run(f"systemctl reload {HUB}")
+        wait_until(lambda: container.main_pid(HUB) not in (0, pid) and status_code(f"{base_url}/hub/health") == 200,
+                   60)
+    finally:
+        container.run(f"barehub uninstall --prefix {PREFIX} --purge")

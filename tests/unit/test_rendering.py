@@ -28,7 +28,7 @@ def test_hub_unit():
     # reload = check first, then restart; a failing check stops the sequence
     reloads = [v for k, v in d if k == "ExecReload"]
     assert reloads == ["/srv/hub/conda/bin/barehub check --prefix /srv/hub",
-                       "/bin/systemctl restart --no-block jupyterhub.service"]
+                       "+/bin/systemctl restart --no-block jupyterhub.service"]
     assert ("KillMode", "process") in d and ("Restart", "always") in d
     assert "{" not in text  # every template field was filled
 
