@@ -213,11 +213,12 @@ def installer_spec(args: argparse.Namespace, here: Path = HERE) -> str:
 
 
 def plan_pip_env(env_dir: Path, python: str, lock: Optional[Path], installer: str,
-                 wheelhouse: Optional[Path] = None, index_url: Optional[str] = None) -> List[List[str]]:
-    """Commands that build the hub env with venv + pip; each is safe to run again."""
+                 wheelhouse: Optional[Path] = None, index_url: Optional[str] = None,
+                 exists: bool = False) -> List[List[str]]:
+    """Commands that build (or, if it `exists`, converge) the hub env with venv + pip."""
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
            "--no-input", *pip_source_args(wheelhouse, index_url)]
-    plan = [[python, "-m", "venv", str(env_dir)]]
+    plan = [] if exists else [[python, "-m", "venv", str(env_dir)]]
     if lock:
         plan.append(pip + ["--require-hashes", "--only-binary=:all:", "-r", str(lock)])
         plan.append(pip + ["--no-deps", "--force-reinstall", installer])
@@ -228,23 +229,23 @@ def plan_pip_env(env_dir: Path, python: str, lock: Optional[Path], installer: st
 
 
 def plan_conda_env(env_dir: Path, conda_exe: Path, env_file: Path, lock: Optional[Path],
-                   installer: str) -> List[List[str]]:
-    """Commands that build the hub env with conda, mamba or micromamba.
+                   installer: str, exists: bool = False) -> List[List[str]]:
+    """Commands that build (or, if it `exists`, converge) the hub env with conda, mamba or micromamba.
 
     The explicit lock (conda-lock -k explicit) pins every package by URL and hash; without one
     the env is solved from environment.yml. barehub itself is pip-installed without deps:
     environment.yml carries all of them.
     """
-    exe = str(conda_exe)
+    exe, prefix = str(conda_exe), ["--prefix", str(env_dir)]
     micromamba = conda_exe.name.startswith("micromamba")
     if lock:  # the explicit format is read by all three the same way
-        create = [exe, "create", "--yes", "--prefix", str(env_dir), "--file", str(lock)]
+        solve = [exe, "install" if exists else "create", "--yes", *prefix, "--file", str(lock)]
     elif micromamba:
-        create = [exe, "create", "--yes", "--prefix", str(env_dir), "--file", str(env_file)]
+        solve = [exe, "update" if exists else "create", "--yes", *prefix, "--file", str(env_file)]
     else:
-        create = [exe, "env", "create", "--yes", "--prefix", str(env_dir), "--file", str(env_file)]
+        solve = [exe, "env", "update" if exists else "create", "--yes", *prefix, "--file", str(env_file)]
     python = str(env_dir / "bin" / "python")
-    return [create, [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", installer]]
+    return [solve, [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", installer]]
 
 
 def env_stamp(plan: List[List[str]]) -> str:
@@ -326,40 +327,35 @@ def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
     return target
 
 
-def build_plan(args: argparse.Namespace, conda_platform: str) -> List[List[str]]:
+def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = False) -> List[List[str]]:
     env_dir = args.prefix / "conda"
     installer = installer_spec(args)
     if args.env_backend == "pip":
         lock = HERE / PIP_LOCK
         return plan_pip_env(env_dir, sys.executable, lock if lock.is_file() else None, installer,
-                            args.wheelhouse, args.index_url)
+                            args.wheelhouse, args.index_url, exists)
     conda = find_conda(args.conda_exe) or fetch_micromamba(args.prefix, conda_platform)
     lock = HERE / CONDA_LOCK.format(platform=conda_platform)
-    return plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer)
+    return plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer, exists)
 
 
-def ensure_env(args: argparse.Namespace, plan: List[List[str]]) -> bool:
+def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
     """Build or converge the env. Returns False when it was already built from the same inputs."""
     env_dir = args.prefix / "conda"
     stamp_file = env_dir / ENV_STAMP
-    stamp = env_stamp(plan)
+    stamp = env_stamp(build_plan(args, conda_platform))
     usable = env_is_usable(env_dir)
-    if usable and stamp_file.is_file() and stamp_file.read_text() == stamp and not _installs_checkout(plan):
-        return False
+    plan = build_plan(args, conda_platform, exists=usable)
+    if usable and stamp_file.is_file() and stamp_file.read_text() == stamp and not os.path.isdir(plan[-1][-1]):
+        return False  # a checkout's code can change under the same version: those are always reinstalled
     if env_dir.exists() and not usable:
         say(f"{env_dir} is incomplete (an interrupted run?): rebuilding it")
         shutil.rmtree(env_dir)
+    stamp_file.unlink(missing_ok=True)
     for cmd in plan:
-        if cmd[1:3] == ["-m", "venv"] and usable:
-            continue
         run_cmd(cmd, " ".join(cmd[:4]) + " ...")
     stamp_file.write_text(stamp)
     return True
-
-
-def _installs_checkout(plan: List[List[str]]) -> bool:
-    """A checkout's code can change without its version changing: always reinstall it."""
-    return os.path.isdir(plan[-1][-1])
 
 
 def make_wheelhouse(target: Path) -> None:
@@ -398,9 +394,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         total = 4
         conda_platform = step(1, total, "checking this machine", preflight, args)
         step(2, total, f"creating {args.prefix}", lambda: args.prefix.mkdir(mode=0o755, parents=True, exist_ok=True))
-        plan = build_plan(args, conda_platform)
         changed = step(3, total, f"hub environment ({args.env_backend} backend) in {args.prefix / 'conda'}",
-                       ensure_env, args, plan)
+                       ensure_env, args, conda_platform)
         if not changed:
             say("hub environment already up to date")
         say(f"[4/{total}] running the installer")

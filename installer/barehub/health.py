@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 import urllib.error
 import urllib.request
 
@@ -19,13 +20,20 @@ def http_status(url: str, timeout: float = 5) -> int | None:
         return None
 
 
-def wait_for_ok(url: str, deadline_s: float, what: str, hint: str) -> float:
-    """Poll `url` until it answers 200; returns the seconds it took. Raises after `deadline_s`."""
+def wait_for_ok(url: str, deadline_s: float, what: str, hint: str,
+                give_up: Callable[[], str | None] = lambda: None) -> float:
+    """Poll `url` until it answers 200; returns the seconds it took.
+
+    Raises after `deadline_s`, or as soon as `give_up()` returns a reason (e.g. a crash loop).
+    """
     start = time.monotonic()
     last = None
     while time.monotonic() - start < deadline_s:
         last = http_status(url)
         if last == 200:
             return time.monotonic() - start
+        reason = give_up()
+        if reason:
+            raise BarehubError(f"{what} does not come up: {reason}", hint)
         time.sleep(0.25)
     raise BarehubError(f"{what} did not answer {url} within {deadline_s:.0f} s (last status: {last})", hint)

@@ -28,7 +28,8 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.config_d: DirSpec(0o755),
         paths.config_d / "examples": DirSpec(0o755),
         paths.state: DirSpec(0o700, hub, primary_group(hub)),
-        paths.proxy: DirSpec(0o750, "root", proxy),
+        # 0755: a non-root hub must reach dynamic/; each file below guards itself (traefik.toml is 0640)
+        paths.proxy: DirSpec(0o755),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
         paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy),
     }

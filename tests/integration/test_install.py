@@ -267,8 +267,8 @@ def test_port_in_use_is_named_with_its_owner(container):
     container.run("systemd-run --unit=squatter /usr/bin/python3 -m http.server 28090 --bind 127.0.0.1")
     try:
         wait_until(lambda: "28090" in container.run("ss -ltnH").stdout, 10)
-        r = container.run(f"/usr/bin/python3 /mnt/src/bootstrap.py --env-backend pip --prefix /opt/other "
-                          f"--http-port 28090", check=False)
+        r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --env-backend pip --prefix /opt/other "
+                          "--http-port 28090", check=False)
         assert r.returncode == 1
         assert "port 28090 is already in use by python3 (pid" in r.stderr and "--http-port" in r.stderr
         assert container.run("test -e /opt/other", check=False).returncode != 0  # nothing was created
@@ -311,7 +311,15 @@ def test_fresh_install_with_a_non_root_hub(container, base_url):
     sudo- or batch-based spawner (see the drop-ins).
     """
     container.run("useradd --system --create-home --home-dir /var/lib/jhub jhub")
-    container.run(bootstrap_cmd("--hub-user", "jhub"), timeout=900)
+    # a site's fragment that is broken from the start: the installer refuses to start the hub on it
+    container.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && "
+                  f"echo 'c.Spawner.start_timeout = \"soon\"' > {PREFIX}/jupyterhub_config.d/10-site.py")
+    refused = container.run(bootstrap_cmd("--hub-user", "jhub"), check=False, timeout=900)
+    assert refused.returncode == 1
+    assert f"{PREFIX}/jupyterhub_config.d/10-site.py:1: c.Spawner.start_timeout:" in refused.stderr
+    assert container.run(f"systemctl is-active {HUB}", check=False).stdout.strip() != "active"
+    container.run(f"rm {PREFIX}/jupyterhub_config.d/10-site.py")
+    container.run(bootstrap_cmd(), timeout=900)  # --hub-user was remembered
     try:
         assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jhub"
         assert container.run(f"stat -c '%U %a' {PREFIX}/state {PREFIX}/state/jupyterhub_cookie_secret"

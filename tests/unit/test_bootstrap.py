@@ -25,6 +25,11 @@ def test_pip_plan_with_lock_and_wheelhouse_is_hash_checked_and_offline(bootstrap
     ]
 
 
+def test_pip_plan_for_an_existing_env_keeps_the_venv(bootstrap):
+    fresh = bootstrap.plan_pip_env(ENV, "/usr/bin/python3", Path("/l.lock"), "barehub==1")
+    assert bootstrap.plan_pip_env(ENV, "/usr/bin/python3", Path("/l.lock"), "barehub==1", exists=True) == fresh[1:]
+
+
 def test_pip_plan_with_an_index_url(bootstrap):
     plan = bootstrap.plan_pip_env(ENV, "/usr/bin/python3", None, "/src", index_url="https://mirror/simple")
     for cmd in plan[1:]:
@@ -47,6 +52,18 @@ def test_conda_plan(bootstrap, exe, lock, expected):
     plan = bootstrap.plan_conda_env(ENV, Path(exe), Path("environment.yml"), Path(lock) if lock else None, "/src")
     assert plan == [expected, ["/opt/bh/conda/bin/python", "-m", "pip", "install", "--no-deps",
                                "--force-reinstall", "/src"]]
+
+
+@pytest.mark.parametrize("exe, lock, verb", [
+    ("/usr/bin/micromamba", "conda-linux-64.lock", ["install"]),
+    ("/opt/conda/bin/conda", "conda-linux-64.lock", ["install"]),
+    ("/usr/bin/micromamba", None, ["update"]),
+    ("/opt/conda/bin/conda", None, ["env", "update"]),
+])
+def test_conda_plan_for_an_existing_env_updates_it_in_place(bootstrap, exe, lock, verb):
+    plan = bootstrap.plan_conda_env(ENV, Path(exe), Path("environment.yml"), Path(lock) if lock else None, "/src",
+                                    exists=True)
+    assert plan[0][1:1 + len(verb)] == verb and "--prefix" in plan[0]
 
 
 def ns(**kw):

@@ -17,6 +17,7 @@ from barehub.health import wait_for_ok
 from barehub.paths import Paths
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.systemd import Systemctl
+from barehub.validation import validate
 
 log = logging.getLogger("barehub")
 HEALTH_DEADLINE_S = 180
@@ -78,6 +79,8 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     for path in report.changed_files:
         log.info("wrote %s", path)
     layout.link_cli(paths)
+    if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
+        refuse_broken_fragments(paths)
 
     systemctl.daemon_reload()
     systemctl.enable(units.UNITS)
@@ -96,8 +99,37 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     report.health_seconds = wait_for_ok(
         health, HEALTH_DEADLINE_S, "the hub (through traefik)",
         f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80",
+        give_up=crash_loop_detector(systemctl),
     )
     return report
+
+
+def refuse_broken_fragments(paths: Paths) -> None:
+    """The hub is about to (re)start: a bad fragment must not take it down, as with a reload."""
+    fragments, problems = validate(paths)
+    if problems:
+        raise BarehubError(
+            "not (re)starting the hub: its config has problems:\n  " + "\n  ".join(map(str, problems)),
+            f"fix the file(s) in {paths.config_d} and run the installer again",
+        )
+    log.info("config OK: %d fragment(s) checked", len(fragments))
+
+
+def crash_loop_detector(systemctl: Systemctl, restarts: int = 3):
+    """A give-up check for the health wait: a unit that restarted `restarts` times will not come up by itself."""
+    def count(unit: str) -> int:
+        return int(systemctl.show(unit, "NRestarts").get("NRestarts") or 0)
+
+    baseline = {unit: count(unit) for unit in units.UNITS}
+
+    def check() -> str | None:
+        for unit in units.UNITS:
+            if count(unit) - baseline[unit] >= restarts:
+                tail = systemctl.run("status", "--no-pager", "--lines=12", unit, check=False).stdout
+                return f"{unit} keeps failing and restarting:\n{tail}"
+        return None
+
+    return check
 
 
 def run(args: argparse.Namespace) -> int:
