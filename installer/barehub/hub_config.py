@@ -31,6 +31,8 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
     c.JupyterHub.db_url = f"sqlite:///{paths.db_file}"
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
+    if paths.crypt_key.exists():  # installs older than this key get it on their next install run
+        c.CryptKeeper.keys = [read_secret(paths.crypt_key)]
     # user servers outlive hub restarts and reloads
     c.JupyterHub.cleanup_servers = False
 

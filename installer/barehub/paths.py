@@ -58,6 +58,11 @@ class Paths:
         return self.state / "traefik_api_password"
 
     @property
+    def crypt_key(self) -> Path:
+        """Encrypts auth_state in the database (used when a fragment sets enable_auth_state)."""
+        return self.state / "jupyterhub_crypt_key"
+
+    @property
     def barehub_api_token(self) -> Path:
         """Token of the `barehub` service, used by `barehub status`."""
         return self.state / "barehub_api_token"

@@ -32,6 +32,7 @@ def ensure_all(paths: Paths, hub_user: str) -> list[str]:
     wanted = {
         "cookie secret": paths.cookie_secret,
         "traefik API password": paths.traefik_api_password,
+        "auth_state crypt key": paths.crypt_key,
         "barehub API token": paths.barehub_api_token,
     }
     return [name for name, path in wanted.items() if ensure_secret(path, owner=hub_user)]

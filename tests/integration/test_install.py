@@ -107,7 +107,8 @@ def test_state_is_private_and_nothing_under_the_prefix_is_writable_by_others(con
     assert modes[0].startswith("700 root ")
     for line in modes[1:]:
         assert line.startswith("600 root "), line
-    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token", "jupyterhub.sqlite"):
+    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token", "jupyterhub_crypt_key",
+                 "jupyterhub.sqlite"):
         assert any(line.endswith(f"/{name}") for line in modes[1:]), name
     world_writable = container.run(f"find {PREFIX} -perm -o+w ! -type l").stdout
     assert world_writable == ""
@@ -117,7 +118,7 @@ def test_state_is_private_and_nothing_under_the_prefix_is_writable_by_others(con
 
 def test_secrets_never_appear_in_output_or_journal(container, installed):
     journal = container.run(f"journalctl -u {HUB} -u {PROXY} --no-pager").stdout
-    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token"):
+    for name in ("jupyterhub_cookie_secret", "traefik_api_password", "barehub_api_token", "jupyterhub_crypt_key"):
         secret = container.run(f"cat {PREFIX}/state/{name}").stdout.strip()
         assert secret and secret not in installed.stdout + installed.stderr and secret not in journal
 

@@ -25,6 +25,6 @@ def prefix(tmp_path):
     paths = Paths.from_prefix(tmp_path / "barehub")
     paths.state.mkdir(parents=True)
     paths.config_d.mkdir()
-    for secret in (paths.cookie_secret, paths.traefik_api_password, paths.barehub_api_token):
-        secret.write_text("0123abcd\n")
+    for secret in (paths.cookie_secret, paths.traefik_api_password, paths.barehub_api_token, paths.crypt_key):
+        secret.write_text("0123abcd" * 8 + "\n")
     return paths

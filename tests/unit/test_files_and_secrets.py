@@ -36,11 +36,11 @@ def test_a_loosened_secret_is_tightened_not_replaced(tmp_path):
 
 
 def test_all_secrets_are_distinct(prefix):
-    for p in (prefix.cookie_secret, prefix.traefik_api_password, prefix.barehub_api_token):
+    secrets = (prefix.cookie_secret, prefix.traefik_api_password, prefix.barehub_api_token, prefix.crypt_key)
+    for p in secrets:
         p.unlink()
-    assert len(ensure_all(prefix, "root")) == 3
-    values = {p.read_text() for p in (prefix.cookie_secret, prefix.traefik_api_password, prefix.barehub_api_token)}
-    assert len(values) == 3
+    assert len(ensure_all(prefix, "root")) == 4
+    assert len({p.read_text() for p in secrets}) == 4
     assert ensure_all(prefix, "root") == []
 
 

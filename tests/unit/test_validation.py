@@ -1,4 +1,8 @@
 """`barehub check`: problems are found without starting anything, and named by file:line."""
+import re
+
+import pytest
+
 from barehub.paths import shipped
 from barehub.validation import validate
 
@@ -13,10 +17,26 @@ def test_good_config_passes(prefix):
     assert check(prefix, "c.JupyterHub.admin_users = {'alice'}\nc.Spawner.mem_limit = '2G'\n") == []
 
 
-def test_shipped_drop_ins_pass(prefix):
-    for dropin in sorted(shipped("jupyterhub_config.d").glob("*.py")):
-        (prefix.config_d / dropin.name).write_text(dropin.read_text())
-    assert validate(prefix)[1] == []
+DROP_INS = sorted(p.name for p in shipped("jupyterhub_config.d").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", DROP_INS)
+def test_each_shipped_drop_in_passes_as_shipped(prefix, name):
+    text = (shipped("jupyterhub_config.d") / name).read_text()
+    assert check(prefix, text, name=f"50-{name}") == []
+
+
+@pytest.mark.parametrize("name", DROP_INS)
+def test_a_typo_in_each_drop_in_is_named_with_a_suggestion(prefix, name):
+    text = (shipped("jupyterhub_config.d") / name).read_text()
+    # misspell the last option the drop-in sets
+    *_, last = re.finditer(r"^c\.(\w+)\.(\w+)(?= = )", text, re.M)
+    section, option = last.groups()
+    lineno = text[:last.start()].count("\n") + 1
+    typo = text[:last.end()] + "x" + text[last.end():]
+    assert check(prefix, typo, name=f"50-{name}") == [
+        f"{prefix.config_d}/50-{name}:{lineno}: c.{section}.{option}x is not an option of {section} "
+        f"(did you mean {option}?)"]
 
 
 def test_unknown_option_gets_a_suggestion(prefix):

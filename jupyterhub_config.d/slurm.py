@@ -1,0 +1,80 @@
+# Slurm: each user's server runs as a Slurm job (batchspawner's SlurmSpawner).
+# Copy to $PREFIX/jupyterhub_config.d/40-slurm.py, set the site values below, then:
+#   barehub check && systemctl reload jupyterhub
+#
+# What the site needs:
+# - This host is a Slurm submit host: sbatch/squeue/scancel work here, munge runs, and every
+#   hub user is a unix account here and on the compute nodes (LDAP/sssd or local).
+# - sudo is installed: the hub submits jobs as the user with `sudo -E -u USER sbatch ...`.
+# - The compute nodes reach the hub at HUB_URL (HTTP, TCP port below), and this host reaches
+#   the nodes on PORT_RANGE (traefik proxies users' traffic straight to the node).
+# - The hub env ($PREFIX/conda) is on a path the compute nodes can read at the same place
+#   (a shared filesystem), or an env with the same packages exists there (set SINGLEUSER).
+import os
+import sys
+from pathlib import Path
+
+# --- site values -----------------------------------------------------------------------
+SLURM_CONF = "/etc/slurm/slurm.conf"
+HUB_URL = "http://hub.example.org:8081"  # how compute nodes reach the hub's API
+PORT_RANGE = "40000-40999"  # ports user servers may listen on, on the compute nodes
+ENV_BIN = Path(sys.executable).parent  # the hub env's bin; absolute, as sudo resets PATH
+SINGLEUSER = str(ENV_BIN / "jupyterhub-singleuser")
+# Spawn page choices: label -> Slurm request. Keys: partition, runtime, memory, nprocs, gres, options.
+PROFILES = {
+    "CPU only: 2 CPUs, 4 GB, 8 hours": {"partition": "cpu", "nprocs": "2", "memory": "4G", "runtime": "8:00:00"},
+    "1 GPU: 8 CPUs, 32 GB, 4 hours": {"partition": "gpu", "nprocs": "8", "memory": "32G", "runtime": "4:00:00",
+                                      "gres": "gpu:1"},
+}
+# -----------------------------------------------------------------------------------------
+
+os.environ["SLURM_CONF"] = SLURM_CONF  # for the hub's own sbatch/squeue/scancel calls
+
+c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
+c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"  # reachable from the compute nodes ...
+c.JupyterHub.hub_connect_url = HUB_URL  # ... at this address
+c.Spawner.cmd = [SINGLEUSER]
+c.SlurmSpawner.batchspawner_singleuser_cmd = f"{ENV_BIN}/python -m barehub.batch_singleuser"
+c.SlurmSpawner.environment = {"BAREHUB_PORT_RANGE": PORT_RANGE, "SLURM_CONF": SLURM_CONF}
+c.SlurmSpawner.req_keepvars_extra = "BAREHUB_PORT_RANGE,SLURM_CONF"
+c.SlurmSpawner.start_timeout = 300  # seconds a job may wait in the queue
+c.SlurmSpawner.http_timeout = 120
+c.SlurmSpawner.batch_script = """#!/bin/bash
+#SBATCH --output={{homedir}}/.jupyterhub_slurm_%j.log
+#SBATCH --job-name=jupyterhub-{{username}}
+#SBATCH --chdir={{homedir}}
+#SBATCH --export={{keepvars}}
+{% if partition %}#SBATCH --partition={{partition}}
+{% endif %}{% if runtime %}#SBATCH --time={{runtime}}
+{% endif %}{% if memory %}#SBATCH --mem={{memory}}
+{% endif %}{% if nprocs %}#SBATCH --cpus-per-task={{nprocs}}
+{% endif %}{% if gres %}#SBATCH --gres={{gres}}
+{% endif %}{% if options %}#SBATCH {{options}}
+{% endif %}
+set -eu
+{{cmd}}
+"""
+
+_choices = "\n".join(f'<option value="{label}">{label}</option>' for label in PROFILES)
+c.SlurmSpawner.options_form = f"""
+<label for="profile">Resources</label>
+<select class="form-control" name="profile" id="profile">{_choices}</select>
+"""
+
+
+def _options_from_form(formdata):
+    """The chosen profile's Slurm request; unknown labels are refused, not passed to sbatch."""
+    label = formdata.get("profile", [next(iter(PROFILES))])[0]
+    if label not in PROFILES:
+        raise ValueError(f"unknown profile {label!r}")
+    return dict(PROFILES[label])
+
+
+c.SlurmSpawner.options_from_form = _options_from_form
+
+# --- a non-root hub (bootstrap.py --hub-user jupyterhub) -----------------------------------
+# The hub user must be allowed to run the Slurm commands as the users, keeping the environment.
+# /etc/sudoers.d/barehub-slurm (visudo -f), for users in the unix group "jupyterhub-users":
+#   Cmnd_Alias BAREHUB_SLURM = /usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel
+#   Defaults!BAREHUB_SLURM !requiretty, setenv
+#   jupyterhub ALL=(%jupyterhub-users) NOPASSWD:SETENV: BAREHUB_SLURM
