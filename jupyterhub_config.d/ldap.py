@@ -6,6 +6,8 @@
 # here; every user who may log in is also a unix account where their server runs (sssd/nslcd).
 # Usernames that do not match valid_username_regex (e.g. "x)(uid=*") are refused before any
 # LDAP query; values sent to the server are escaped as well.
+import ssl
+
 from ldapauthenticator import LDAPAuthenticator
 
 # --- site values -----------------------------------------------------------------------
@@ -20,7 +22,8 @@ ADMIN_GROUP = "cn=jupyter-admins,ou=groups,dc=example,dc=org"
 c.LDAPAuthenticator.server_address = SERVER
 c.LDAPAuthenticator.server_port = PORT
 c.LDAPAuthenticator.tls_strategy = "before_bind"  # StartTLS; "on_connect" for LDAPS
-c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": CA_FILE}
+# ldap3 does not check the server's certificate unless told to
+c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": CA_FILE, "validate": ssl.CERT_REQUIRED}
 
 # Variant 1: the user's DN follows from the username.
 c.LDAPAuthenticator.bind_dn_template = [f"uid={{username}},{USERS}"]

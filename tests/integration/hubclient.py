@@ -23,10 +23,16 @@ class HubUser:
         return self.session.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False,
                                  data={"username": self.name, "password": self.password, "_xsrf": xsrf})
 
-    def spawn(self, timeout: float = 120) -> float:
-        """Request the server like the home page's Start button; returns seconds until it answers via the proxy."""
+    def spawn(self, timeout: float = 120, form: dict | None = None) -> float:
+        """Request the server like the Start button (submitting the spawn page's `form`, if it has one);
+        returns seconds until the server answers through the proxy."""
         start = time.monotonic()
-        self.session.get(f"{self.base}/hub/spawn", timeout=60)
+        if form is None:
+            self.session.get(f"{self.base}/hub/spawn", timeout=60)
+        else:
+            xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
+            r = self.session.post(f"{self.base}/hub/spawn", data={**form, "_xsrf": xsrf}, timeout=60)
+            assert r.status_code < 400, r.text[:500]
         lab = f"{self.base}/user/{self.name}/lab"
         while time.monotonic() - start < timeout:
             # like a browser: the first page load also runs the OAuth round-trip with the hub

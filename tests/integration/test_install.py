@@ -13,26 +13,8 @@ import pytest
 import requests
 
 from tests.integration.conftest import HTTP_PORT, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd
+from tests.integration.helpers import HUB, PROXY, status_code, wait_until
 from tests.integration.hubclient import HubUser
-
-HUB, PROXY = "jupyterhub.service", "jupyterhub-proxy.service"
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def status_code(url: str, **kw) -> int | None:
-    try:
-        return requests.get(url, timeout=5, **kw).status_code
-    except requests.RequestException:
-        return None
-
 
 @pytest.fixture(scope="module")
 def alice(base_url) -> HubUser:

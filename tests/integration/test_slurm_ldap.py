@@ -1,0 +1,158 @@
+"""The Slurm and LDAP drop-ins, as shipped, on a real slapd and a real single-node Slurm.
+
+Runs after test_install.py (which ends with an uninstall): this module installs afresh with the
+site's fragments in place, as an admin would.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from tests.integration import cluster
+from tests.integration.conftest import MEASUREMENTS, PREFIX, REPO, bootstrap_cmd
+from tests.integration.hubclient import HubUser
+from tests.integration.helpers import HUB, status_code, wait_until
+
+DROP_INS = REPO / "jupyterhub_config.d"
+CPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours"
+
+
+def filled(name: str, values: dict[str, str]) -> str:
+    """A shipped drop-in with its placeholder site values replaced, as an admin would edit it."""
+    text = (DROP_INS / name).read_text()
+    for placeholder, value in values.items():
+        assert placeholder in text, f"{placeholder!r} not in {name}"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def put_fragment(box, name: str, text: str) -> None:
+    box.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
+
+
+@pytest.fixture(scope="module")
+def site(container):
+    cluster.setup_ldap(container)
+    node = cluster.setup_slurm(container)
+    put_fragment(container, "30-ldap.py", filled("ldap.py", {
+        '"ldap.example.org"': '"localhost"',
+        "PORT = 389 ": f"PORT = {cluster.LDAP_PORT} ",
+        '"/etc/ssl/certs/ca-certificates.crt"': f'"{cluster.CA_FILE}"',
+        "dc=example,dc=org": cluster.BASE,
+    }))
+    put_fragment(container, "40-slurm.py", filled("slurm.py", {
+        "http://hub.example.org:8081": "http://127.0.0.1:8081",
+    }))
+    container.run(bootstrap_cmd(), timeout=900)
+    return node
+
+
+@pytest.fixture(scope="module")
+def base_url(site) -> str:
+    from tests.integration.conftest import HTTP_PORT
+
+    return f"http://127.0.0.1:{HTTP_PORT}"
+
+
+@pytest.fixture(scope="module")
+def carol(base_url) -> HubUser:
+    user = HubUser(base_url, "carol", cluster.USERS["carol"][0])
+    start = time.monotonic()
+    assert user.login().status_code == 302
+    user.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    MEASUREMENTS["Slurm path: LDAP login + spawn to reachable through traefik (s)"] = \
+        round(time.monotonic() - start, 1)
+    return user
+
+
+@pytest.fixture(scope="module")
+def carol_token(carol) -> str:
+    return carol.token()
+
+
+def jobs(box, user: str) -> list[list[str]]:
+    out = box.run(f"squeue -h -u {user} -o '%i %T %P %C %m'").stdout
+    return [line.split() for line in out.splitlines()]
+
+
+def test_ldap_user_gets_a_server_inside_a_slurm_job_with_the_chosen_profile(container, carol):
+    [[job_id, state, partition, cpus, memory]] = jobs(container, "carol")
+    assert (state, partition, cpus, memory) == ("RUNNING", "cpu", "2", "4G")
+    out = carol.execute("import getpass, os; print(getpass.getuser(), os.environ['SLURM_JOB_ID'])")
+    assert out.split() == ["carol", job_id]
+
+
+def test_the_server_listens_in_the_configured_port_range(carol):
+    port = int(carol.execute(
+        "import os, urllib.parse; print(urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port)"))
+    assert 40000 <= port <= 40999
+
+
+def test_user_outside_the_allowed_groups_is_refused(base_url):
+    r = HubUser(base_url, "dave", cluster.USERS["dave"][0]).login()
+    assert r.status_code == 403 and not r.headers.get("location")
+
+
+def test_wrong_password_is_refused(base_url):
+    r = HubUser(base_url, "carol", "wrong-password").login()
+    assert r.status_code == 403 and not r.headers.get("location")
+
+
+@pytest.mark.parametrize("username", ["carol)(uid=*", "*", "carol*", "x)(|(uid=*"])
+def test_usernames_that_look_like_ldap_filter_injection_are_refused(container, base_url, username):
+    r = HubUser(base_url, username, cluster.USERS["carol"][0]).login()
+    assert r.status_code == 403 and not r.headers.get("location")
+
+
+def test_admin_group_member_is_admin_and_auth_state_holds_name_and_email(base_url, carol):
+    erin = HubUser(base_url, "erin", cluster.USERS["erin"][0])
+    assert erin.login().status_code == 302
+    headers = {"Authorization": f"token {erin.token()}"}
+    assert requests.get(f"{base_url}/hub/api/user", headers=headers, timeout=10).json()["admin"] is True
+    carol_model = requests.get(f"{base_url}/hub/api/users/carol", headers=headers, timeout=10).json()
+    assert carol_model["admin"] is False
+    attributes = carol_model["auth_state"]["user_attributes"]
+    assert attributes["cn"] == ["Carol Tester"] and attributes["mail"] == ["carol@barehub.test"]
+
+
+def test_hub_restart_keeps_the_job_and_the_server_reachable(container, base_url, carol_token):
+    [[job_id, *_]] = jobs(container, "carol")
+    container.run(f"systemctl restart {HUB}")
+    wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120)
+    headers = {"Authorization": f"token {carol_token}"}
+    wait_until(lambda: status_code(f"{base_url}/user/carol/api/status", headers=headers) == 200, 60)
+    user = requests.get(f"{base_url}/hub/api/user", headers=headers, timeout=10).json()
+    assert user["servers"][""]["ready"] is True
+    assert [j[0] for j in jobs(container, "carol")] == [job_id]
+
+
+def test_stopping_the_server_cancels_the_job(container, base_url, carol_token):
+    r = requests.delete(f"{base_url}/hub/api/users/carol/server", headers={"Authorization": f"token {carol_token}"},
+                        timeout=60)
+    assert r.status_code in (202, 204)
+    wait_until(lambda: jobs(container, "carol") == [], 60)
+
+
+def test_idle_culler_stops_an_idle_slurm_backed_server(container, base_url, carol):
+    put_fragment(container, "60-idle-culler.py", filled("idle-culler.py", {
+        "TIMEOUT = 2 * 3600": "TIMEOUT = 20", "CULL_EVERY = 300": "CULL_EVERY = 5"}))
+    container.run(f"systemctl reload {HUB}")
+    time.sleep(2)
+    wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120)
+    carol.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    assert len(jobs(container, "carol")) == 1
+    start = time.monotonic()
+    wait_until(lambda: jobs(container, "carol") == [], 150, interval=1)
+    MEASUREMENTS["idle culler (timeout 20 s, every 5 s): idle Slurm job cancelled after (s)"] = \
+        round(time.monotonic() - start, 1)
+    log = container.run(f"journalctl -u {HUB} --no-pager -n 400").stdout
+    assert "Culling server carol" in log or "culling server carol" in log.lower()
+
+
+def test_check_reports_the_site_fragments_as_ok(container):
+    out = container.run(f"barehub check --prefix {PREFIX}").stdout
+    assert "config OK: 3 fragment(s)" in out
+    assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}").stdout)["units"]
