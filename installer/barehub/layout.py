@@ -1,13 +1,14 @@
 """The base layout under the prefix: which directories exist, who owns them, and their modes."""
 from __future__ import annotations
 
+import os
 import pwd
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.errors import BarehubError
-from barehub.fsutil import FileSpec, ensure_dir, primary_group
+from barehub.fsutil import FileSpec, ensure_dir, primary_group, uid_gid
 from barehub.paths import Paths, shipped
 from barehub.settings import Settings
 
@@ -19,6 +20,7 @@ class DirSpec:
     mode: int
     owner: str = "root"
     group: str = "root"
+    owns_contents: bool = False  # the hub writes here: its files follow a change of --hub-user
 
 
 def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
@@ -27,11 +29,11 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.prefix: DirSpec(0o755),
         paths.config_d: DirSpec(0o755),
         paths.config_d / "examples": DirSpec(0o755),
-        paths.state: DirSpec(0o700, hub, primary_group(hub)),
+        paths.state: DirSpec(0o700, hub, primary_group(hub), owns_contents=True),
         # 0755: a non-root hub must reach dynamic/; each file below guards itself (traefik.toml is 0640)
         paths.proxy: DirSpec(0o755),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
-        paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy),
+        paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy, owns_contents=True),
     }
 
 
@@ -70,6 +72,11 @@ def ensure_system_user(name: str) -> bool:
 def make_directories(paths: Paths, settings: Settings) -> None:
     for path, spec in directories(paths, settings).items():
         ensure_dir(path, spec.mode, spec.owner, spec.group)
+        if spec.owns_contents:
+            uid, gid = uid_gid(spec.owner, spec.group)
+            for child in path.iterdir():
+                if child.is_file() and not child.is_symlink():
+                    os.chown(child, uid, gid)
 
 
 def link_cli(paths: Paths, link: Path = CLI_LINK) -> None:

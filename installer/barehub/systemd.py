@@ -45,6 +45,11 @@ class Systemctl:
     def is_enabled(self, unit: str) -> bool:
         return self.run("is-enabled", "--quiet", unit, check=False).returncode == 0
 
+    def journal_tail(self, unit: str, lines: int = 15) -> str:
+        proc = subprocess.run(["journalctl", "--no-pager", "--output=cat", f"--lines={lines}", "--unit", unit],
+                              capture_output=True, text=True, timeout=self.timeout)
+        return proc.stdout
+
     def show(self, unit: str, *props: str) -> dict[str, str]:
         out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

@@ -118,6 +118,21 @@ def test_admin_group_member_is_admin_and_auth_state_holds_name_and_email(base_ur
     assert attributes["cn"] == ["Carol Tester"] and attributes["mail"] == ["carol@barehub.test"]
 
 
+def test_ldap_server_certificate_is_verified(container, base_url):
+    """With a CA that did not sign the LDAP server's certificate, StartTLS fails and nobody logs in."""
+    fragment = f"{PREFIX}/jupyterhub_config.d/30-ldap.py"
+    container.run(f"cp {fragment} /root/30-ldap.py && sed -i 's|{cluster.CA_FILE}|/etc/ssl/certs/ca-certificates.crt|' "
+                  f"{fragment} && systemctl reload {HUB}")
+    try:
+        time.sleep(2)
+        wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120)
+        assert HubUser(base_url, "carol", cluster.USERS["carol"][0]).login().status_code != 302
+    finally:
+        container.run(f"mv /root/30-ldap.py {fragment} && systemctl reload {HUB}")
+        time.sleep(2)
+        wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120)
+
+
 def test_hub_restart_keeps_the_job_and_the_server_reachable(container, base_url, carol_token):
     [[job_id, *_]] = jobs(container, "carol")
     container.run(f"systemctl restart {HUB}")
@@ -156,3 +171,26 @@ def test_check_reports_the_site_fragments_as_ok(container):
     out = container.run(f"barehub check --prefix {PREFIX}").stdout
     assert "config OK: 3 fragment(s)" in out
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}").stdout)["units"]
+
+
+def test_non_root_hub_spawns_slurm_jobs_with_exactly_the_documented_sudoers_rule(container, base_url):
+    text = (DROP_INS / "slurm.py").read_text().split("/etc/sudoers.d/barehub-slurm", 1)[1]
+    rule = "\n".join(line[len("#   "):] for line in text.splitlines() if line.startswith("#   ")) + "\n"
+    container.run("id jupyterhub || useradd --system --create-home --home-dir /var/lib/jupyterhub jupyterhub")
+    container.run("getent group jupyterhub-users || groupadd jupyterhub-users; usermod -aG jupyterhub-users carol")
+    container.run("cat > /etc/sudoers.d/barehub-slurm && chmod 0440 /etc/sudoers.d/barehub-slurm", input=rule)
+    container.run("visudo -cf /etc/sudoers.d/barehub-slurm")
+    container.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-idle-culler.py")  # its 20 s timeout is for the test above
+    container.run(bootstrap_cmd("--hub-user", "jupyterhub"), timeout=900)
+    assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jupyterhub"
+    user = HubUser(base_url, "carol", cluster.USERS["carol"][0])
+    assert user.login().status_code == 302
+    user.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    [[job_id, state, *_]] = jobs(container, "carol")
+    assert state == "RUNNING"
+    assert user.execute("import getpass, os; print(getpass.getuser(), os.environ['SLURM_JOB_ID'])").split() == \
+        ["carol", job_id]
+    r = requests.delete(f"{base_url}/hub/api/users/carol/server",
+                        headers={"Authorization": f"token {user.token()}"}, timeout=60)
+    assert r.status_code in (202, 204)
+    wait_until(lambda: jobs(container, "carol") == [], 60)

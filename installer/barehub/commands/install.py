@@ -125,8 +125,7 @@ def crash_loop_detector(systemctl: Systemctl, restarts: int = 3):
     def check() -> str | None:
         for unit in units.UNITS:
             if count(unit) - baseline[unit] >= restarts:
-                tail = systemctl.run("status", "--no-pager", "--lines=12", unit, check=False).stdout
-                return f"{unit} keeps failing and restarting:\n{tail}"
+                return f"{unit} keeps failing and restarting; its last log lines:\n{systemctl.journal_tail(unit)}"
         return None
 
     return check
