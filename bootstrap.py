@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -19,7 +20,7 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 # The release this script installs; the package version is read from here (one source).
 VERSION = "2026.11.0"
@@ -61,8 +62,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     src.add_argument("--index-url", help="package index to install from (pip backend)")
     p.add_argument("--installer", help="barehub package to install: checkout dir, sdist or wheel "
                    "(default: this checkout, or barehub==VERSION from the wheelhouse/index)")
-    p.add_argument("--http-port", type=int, help="public HTTP port of the proxy (default 80, remembered)")
-    p.add_argument("--hub-user", help="run the hub as this user instead of root (remembered)")
+    add_settings_arguments(p)
     p.add_argument("--make-wheelhouse", type=Path, metavar="DIR",
                    help="download everything the pip backend needs into DIR (for air-gapped sites) and exit")
     args = p.parse_args(argv)
@@ -70,11 +70,81 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--wheelhouse/--index-url belong to the pip backend: add --env-backend pip")
     if args.env_backend == "pip" and args.conda_exe:
         p.error("--conda-exe belongs to the conda backend")
-    if args.http_port is not None and not 0 < args.http_port < 65536:
-        p.error(f"--http-port {args.http_port} is not a TCP port")
+    check_settings_arguments(p, args)
     if not args.prefix.is_absolute():
         p.error(f"--prefix must be an absolute path, not {args.prefix}")
     return args
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """The install settings: remembered by the installer and re-applied on later runs and upgrades.
+
+    Defined once, here; the installer (`barehub install`) adds the same arguments from this function.
+    """
+    g = p.add_argument_group("install settings (remembered)")
+    g.add_argument("--http-port", type=int, help="public HTTP port (default 80)")
+    g.add_argument("--https-port", type=int, help="public HTTPS port when HTTPS is on (default 443)")
+    g.add_argument("--hub-user", help="run the hub as this user instead of root")
+    g.add_argument("--letsencrypt-domain", dest="acme_domains", action="append", metavar="DOMAIN",
+                   help="turn on HTTPS with a Let's Encrypt certificate for DOMAIN (repeat for more names)")
+    g.add_argument("--letsencrypt-email", dest="acme_email", metavar="EMAIL", help="ACME account contact")
+    g.add_argument("--acme-server", metavar="URL",
+                   help="another ACME CA's directory URL (Let's Encrypt staging, smallstep, ...)")
+    g.add_argument("--acme-ca-file", metavar="PEM", help="root CA that signed the ACME server's own HTTPS certificate")
+    g.add_argument("--tls-cert", metavar="PEM", help="turn on HTTPS with this certificate (chain) file instead")
+    g.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    g.add_argument("--no-https", action="store_true", default=None, help="turn HTTPS off again")
+
+
+SETTINGS_FLAGS = ("http_port", "https_port", "hub_user", "acme_domains", "acme_email", "acme_server",
+                  "acme_ca_file", "tls_cert", "tls_key", "no_https")
+
+
+def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for flag in ("http_port", "https_port"):
+        port = getattr(args, flag)
+        if port is not None and not 0 < port < 65536:
+            p.error(f"--{flag.replace('_', '-')} {port} is not a TCP port")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if args.tls_cert and args.acme_domains:
+        p.error("choose one: --letsencrypt-domain (certificates from an ACME CA) or --tls-cert/--tls-key")
+    if args.acme_domains and not args.acme_email:
+        p.error("--letsencrypt-domain needs --letsencrypt-email (the CA's contact for expiry notices)")
+    if args.no_https and (args.tls_cert or args.acme_domains):
+        p.error("--no-https contradicts --tls-cert/--letsencrypt-domain")
+
+
+def settings_argv(args: argparse.Namespace) -> List[str]:
+    """The settings flags that were given, as arguments for `barehub install`."""
+    argv: List[str] = []
+    for name in SETTINGS_FLAGS:
+        value = getattr(args, name, None)
+        flag = {"acme_domains": "--letsencrypt-domain", "acme_email": "--letsencrypt-email"}.get(
+            name, "--" + name.replace("_", "-"))
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def check_tls_files(cert: str, key: str) -> None:
+    """Readable PEM files, checked before anything is changed."""
+    for path, marker, what in ((cert, "-----BEGIN CERTIFICATE-----", "certificate"),
+                               (key, "PRIVATE KEY-----", "private key")):
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise BootstrapError(f"cannot read the TLS {what} {path}: {e.strerror}",
+                                 f"give a readable PEM file with --tls-{'cert' if what == 'certificate' else 'key'}")
+        if marker not in text:
+            raise BootstrapError(f"{path} is not a PEM {what}", f"it should contain {marker!r}")
 
 
 # ---------------------------------------------------------------- checks
@@ -152,7 +222,7 @@ def check_port_free(port: int, allowed_pids: Sequence[int] = ()) -> None:
             owner = f"pid {pid}"
     raise BootstrapError(
         f"port {port} is already in use by {owner}",
-        "stop that service, or choose another port with --http-port",
+        "stop that service, or choose another port with --http-port/--https-port",
     )
 
 
@@ -164,14 +234,23 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
         return 0
 
 
-def remembered_http_port(prefix: Path) -> Optional[int]:
-    """The port an earlier install of this prefix chose (the installer writes state/install.json)."""
-    import json
-
+def remembered_settings(prefix: Path) -> Dict:
+    """What an earlier install of this prefix chose (the installer writes state/install.json)."""
     try:
-        return int(json.loads((prefix / "state" / "install.json").read_text())["http_port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        data = json.loads((prefix / "state" / "install.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def ports_to_check(args: argparse.Namespace, remembered: Dict) -> List[int]:
+    """The public ports this run will use: given flags, else remembered settings, else defaults."""
+    ports = [args.http_port or remembered.get("http_port") or 80]
+    https = not args.no_https and bool(args.acme_domains or args.tls_cert
+                                       or remembered.get("acme_domains") or remembered.get("tls_cert"))
+    if https:
+        ports.append(args.https_port or remembered.get("https_port") or 443)
+    return ports
 
 
 def preflight(args: argparse.Namespace) -> str:
@@ -179,8 +258,10 @@ def preflight(args: argparse.Namespace) -> str:
     check_systemd()
     conda_platform = check_arch()
     check_prefix_writable(args.prefix)
-    port = args.http_port or remembered_http_port(args.prefix) or 80
-    check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
+    if args.tls_cert:
+        check_tls_files(args.tls_cert, args.tls_key)
+    for port in ports_to_check(args, remembered_settings(args.prefix)):
+        check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
     if args.env_backend == "pip" and sys.version_info < MIN_HUB_PYTHON:
         raise BootstrapError(
             f"the pip backend builds the hub env from this python ({platform.python_version()}), "
@@ -377,12 +458,8 @@ def step(n: int, total: int, title: str, fn: Callable, *a):
 
 
 def installer_argv(args: argparse.Namespace) -> List[str]:
-    argv = [str(args.prefix / "conda" / "bin" / "python"), "-m", "barehub", "install", "--prefix", str(args.prefix)]
-    if args.http_port:
-        argv += ["--http-port", str(args.http_port)]
-    if args.hub_user:
-        argv += ["--hub-user", args.hub_user]
-    return argv
+    python = str(args.prefix / "conda" / "bin" / "python")
+    return [python, "-m", "barehub", "install", "--prefix", str(args.prefix), *settings_argv(args)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -21,7 +21,8 @@ def idle_culler_service(timeout: int = IDLE_TIMEOUT, *extra_args: str) -> dict:
     """The idle culler as a hub-managed service. A fragment tunes it by calling this again."""
     return {
         "name": IDLE_CULLER,
-        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", *extra_args],
+        "command": [sys.executable, "-m", "barehub.die_with_parent",
+                    sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", *extra_args],
     }
 
 
@@ -41,7 +42,7 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.TraefikProxy.traefik_api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.TraefikProxy.traefik_api_username = "jupyterhub"
     c.TraefikProxy.traefik_api_password = read_secret(paths.traefik_api_password)
-    c.TraefikProxy.traefik_entrypoint = "http"
+    c.TraefikProxy.traefik_entrypoint = "web"  # plain or TLS: see proxy_config
     c.TraefikProxy.traefik_api_entrypoint = "traefik"
     c.TraefikFileProviderProxy.dynamic_config_file = str(paths.traefik_rules)
 

@@ -34,6 +34,8 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.proxy: DirSpec(0o755),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
         paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy, owns_contents=True),
+        # traefik refuses an acme.json that is not 0600 (and then silently serves its default cert)
+        paths.acme_dir: DirSpec(0o700, proxy, proxy, owns_contents=True),
     }
 
 

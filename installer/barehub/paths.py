@@ -81,6 +81,20 @@ class Paths:
     def traefik_rules(self) -> Path:
         return self.traefik_dynamic_dir / "rules.toml"
 
+    @property
+    def traefik_tls(self) -> Path:
+        """TLS options and the site's own certificate, when HTTPS is on."""
+        return self.traefik_dynamic_dir / "tls.toml"
+
+    @property
+    def acme_dir(self) -> Path:
+        """The only place traefik may write: its ACME account and certificates."""
+        return self.proxy / "acme"
+
+    @property
+    def acme_storage(self) -> Path:
+        return self.acme_dir / "acme.json"
+
     # --- inside the env
     @property
     def python(self) -> Path:
@@ -105,7 +119,7 @@ def current_python() -> Path:
 
 
 def shipped(name: str) -> Path:
-    """A directory the wheel ships inside the package (systemd/, jupyterhub_config.d/).
+    """A file or directory the wheel ships inside the package (systemd/, jupyterhub_config.d/, bootstrap.py).
 
     In a source checkout these live at the repository's top level instead.
     """

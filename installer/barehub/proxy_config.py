@@ -1,19 +1,73 @@
-"""traefik's static configuration, rendered from the install settings (pure)."""
+"""traefik's configuration, rendered from the install settings (pure: settings -> {path: text}).
+
+Entrypoint names never change with HTTPS, so turning it on or off touches only traefik:
+  web           where the hub's routes live: plain HTTP, or TLS when HTTPS is on
+  web-redirect  only with HTTPS: the HTTP port, redirecting to web
+  traefik       the API, loopback only (the name keeps traefik from opening a default one on :8080)
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import toml
+
 from barehub.fsutil import FileSpec
-from barehub.paths import Paths, package_dir
+from barehub.paths import Paths
 from barehub.settings import Settings
-from barehub.templating import render_template
+
+RESOLVER = "barehub"
+HEADER = "# Written by barehub from its install settings; re-running the installer rewrites it.\n"
+# TLS >= 1.2; for 1.2 only AEAD suites with forward secrecy (TLS 1.3 suites are not configurable)
+CIPHER_SUITES = [
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+]
 
 
-def render_proxy_config(paths: Paths, settings: Settings) -> dict[Path, FileSpec]:
-    text = render_template(
-        package_dir() / "templates" / "traefik.toml",
-        http_port=settings.http_port,
-        proxy_api_port=settings.proxy_api_port,
-        dynamic_dir=paths.traefik_dynamic_dir,
-    )
-    return {paths.traefik_static: FileSpec(text, 0o640, "root", settings.proxy_user)}
+def static_config(paths: Paths, settings: Settings) -> dict:
+    entrypoints: dict = {"traefik": {"address": f"127.0.0.1:{settings.proxy_api_port}"}}
+    config: dict = {
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "log": {"level": "INFO"},
+        "entryPoints": entrypoints,
+        "api": {"dashboard": False},
+        "providers": {"providersThrottleDuration": "0s",
+                      "file": {"directory": str(paths.traefik_dynamic_dir), "watch": True}},
+    }
+    if not settings.https:
+        entrypoints["web"] = {"address": f":{settings.http_port}"}
+        return config
+    tls: dict = {}
+    entrypoints["web"] = {"address": f":{settings.https_port}", "http": {"tls": tls}}
+    entrypoints["web-redirect"] = {"address": f":{settings.http_port}", "http": {"redirections": {
+        "entryPoint": {"to": "web", "scheme": "https", "permanent": True}}}}
+    if settings.acme_domains:
+        tls["certResolver"] = RESOLVER
+        tls["domains"] = [{"main": settings.acme_domains[0], "sans": list(settings.acme_domains[1:])}]
+        acme = {"email": settings.acme_email, "storage": str(paths.acme_storage), "caServer": settings.acme_server,
+                "tlsChallenge": {}}
+        if settings.acme_ca_file:
+            acme["caCertificates"] = [settings.acme_ca_file]
+        config["certificatesResolvers"] = {RESOLVER: {"acme": acme}}
+    return config
+
+
+def tls_config(settings: Settings, cert_pem: str = "", key_pem: str = "") -> dict:
+    """Dynamic TLS config: modern options, and the site's certificate inline (traefik accepts PEM
+    content in place of a path, so it needs no access to where the site keeps its key)."""
+    config: dict = {"tls": {"options": {"default": {"minVersion": "VersionTLS12", "cipherSuites": CIPHER_SUITES,
+                                                    "sniStrict": False}}}}
+    if settings.tls_cert:
+        pair = {"certFile": cert_pem, "keyFile": key_pem}
+        config["tls"]["stores"] = {"default": {"defaultCertificate": pair}}
+    return config
+
+
+def render_proxy_config(paths: Paths, settings: Settings, cert_pem: str = "", key_pem: str = "") -> dict[Path, FileSpec]:
+    readable_by_proxy = dict(mode=0o640, owner="root", group=settings.proxy_user)
+    files = {paths.traefik_static: FileSpec(HEADER + toml.dumps(static_config(paths, settings)), **readable_by_proxy)}
+    if settings.https:
+        files[paths.traefik_tls] = FileSpec(HEADER + toml.dumps(tls_config(settings, cert_pem, key_pem)),
+                                            **readable_by_proxy)
+    return files

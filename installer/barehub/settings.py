@@ -1,6 +1,7 @@
 """Install settings: chosen once by flags, remembered in state/install.json, re-applied on re-runs."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
@@ -8,18 +9,56 @@ from typing import Any, Mapping
 from barehub.errors import BarehubError
 from barehub.paths import Paths
 
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
 
 @dataclass(frozen=True)
 class Settings:
     http_port: int = 80
+    https_port: int = 443
     hub_port: int = 8081  # the hub's own API/pages, loopback only; traefik routes to it
     proxy_api_port: int = 8099  # traefik's API, loopback only, behind basic auth
     hub_user: str = "root"
     proxy_user: str = "barehub-proxy"
+    # HTTPS: certificates from an ACME CA (Let's Encrypt by default) ...
+    acme_domains: tuple[str, ...] = ()
+    acme_email: str = ""
+    acme_server: str = LETSENCRYPT
+    acme_ca_file: str = ""  # root CA of the ACME server's own HTTPS endpoint, if not a public one
+    # ... or the site's own certificate files
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    HUB_FIELDS = ("http_port", "hub_port", "proxy_api_port", "hub_user")  # what the hub itself reads
+
+    def hub_digest(self) -> str:
+        """Changes only with the settings the hub reads: HTTPS and certificates are traefik's alone."""
+        return hashlib.sha256(repr([getattr(self, f) for f in self.HUB_FIELDS]).encode()).hexdigest()[:12]
+
+    @property
+    def https(self) -> bool:
+        return bool(self.acme_domains or self.tls_cert)
+
+    @property
+    def public_url(self) -> str:
+        if self.https:
+            host = self.acme_domains[0] if self.acme_domains else "localhost"
+            return f"https://{host}" + ("" if self.https_port == 443 else f":{self.https_port}") + "/"
+        return "http://localhost" + ("" if self.http_port == 80 else f":{self.http_port}") + "/"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
-        """These settings with every non-None value of `overrides` applied."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """These settings with every given (non-None) value of `overrides` applied.
+
+        `no_https` turns HTTPS off; a new certificate source replaces the other one.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.pop("no_https", False):
+            given.update(acme_domains=(), tls_cert="", tls_key="")
+        if given.get("acme_domains"):
+            given.update(acme_domains=tuple(given["acme_domains"]), tls_cert="", tls_key="")
+        elif given.get("tls_cert"):
+            given.update(acme_domains=())
+        return replace(self, **given)
 
 
 def load_settings(paths: Paths) -> Settings:
@@ -32,7 +71,10 @@ def load_settings(paths: Paths) -> Settings:
         raise BarehubError(f"cannot read {paths.settings_file}: {e}",
                            "fix or remove the file; it is rewritten from the flags of the next install")
     known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in data.items() if k in known})
+    values = {k: v for k, v in data.items() if k in known}
+    if "acme_domains" in values:
+        values["acme_domains"] = tuple(values["acme_domains"])
+    return Settings(**values)
 
 
 def render_settings(settings: Settings) -> str:

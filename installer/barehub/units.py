@@ -13,6 +13,9 @@ from barehub.templating import render_template
 HUB_UNIT = "jupyterhub.service"
 PROXY_UNIT = "jupyterhub-proxy.service"
 UNITS = (PROXY_UNIT, HUB_UNIT)  # start order
+CERTS_PATH_UNIT = "jupyterhub-proxy-certs.path"
+CERT_UNITS = (CERTS_PATH_UNIT, "jupyterhub-proxy-certs.service")  # only with --tls-cert/--tls-key
+ALL_UNITS = UNITS + CERT_UNITS
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 
 
@@ -29,10 +32,15 @@ def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT
         state_dir=paths.state,
         base_config=base_config_file(),
         base_config_digest=base_config_digest(),
+        settings_digest=settings.hub_digest(),
         hub_user=settings.hub_user,
         proxy_user=settings.proxy_user,
         traefik_bin=paths.traefik_bin,
         traefik_static=paths.traefik_static,
+        acme_dir=paths.acme_dir,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
     )
     templates = shipped("systemd")
-    return {unit_dir / name: FileSpec(render_template(templates / name, **values)) for name in UNITS}
+    names = UNITS + (CERT_UNITS if settings.tls_cert else ())
+    return {unit_dir / name: FileSpec(render_template(templates / name, **values)) for name in names}

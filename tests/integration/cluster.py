@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import textwrap
 
+from tests.integration import pki
 from tests.integration.container import Container
 
 LDAP_PORT = 3389
 BASE = "dc=barehub,dc=test"
 ROOT_DN, ROOT_PW = f"cn=admin,{BASE}", "ldap-admin-pw"
-CA_FILE = "/etc/barehub-test/ldap-ca.crt"
+CA_FILE = "/etc/barehub-test/ldap-ca.crt"  # made by pki.make_ca
 USERS = {  # uid: (password, groups)
     "carol": ("carol-Ldap-1", ["jupyter-users"]),
     "erin": ("erin-Ldap-2", ["jupyter-admins"]),
@@ -22,19 +23,10 @@ USERS = {  # uid: (password, groups)
 
 
 def setup_ldap(box: Container) -> None:
-    box.run("mkdir -p /etc/barehub-test /var/lib/barehub-ldap")
-    # a test CA and a server certificate for 127.0.0.1 / localhost
-    box.run(textwrap.dedent(f"""\
-        set -e
-        cd /etc/barehub-test
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=barehub test CA' \
-            -keyout ca.key -out {CA_FILE} 2>/dev/null
-        openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout ldap.key -out ldap.csr 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext
-        openssl x509 -req -in ldap.csr -CA {CA_FILE} -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile san.ext -out ldap.crt 2>/dev/null
-        chown openldap ldap.key
-        """))
+    box.run("mkdir -p /var/lib/barehub-ldap")
+    pki.make_ca(box, "/etc/barehub-test", "ldap")
+    cert, key = pki.issue(box, "/etc/barehub-test", "ldap", "ldap", ["localhost", "127.0.0.1"])
+    box.run(f"chown openldap {key}")
     rootpw = box.run(f"slappasswd -s {ROOT_PW}").stdout.strip()
     box.run("cat > /etc/barehub-test/slapd.conf", input=textwrap.dedent(f"""\
         include /etc/ldap/schema/core.schema
@@ -45,8 +37,8 @@ def setup_ldap(box: Container) -> None:
         moduleload back_mdb
         pidfile /var/lib/barehub-ldap/slapd.pid
         TLSCACertificateFile {CA_FILE}
-        TLSCertificateFile /etc/barehub-test/ldap.crt
-        TLSCertificateKeyFile /etc/barehub-test/ldap.key
+        TLSCertificateFile {cert}
+        TLSCertificateKeyFile {key}
         database mdb
         suffix "{BASE}"
         rootdn "{ROOT_DN}"

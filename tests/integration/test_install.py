@@ -171,6 +171,8 @@ def test_killed_hub_is_restarted_and_user_server_answers_throughout(container, b
         time.sleep(0.5)
     MEASUREMENTS["hub killed -> answering through traefik again (s)"] = round(took, 1)
     assert probe.failed == 0 and probe.ok > 5
+    # the killed hub's managed services went with it: one idle culler, the new hub's
+    wait_until(lambda: len(container.run("pgrep -f '[j]upyterhub_idle_culler'", check=False).stdout.split()) == 1, 10)
 
 
 def test_hub_restart_time(container, base_url):

@@ -87,6 +87,10 @@ def test_installer_source(bootstrap, tmp_path):
     (["--prefix", "relative/dir"], "absolute"),
     (["--http-port", "70000"], "not a TCP port"),
     (["--env-backend", "pip", "--wheelhouse", "/a", "--index-url", "http://b"], "not allowed with"),
+    (["--tls-cert", "/c"], "go together"),
+    (["--letsencrypt-domain", "a.org"], "needs --letsencrypt-email"),
+    (["--tls-cert", "/c", "--tls-key", "/k", "--letsencrypt-domain", "a", "--letsencrypt-email", "e"], "choose one"),
+    (["--no-https", "--tls-cert", "/c", "--tls-key", "/k"], "contradicts"),
 ])
 def test_wrong_flags_are_usage_errors(bootstrap, capsys, argv, message):
     with pytest.raises(SystemExit) as exit:
@@ -122,11 +126,38 @@ def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
     bootstrap.check_prefix_writable(tmp_path / "new" / "barehub")
 
 
-def test_remembered_port(bootstrap, tmp_path):
-    assert bootstrap.remembered_http_port(tmp_path) is None
+def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap, tmp_path):
+    assert bootstrap.remembered_settings(tmp_path) == {}
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "install.json").write_text('{"http_port": 8000}')
-    assert bootstrap.remembered_http_port(tmp_path) == 8000
+    (tmp_path / "state" / "install.json").write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
+    remembered = bootstrap.remembered_settings(tmp_path)
+    args = lambda *argv: bootstrap.parse_args(list(argv))  # noqa: E731
+    assert bootstrap.ports_to_check(args(), {}) == [80]
+    assert bootstrap.ports_to_check(args(), remembered) == [8000, 8443]
+    assert bootstrap.ports_to_check(args("--no-https"), remembered) == [8000]
+    assert bootstrap.ports_to_check(args("--http-port", "81", "--letsencrypt-domain", "a.org",
+                                         "--letsencrypt-email", "x@a.org"), {}) == [81, 443]
+
+
+def test_settings_flags_are_forwarded_to_the_installer_as_given(bootstrap):
+    args = bootstrap.parse_args(["--env-backend", "pip", "--http-port", "81", "--letsencrypt-domain", "a.org",
+                                 "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"])
+    assert bootstrap.settings_argv(args) == ["--http-port", "81", "--letsencrypt-domain", "a.org",
+                                             "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"]
+    assert bootstrap.settings_argv(bootstrap.parse_args(["--no-https"])) == ["--no-https"]
+    assert bootstrap.settings_argv(bootstrap.parse_args([])) == []
+
+
+def test_tls_files_are_checked_before_anything_changes(bootstrap, tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n...")
+    with pytest.raises(bootstrap.BootstrapError, match="cannot read the TLS private key"):
+        bootstrap.check_tls_files(str(cert), str(key))
+    key.write_text("not a key")
+    with pytest.raises(bootstrap.BootstrapError, match="is not a PEM private key"):
+        bootstrap.check_tls_files(str(cert), str(key))
+    key.write_text("-----BEGIN PRIVATE KEY-----\n...")
+    bootstrap.check_tls_files(str(cert), str(key))
 
 
 def test_env_stamp_follows_the_lock_content(bootstrap, tmp_path):

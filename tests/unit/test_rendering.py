@@ -1,5 +1,6 @@
 """Rendered files, tested as text: units, traefik's static config, settings."""
 import tomllib
+from pathlib import Path
 
 from barehub.paths import Paths, base_config_file
 from barehub.proxy_config import render_proxy_config
@@ -41,7 +42,13 @@ def test_proxy_unit_is_unprivileged_and_hardened():
                     ("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
                     ("NoNewPrivileges", "yes"), ("Restart", "always")]:
         assert setting in d
-    assert not any(k == "ReadWritePaths" for k, _ in d)  # traefik only reads
+    assert [v for k, v in d if k == "ReadWritePaths"] == ["/srv/hub/proxy/acme"]  # its only writable place
+
+
+def test_hub_unit_changes_with_the_settings_the_hub_reads_but_not_with_https():
+    hub = lambda settings: render_units(PATHS, settings)[Path("/etc/systemd/system/jupyterhub.service")].text  # noqa
+    assert hub(SETTINGS.with_overrides({"acme_domains": ["a.org"], "acme_email": "x@a.org"})) == hub(SETTINGS)
+    assert hub(SETTINGS.with_overrides({"hub_port": 9081})) != hub(SETTINGS)
 
 
 def test_units_change_when_the_base_config_changes(monkeypatch):
@@ -52,22 +59,68 @@ def test_units_change_when_the_base_config_changes(monkeypatch):
     assert unit_text("jupyterhub.service") != before
 
 
-def test_traefik_static_config():
-    (path, spec), = render_proxy_config(PATHS, SETTINGS).items()
-    assert path == PATHS.traefik_static
+def static(settings) -> dict:
+    spec = render_proxy_config(PATHS, settings)[PATHS.traefik_static]
     assert (spec.mode, spec.owner, spec.group) == (0o640, "root", "barehub-proxy")
-    config = tomllib.loads(spec.text)
-    assert config["entryPoints"]["http"]["address"] == ":8000"
+    return tomllib.loads(spec.text)
+
+
+def test_traefik_static_config_plain_http():
+    config = static(SETTINGS)
+    assert config["entryPoints"]["web"] == {"address": ":8000"}
     # the API entrypoint is named "traefik", so traefik adds no default one on :8080
-    assert config["entryPoints"]["traefik"]["address"] == "127.0.0.1:9099"
+    assert config["entryPoints"]["traefik"] == {"address": "127.0.0.1:9099"}
+    assert set(config["entryPoints"]) == {"web", "traefik"}
     assert config["api"] == {"dashboard": False}
     assert config["providers"]["providersThrottleDuration"] == "0s"
     assert config["providers"]["file"] == {"directory": "/srv/hub/proxy/dynamic", "watch": True}
     assert config["global"]["sendAnonymousUsage"] is False
+    assert "certificatesResolvers" not in config
+    assert PATHS.traefik_tls not in render_proxy_config(PATHS, SETTINGS)
+
+
+ACME = SETTINGS.with_overrides({"acme_domains": ["hub.example.org", "jupyter.example.org"],
+                                "acme_email": "admin@example.org", "acme_ca_file": "/etc/site-ca.pem"})
+
+
+def test_letsencrypt_https_keeps_the_routes_entrypoint_and_redirects_http():
+    config = static(ACME)
+    web = config["entryPoints"]["web"]
+    assert web["address"] == ":443"  # same name as plain HTTP: the hub's routes need no change
+    assert web["http"]["tls"] == {"certResolver": "barehub", "domains": [
+        {"main": "hub.example.org", "sans": ["jupyter.example.org"]}]}
+    assert config["entryPoints"]["web-redirect"] == {"address": ":8000", "http": {"redirections": {
+        "entryPoint": {"to": "web", "scheme": "https", "permanent": True}}}}
+    assert config["certificatesResolvers"]["barehub"]["acme"] == {
+        "email": "admin@example.org", "storage": "/srv/hub/proxy/acme/acme.json", "tlsChallenge": {},
+        "caServer": "https://acme-v02.api.letsencrypt.org/directory", "caCertificates": ["/etc/site-ca.pem"]}
+    assert config["entryPoints"]["traefik"] == {"address": "127.0.0.1:9099"}  # the API stays on loopback
+
+
+def test_tls_options_are_modern_and_manual_certificates_are_inline():
+    manual = SETTINGS.with_overrides({"tls_cert": "/etc/ssl/hub.pem", "tls_key": "/etc/ssl/private/hub.key"})
+    files = render_proxy_config(PATHS, manual, "CERT-PEM", "KEY-PEM")
+    assert "certificatesResolvers" not in tomllib.loads(files[PATHS.traefik_static].text)
+    tls = tomllib.loads(files[PATHS.traefik_tls].text)["tls"]
+    assert (files[PATHS.traefik_tls].mode, files[PATHS.traefik_tls].group) == (0o640, "barehub-proxy")
+    assert tls["options"]["default"]["minVersion"] == "VersionTLS12"
+    assert all("GCM" in suite or "CHACHA20" in suite for suite in tls["options"]["default"]["cipherSuites"])
+    assert tls["stores"]["default"]["defaultCertificate"] == {"certFile": "CERT-PEM", "keyFile": "KEY-PEM"}
+
+
+def test_https_settings_replace_each_other_and_can_be_turned_off():
+    assert ACME.https and ACME.public_url == "https://hub.example.org/"
+    manual = ACME.with_overrides({"tls_cert": "/c", "tls_key": "/k"})
+    assert manual.acme_domains == () and manual.https
+    off = manual.with_overrides({"no_https": True})
+    assert not off.https and off.public_url == "http://localhost:8000/"
+    assert off.acme_email == "admin@example.org"  # kept for turning ACME on again
 
 
 def test_settings_round_trip_and_overrides(prefix):
     assert load_settings(prefix) == Settings()  # fresh install: defaults
+    prefix.settings_file.write_text(render_settings(ACME))
+    assert load_settings(prefix) == ACME
     prefix.settings_file.write_text(render_settings(SETTINGS))
     assert load_settings(prefix) == SETTINGS
     assert load_settings(prefix).with_overrides({"http_port": 9000, "hub_user": None}) == \

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import layout, proxy_config, secret_files, units
+from barehub import bootstrap_flags, layout, proxy_config, secret_files, units
 from barehub.errors import BarehubError
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
@@ -26,10 +26,9 @@ HEALTH_DEADLINE_S = 180
 def add_parser(sub) -> None:
     p = sub.add_parser("install", help="install or converge barehub under a prefix (run by bootstrap.py)")
     p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
-    p.add_argument("--http-port", type=int, help="public HTTP port (default 80; remembered)")
+    bootstrap_flags.load().add_settings_arguments(p)
     p.add_argument("--hub-port", type=int, help="loopback port of the hub itself (default 8081; remembered)")
     p.add_argument("--proxy-api-port", type=int, help="loopback port of traefik's API (default 8099; remembered)")
-    p.add_argument("--hub-user", help="run the hub as this user instead of root (remembered)")
     p.set_defaults(run=run)
 
 
@@ -42,17 +41,34 @@ class Report:
     health_seconds: float = 0.0
 
 
-def render_all(paths: Paths, settings: Settings) -> dict[str, dict[Path, FileSpec]]:
+def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("", "")) -> dict[str, dict[Path, FileSpec]]:
     """Every file the installer owns, grouped by the unit that must restart when one changes."""
     unit_files = units.render_units(paths, settings)
     unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
     hub_group = primary_group(settings.hub_user)
+    proxy_files = proxy_config.render_proxy_config(paths, settings, *tls_pem)
+    dynamic = {p: proxy_files.pop(p) for p in list(proxy_files) if p.parent == paths.traefik_dynamic_dir}
+    cert_units = {p: s for name in units.CERT_UNITS for p, s in unit_file.get(name, {}).items()}
     return {
-        units.PROXY_UNIT: {**proxy_config.render_proxy_config(paths, settings), **unit_file[units.PROXY_UNIT]},
-        units.HUB_UNIT: {paths.settings_file: FileSpec(render_settings(settings), 0o600, settings.hub_user, hub_group),
-                         **unit_file[units.HUB_UNIT]},
-        "": layout.render_examples(paths),  # no unit depends on these
+        units.PROXY_UNIT: {**proxy_files, **unit_file[units.PROXY_UNIT]},
+        units.CERTS_PATH_UNIT: cert_units,
+        units.HUB_UNIT: unit_file[units.HUB_UNIT],  # carries a digest of the settings the hub reads
+        # no restart for these: traefik watches its dynamic directory
+        "": {paths.settings_file: FileSpec(render_settings(settings), 0o600, settings.hub_user, hub_group),
+             **dynamic, **layout.render_examples(paths)},
     }
+
+
+def read_tls_files(settings: Settings) -> tuple[str, str]:
+    """The site's certificate and key, checked before anything is changed."""
+    if not settings.tls_cert:
+        return "", ""
+    bootstrap = bootstrap_flags.load()
+    try:
+        bootstrap.check_tls_files(settings.tls_cert, settings.tls_key)
+    except bootstrap.BootstrapError as e:
+        raise BarehubError(e.message, e.hint)
+    return Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text()
 
 
 def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
@@ -60,7 +76,8 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         raise BarehubError("barehub install must run as root", "run it with sudo")
     settings = load_settings(paths).with_overrides(overrides)
     layout.ensure_user_exists(settings.hub_user)
-    report = Report(url=f"http://localhost:{settings.http_port}/")
+    tls_pem = read_tls_files(settings)
+    report = Report(url=settings.public_url)
 
     if layout.ensure_system_user(settings.proxy_user):
         log.info("created system user %s for traefik", settings.proxy_user)
@@ -71,7 +88,12 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         log.info("generated secrets: %s", ", ".join(report.new_secrets))
 
     restart_needed = []
-    for unit, files in render_all(paths, settings).items():
+    if not settings.https and paths.traefik_tls.exists():
+        paths.traefik_tls.unlink()  # traefik notices: its dynamic directory is watched
+        report.changed_files.append(paths.traefik_tls)
+    if not settings.tls_cert:
+        remove_units(systemctl, units.CERT_UNITS, report)
+    for unit, files in render_all(paths, settings, tls_pem).items():
         changed = [path for path, spec in files.items() if atomic_write(path, spec)]
         report.changed_files += changed
         if changed and unit:
@@ -83,8 +105,9 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         refuse_broken_fragments(paths)
 
     systemctl.daemon_reload()
-    systemctl.enable(units.UNITS)
-    for unit in units.UNITS:
+    started = units.UNITS + ((units.CERTS_PATH_UNIT,) if settings.tls_cert else ())
+    systemctl.enable(started)
+    for unit in started:
         if not systemctl.is_active(unit):
             log.info("starting %s", unit)
             systemctl.start(unit)
@@ -94,7 +117,8 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
             systemctl.restart(unit)
             report.restarted.append(unit)
 
-    health = f"http://127.0.0.1:{settings.http_port}/hub/health"
+    health = (f"https://127.0.0.1:{settings.https_port}/hub/health" if settings.https
+              else f"http://127.0.0.1:{settings.http_port}/hub/health")
     log.info("waiting for the hub to answer through traefik at %s", health)
     report.health_seconds = wait_for_ok(
         health, HEALTH_DEADLINE_S, "the hub (through traefik)",
@@ -115,6 +139,16 @@ def refuse_broken_fragments(paths: Paths) -> None:
     log.info("config OK: %d fragment(s) checked", len(fragments))
 
 
+def remove_units(systemctl: Systemctl, names: tuple[str, ...], report: Report,
+                 unit_dir: Path = units.DEFAULT_UNIT_DIR) -> None:
+    present = [name for name in names if (unit_dir / name).exists()]
+    if present:
+        systemctl.disable_now(present)
+        for name in present:
+            (unit_dir / name).unlink()
+            report.changed_files.append(unit_dir / name)
+
+
 def crash_loop_detector(systemctl: Systemctl, restarts: int = 3):
     """A give-up check for the health wait: a unit that restarted `restarts` times will not come up by itself."""
     def count(unit: str) -> int:
@@ -132,8 +166,8 @@ def crash_loop_detector(systemctl: Systemctl, restarts: int = 3):
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"http_port": args.http_port, "hub_port": args.hub_port,
-                 "proxy_api_port": args.proxy_api_port, "hub_user": args.hub_user}
+    names = (*bootstrap_flags.load().SETTINGS_FLAGS, "hub_port", "proxy_api_port")
+    overrides = {name: getattr(args, name) for name in names}
     report = install(Paths.from_prefix(args.prefix), overrides, Systemctl())
     if report.restarted:
         log.info("(re)started: %s", ", ".join(report.restarted))

@@ -7,7 +7,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from barehub import __version__, units
+from barehub import __version__, certificates, units
 from barehub.paths import Paths
 from barehub.secret_files import read_secret
 from barehub.settings import load_settings
@@ -53,7 +53,8 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
     settings = load_settings(paths)
     return {
         "prefix": str(paths.prefix),
-        "url": f"http://{'localhost'}:{settings.http_port}/",
+        "url": settings.public_url,
+        "certificate": certificates.describe(paths, settings),
         "units": {u: {"active": systemctl.is_active(u), "enabled": systemctl.is_enabled(u)} for u in units.UNITS},
         "versions": {"barehub": __version__, "jupyterhub": package_version(paths, "jupyterhub"),
                      "jupyterhub-traefik-proxy": package_version(paths, "jupyterhub-traefik-proxy"),
@@ -68,6 +69,14 @@ def format_status(status: dict) -> str:
         lines.append(f"  {unit:28} {'active' if st['active'] else 'INACTIVE'}, "
                      f"{'enabled' if st['enabled'] else 'not enabled'}")
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in status["versions"].items()))
+    cert = status["certificate"]
+    if cert["https"]:
+        line = f"  HTTPS ({cert['source']}): "
+        if "subject" in cert:
+            line += f"certificate {cert['subject']}, issued by {cert['issuer']}, expires {cert['expires']}"
+        lines.append(line + (f"  PROBLEM: {cert['error']}" if "error" in cert else ""))
+    else:
+        lines.append("  HTTPS: off")
     servers = status["running_servers"]
     if isinstance(servers, str):
         lines.append(f"  running servers: unknown ({servers})")
@@ -79,5 +88,5 @@ def format_status(status: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     status = collect(Paths.from_prefix(args.prefix), Systemctl())
     print(json.dumps(status, indent=2) if args.json else format_status(status))
-    healthy = all(st["active"] for st in status["units"].values())
+    healthy = all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
     return 0 if healthy else 3

@@ -29,8 +29,8 @@ def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = 
     if systemctl.is_active(units.HUB_UNIT):
         # user servers outlive hub stops by design (KillMode=process); an uninstall ends them too
         systemctl.run("kill", "--kill-whom=all", units.HUB_UNIT, check=False)
-    systemctl.disable_now(units.UNITS)
-    for name in units.UNITS:
+    systemctl.disable_now(units.ALL_UNITS)
+    for name in units.ALL_UNITS:
         (unit_dir / name).unlink(missing_ok=True)
     systemctl.daemon_reload()
     if CLI_LINK.is_symlink() and CLI_LINK.resolve().is_relative_to(paths.prefix):

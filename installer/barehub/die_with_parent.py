@@ -1,0 +1,28 @@
+"""Run a command that dies with its parent: `python -m barehub.die_with_parent CMD ARGS...`.
+
+For hub-managed services such as the idle culler. The hub unit keeps the hub's children alive when
+the hub stops (KillMode=process, so user servers survive), which would leave a killed hub's services
+running next to the new hub's. PR_SET_PDEATHSIG survives the exec below.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> None:
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent or parent == 1:
+        sys.exit(1)  # the parent died before prctl took effect: orphans go to PID 1
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
