@@ -109,8 +109,6 @@ def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error("--tls-cert and --tls-key go together")
     if args.tls_cert and args.acme_domains:
         p.error("choose one: --letsencrypt-domain (certificates from an ACME CA) or --tls-cert/--tls-key")
-    if args.acme_domains and not args.acme_email:
-        p.error("--letsencrypt-domain needs --letsencrypt-email (the CA's contact for expiry notices)")
     if args.no_https and (args.tls_cert or args.acme_domains):
         p.error("--no-https contradicts --tls-cert/--letsencrypt-domain")
 
@@ -134,12 +132,19 @@ def settings_argv(args: argparse.Namespace) -> List[str]:
     return argv
 
 
+def check_acme_contact(domains: Sequence[str], email: Optional[str]) -> None:
+    """On the merged settings (flags over remembered ones): an ACME account needs a contact."""
+    if domains and not email:
+        raise BootstrapError("--letsencrypt-domain needs --letsencrypt-email (the CA's contact for expiry notices)",
+                             "add --letsencrypt-email ADDRESS", exit_code=2)
+
+
 def check_tls_files(cert: str, key: str) -> None:
     """Readable PEM files, checked before anything is changed."""
     for path, marker, what in ((cert, "-----BEGIN CERTIFICATE-----", "certificate"),
                                (key, "PRIVATE KEY-----", "private key")):
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(errors="replace")  # binary garbage fails the PEM check below
         except OSError as e:
             raise BootstrapError(f"cannot read the TLS {what} {path}: {e.strerror}",
                                  f"give a readable PEM file with --tls-{'cert' if what == 'certificate' else 'key'}")
@@ -258,9 +263,11 @@ def preflight(args: argparse.Namespace) -> str:
     check_systemd()
     conda_platform = check_arch()
     check_prefix_writable(args.prefix)
+    remembered = remembered_settings(args.prefix)
     if args.tls_cert:
         check_tls_files(args.tls_cert, args.tls_key)
-    for port in ports_to_check(args, remembered_settings(args.prefix)):
+    check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
+    for port in ports_to_check(args, remembered):
         check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
     if args.env_backend == "pip" and sys.version_info < MIN_HUB_PYTHON:
         raise BootstrapError(

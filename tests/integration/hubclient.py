@@ -10,17 +10,19 @@ import websocket
 
 
 class HubUser:
-    def __init__(self, base_url: str, name: str, password: str):
+    def __init__(self, base_url: str, name: str, password: str, verify: bool | str = True):
         self.base = base_url.rstrip("/")
         self.name = name
         self.password = password
         self.session = requests.Session()
+        # per request: requests lets a CA bundle from the environment override a session's verify
+        self.verify = verify
 
     def login(self) -> requests.Response:
-        page = self.session.get(f"{self.base}/hub/login", timeout=30)
+        page = self.session.get(f"{self.base}/hub/login", timeout=30, verify=self.verify)
         page.raise_for_status()
         xsrf = self.session.cookies.get("_xsrf", "")
-        return self.session.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False,
+        return self.session.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False, verify=self.verify,
                                  data={"username": self.name, "password": self.password, "_xsrf": xsrf})
 
     def spawn(self, timeout: float = 120, form: dict | None = None) -> float:
@@ -28,15 +30,16 @@ class HubUser:
         returns seconds until the server answers through the proxy."""
         start = time.monotonic()
         if form is None:
-            self.session.get(f"{self.base}/hub/spawn", timeout=60)
+            self.session.get(f"{self.base}/hub/spawn", timeout=60, verify=self.verify)
         else:
             xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
-            r = self.session.post(f"{self.base}/hub/spawn", data={**form, "_xsrf": xsrf}, timeout=60)
+            r = self.session.post(f"{self.base}/hub/spawn", data={**form, "_xsrf": xsrf}, timeout=60,
+                                  verify=self.verify)
             assert r.status_code < 400, r.text[:500]
         lab = f"{self.base}/user/{self.name}/lab"
         while time.monotonic() - start < timeout:
             # like a browser: the first page load also runs the OAuth round-trip with the hub
-            r = self.session.get(lab, timeout=10, allow_redirects=True)
+            r = self.session.get(lab, timeout=10, allow_redirects=True, verify=self.verify)
             if r.status_code == 200 and r.url.startswith(lab) and "jupyter-config-data" in r.text:
                 return time.monotonic() - start
             time.sleep(0.25)
@@ -45,7 +48,7 @@ class HubUser:
     def token(self) -> str:
         xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
         r = self.session.post(f"{self.base}/hub/api/users/{self.name}/tokens", json={"note": "tests"},
-                              headers={"X-XSRFToken": xsrf}, timeout=30)
+                              headers={"X-XSRFToken": xsrf}, timeout=30, verify=self.verify)
         r.raise_for_status()
         return r.json()["token"]
 
@@ -54,7 +57,8 @@ class HubUser:
         token = self.token()
         headers = {"Authorization": f"token {token}"}
         api = f"{self.base}/user/{self.name}/api"
-        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=headers, timeout=60,
+                               verify=self.verify)
         kernel.raise_for_status()
         kid = kernel.json()["id"]
         ws_url = api.replace("http", "ws", 1) + f"/kernels/{kid}/channels"
@@ -83,4 +87,4 @@ class HubUser:
             raise AssertionError("no reply from the kernel")
         finally:
             ws.close()
-            requests.delete(f"{api}/kernels/{kid}", headers=headers, timeout=30)
+            requests.delete(f"{api}/kernels/{kid}", headers=headers, timeout=30, verify=self.verify)

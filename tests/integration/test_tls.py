@@ -57,7 +57,7 @@ def served(server_name: str | None, cafile: str | None = None) -> dict:
                     "verified": tls.getpeercert() if cafile else None}
 
 
-def https_get(path: str, cafile: str, server_name: str = DOMAIN) -> requests.Response:
+def https_get(path: str, cafile: str, server_name: str = DOMAIN, headers: dict | None = None) -> requests.Response:
     """GET through traefik's HTTPS port as a client that resolves `server_name` to 127.0.0.1."""
     from urllib3.util import connection
 
@@ -70,7 +70,7 @@ def https_get(path: str, cafile: str, server_name: str = DOMAIN) -> requests.Res
     connection.create_connection = resolve
     try:
         return requests.get(f"https://{server_name}:{HTTPS_PORT}{path}", verify=cafile, timeout=10,
-                            allow_redirects=False)
+                            allow_redirects=False, headers=headers)
     finally:
         connection.create_connection = original
 
@@ -142,14 +142,14 @@ def test_turning_https_off_and_on_restarts_only_the_proxy(container, acme_instal
                30)
     container.run(bootstrap_cmd("--letsencrypt-domain", DOMAIN), timeout=600)  # the rest is remembered
     assert container.main_pid(HUB) == hub_pid
-    wait_until(lambda: https_get(f"/user/{USER}/api/status", cafile=acme_install).status_code == 200, 60)
+    wait_until(lambda: https_get(f"/user/{USER}/api/status", cafile=acme_install, headers=headers).status_code
+               == 200, 60)
 
 
 @pytest.fixture(scope="module")
 def base_https_user(acme_install) -> str:
     """A user with a running server, reached over HTTPS; returns their API token."""
-    user = HubUser(f"https://127.0.0.1:{HTTPS_PORT}", USER, PASSWORD)
-    user.session.verify = False
+    user = HubUser(f"https://127.0.0.1:{HTTPS_PORT}", USER, PASSWORD, verify=False)
     assert user.login().status_code == 302
     user.spawn()
     return user.token()

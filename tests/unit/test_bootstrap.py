@@ -88,7 +88,6 @@ def test_installer_source(bootstrap, tmp_path):
     (["--http-port", "70000"], "not a TCP port"),
     (["--env-backend", "pip", "--wheelhouse", "/a", "--index-url", "http://b"], "not allowed with"),
     (["--tls-cert", "/c"], "go together"),
-    (["--letsencrypt-domain", "a.org"], "needs --letsencrypt-email"),
     (["--tls-cert", "/c", "--tls-key", "/k", "--letsencrypt-domain", "a", "--letsencrypt-email", "e"], "choose one"),
     (["--no-https", "--tls-cert", "/c", "--tls-key", "/k"], "contradicts"),
 ])
@@ -148,12 +147,19 @@ def test_settings_flags_are_forwarded_to_the_installer_as_given(bootstrap):
     assert bootstrap.settings_argv(bootstrap.parse_args([])) == []
 
 
+def test_acme_needs_a_contact_given_now_or_remembered(bootstrap):
+    with pytest.raises(bootstrap.BootstrapError, match="needs --letsencrypt-email"):
+        bootstrap.check_acme_contact(["a.org"], None)
+    bootstrap.check_acme_contact(["a.org"], "x@a.org")
+    bootstrap.check_acme_contact([], None)
+
+
 def test_tls_files_are_checked_before_anything_changes(bootstrap, tmp_path):
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\n...")
     with pytest.raises(bootstrap.BootstrapError, match="cannot read the TLS private key"):
         bootstrap.check_tls_files(str(cert), str(key))
-    key.write_text("not a key")
+    key.write_bytes(b"\x97\xff binary, not a key")
     with pytest.raises(bootstrap.BootstrapError, match="is not a PEM private key"):
         bootstrap.check_tls_files(str(cert), str(key))
     key.write_text("-----BEGIN PRIVATE KEY-----\n...")

@@ -60,14 +60,16 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("",
 
 
 def read_tls_files(settings: Settings) -> tuple[str, str]:
-    """The site's certificate and key, checked before anything is changed."""
-    if not settings.tls_cert:
-        return "", ""
+    """Check the HTTPS settings, and read the site's certificate and key, before anything is changed."""
     bootstrap = bootstrap_flags.load()
     try:
-        bootstrap.check_tls_files(settings.tls_cert, settings.tls_key)
+        bootstrap.check_acme_contact(settings.acme_domains, settings.acme_email)
+        if settings.tls_cert:
+            bootstrap.check_tls_files(settings.tls_cert, settings.tls_key)
     except bootstrap.BootstrapError as e:
-        raise BarehubError(e.message, e.hint)
+        raise BarehubError(e.message, e.hint, e.exit_code)
+    if not settings.tls_cert:
+        return "", ""
     return Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text()
 
 
