@@ -34,6 +34,8 @@ CONDA_LOCK = "conda-{platform}.lock"
 ENV_FILE = "environment.yml"
 MIN_HUB_PYTHON = (3, 11)  # ipykernel 7 and jupyterhub 6; pyproject.toml says the same
 ENV_STAMP = ".barehub-env"  # written last: its content says which inputs the env was built from
+SOURCE_FILE = "bootstrap.json"  # in PREFIX/envs: where envs come from, re-used by later runs and upgrades
+SITE_REQUIREMENTS = "site-requirements.txt"  # in PREFIX: the site's additions to the hub env
 
 
 class BootstrapError(Exception):
@@ -54,8 +56,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description=f"Install barehub {VERSION}: JupyterHub + traefik supervised by systemd.",
     )
     p.add_argument("--prefix", type=Path, default=DEFAULT_PREFIX, help="base directory (default: %(default)s)")
-    p.add_argument("--env-backend", choices=("conda", "pip"), default="conda",
-                   help="how to build PREFIX/conda: conda/micromamba (default) or a pip venv")
+    p.add_argument("--version", dest="release", metavar="X",
+                   help=f"the barehub release to install or move to: X, or 'latest' (default: {VERSION})")
+    p.add_argument("--env-backend", choices=("conda", "pip"),
+                   help="how to build the hub env: conda/micromamba (the default) or a pip venv (remembered)")
     p.add_argument("--conda-exe", type=Path, help="conda, mamba or micromamba to use (conda backend)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wheelhouse", type=Path, help="directory of wheels for an offline install (pip backend)")
@@ -66,14 +70,48 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--make-wheelhouse", type=Path, metavar="DIR",
                    help="download everything the pip backend needs into DIR (for air-gapped sites) and exit")
     args = p.parse_args(argv)
+    if not args.prefix.is_absolute():
+        p.error(f"--prefix must be an absolute path, not {args.prefix}")
+    apply_remembered_source(args, remembered_source(args.prefix))
     if args.env_backend == "conda" and (args.wheelhouse or args.index_url):
         p.error("--wheelhouse/--index-url belong to the pip backend: add --env-backend pip")
     if args.env_backend == "pip" and args.conda_exe:
         p.error("--conda-exe belongs to the conda backend")
     check_settings_arguments(p, args)
-    if not args.prefix.is_absolute():
-        p.error(f"--prefix must be an absolute path, not {args.prefix}")
     return args
+
+
+SOURCE_FIELDS = ("env_backend", "wheelhouse", "index_url", "conda_exe")
+
+
+def remembered_source(prefix: Path) -> Dict:
+    try:
+        data = json.loads((prefix / "envs" / SOURCE_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def apply_remembered_source(args: argparse.Namespace, remembered: Dict) -> None:
+    """Where envs come from: the flags given now, else what an earlier run used, else the defaults.
+
+    Giving a new source (backend, wheelhouse or index) replaces the remembered one as a whole.
+    """
+    if not any(getattr(args, f) for f in SOURCE_FIELDS):
+        for field in SOURCE_FIELDS:
+            value = remembered.get(field)
+            setattr(args, field, Path(value) if value and field in ("wheelhouse", "conda_exe") else value)
+    if not args.env_backend:
+        args.env_backend = "pip" if (args.wheelhouse or args.index_url) and not args.conda_exe else "conda"
+
+
+def save_source(args: argparse.Namespace) -> None:
+    data = {f: (str(getattr(args, f)) if getattr(args, f) else None) for f in SOURCE_FIELDS}
+    data["python"] = sys.executable
+    target = args.prefix / "envs" / SOURCE_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, target)
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
@@ -291,13 +329,42 @@ def pip_source_args(wheelhouse: Optional[Path], index_url: Optional[str]) -> Lis
     return []
 
 
+def is_checkout(here: Path) -> bool:
+    return (here / "pyproject.toml").is_file() and (here / "installer").is_dir()
+
+
 def installer_spec(args: argparse.Namespace, here: Path = HERE) -> str:
     """What to pip-install as the barehub package."""
     if args.installer:
         return str(Path(args.installer).resolve()) if os.path.exists(args.installer) else args.installer
-    if not getattr(args, "wheelhouse", None) and (here / "pyproject.toml").is_file() and (here / "installer").is_dir():
+    release = getattr(args, "release", None) or VERSION
+    if release == VERSION and not getattr(args, "wheelhouse", None) and is_checkout(here):
         return str(here)
-    return f"barehub=={VERSION}"
+    return f"barehub=={release}"
+
+
+def fetch_release(args: argparse.Namespace, workdir: Path) -> Path:
+    """Download the barehub wheel of the wanted release (X, or the newest for 'latest')."""
+    spec = "barehub" if args.release == "latest" else f"barehub=={args.release}"
+    run_cmd([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+             "--only-binary=:all:", "-d", str(workdir), *pip_source_args(args.wheelhouse, args.index_url), spec],
+            f"fetching {spec}")
+    wheels = sorted(workdir.glob("barehub-*.whl"))
+    if not wheels:
+        raise BootstrapError(f"no wheel of {spec} was downloaded", "check --index-url/--wheelhouse")
+    return wheels[-1]
+
+
+def lock_from_wheel(wheel: Path, target: Path) -> Optional[Path]:
+    """A release's wheel carries the lock it was tested with: install exactly that."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        try:
+            target.write_bytes(z.read(f"barehub/{PIP_LOCK}"))
+        except KeyError:
+            return None
+    return target
 
 
 def plan_pip_env(env_dir: Path, python: str, lock: Optional[Path], installer: str,
@@ -337,13 +404,12 @@ def plan_conda_env(env_dir: Path, conda_exe: Path, env_file: Path, lock: Optiona
 
 
 def env_stamp(plan: List[List[str]]) -> str:
-    """Fingerprint of what the env is built from: changes when the plan or a lock file does."""
+    """Fingerprint of what the env is built from: changes when the plan or a requirements file does."""
     h = hashlib.sha256(repr(plan).encode())
     for cmd in plan:
-        for arg in cmd:
-            p = Path(arg)
-            if p.suffix == ".lock" and p.is_file():
-                h.update(p.read_bytes())
+        for flag, arg in zip(cmd, cmd[1:]):
+            if flag == "-r" and Path(arg).is_file():
+                h.update(Path(arg).read_bytes())
     return h.hexdigest()
 
 
@@ -415,35 +481,81 @@ def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
     return target
 
 
+def resolve_release(args: argparse.Namespace) -> None:
+    """Pin down what to install: the release, its barehub package and its lock (pip backend)."""
+    args.release = args.release or VERSION
+    args.lock = HERE / PIP_LOCK if (HERE / PIP_LOCK).is_file() else None
+    if args.env_backend == "pip" and not args.installer and (args.release != VERSION or not args.lock):
+        workdir = args.prefix / "envs" / ".download"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        wheel = fetch_release(args, workdir)
+        args.release = wheel.name.split("-")[1]
+        args.installer = str(wheel)
+        args.lock = lock_from_wheel(wheel, workdir / PIP_LOCK)
+
+
+def env_dir_of(args: argparse.Namespace) -> Path:
+    return args.prefix / "envs" / args.release
+
+
+def site_requirements(prefix: Path) -> Optional[Path]:
+    path = prefix / SITE_REQUIREMENTS
+    return path if path.is_file() else None
+
+
 def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = False) -> List[List[str]]:
-    env_dir = args.prefix / "conda"
+    env_dir = env_dir_of(args)
     installer = installer_spec(args)
     if args.env_backend == "pip":
-        lock = HERE / PIP_LOCK
-        return plan_pip_env(env_dir, sys.executable, lock if lock.is_file() else None, installer,
-                            args.wheelhouse, args.index_url, exists)
-    conda = find_conda(args.conda_exe) or fetch_micromamba(args.prefix, conda_platform)
-    lock = HERE / CONDA_LOCK.format(platform=conda_platform)
-    return plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer, exists)
+        plan = plan_pip_env(env_dir, sys.executable, args.lock, installer, args.wheelhouse, args.index_url, exists)
+    else:
+        conda = find_conda(args.conda_exe) or fetch_micromamba(args.prefix, conda_platform)
+        lock = HERE / CONDA_LOCK.format(platform=conda_platform)
+        plan = plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer, exists)
+    site = site_requirements(args.prefix)
+    if site:  # the site's additions, re-applied to every release's env
+        plan.append([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+                     "--no-input", *pip_source_args(args.wheelhouse, args.index_url), "-r", str(site)])
+    return plan
+
+
+def switch_current_env(prefix: Path, env_dir: Path) -> None:
+    """Point PREFIX/conda at `env_dir`, atomically: the units and the CLI use that path."""
+    current = prefix / "conda"
+    if current.is_dir() and not current.is_symlink():  # an env from before envs/ existed
+        os.replace(current, prefix / "envs" / "unversioned")
+    tmp = prefix / ".conda.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(env_dir.relative_to(prefix))
+    os.replace(tmp, current)
 
 
 def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
-    """Build or converge the env. Returns False when it was already built from the same inputs."""
-    env_dir = args.prefix / "conda"
+    """Build or converge the release's env, aside from the running one; then make it current.
+
+    Returns False when it was already built from the same inputs. Until the switch at the end, the
+    running hub and its env are untouched: a failed download or install changes nothing that works.
+    """
+    env_dir = env_dir_of(args)
     stamp_file = env_dir / ENV_STAMP
     stamp = env_stamp(build_plan(args, conda_platform))
     usable = env_is_usable(env_dir)
     plan = build_plan(args, conda_platform, exists=usable)
-    if usable and stamp_file.is_file() and stamp_file.read_text() == stamp and not os.path.isdir(plan[-1][-1]):
-        return False  # a checkout's code can change under the same version: those are always reinstalled
-    if env_dir.exists() and not usable:
-        say(f"{env_dir} is incomplete (an interrupted run?): rebuilding it")
-        shutil.rmtree(env_dir)
-    stamp_file.unlink(missing_ok=True)
-    for cmd in plan:
-        run_cmd(cmd, " ".join(cmd[:4]) + " ...")
-    stamp_file.write_text(stamp)
-    return True
+    fresh = not (usable and stamp_file.is_file() and stamp_file.read_text() == stamp)
+    if fresh or os.path.isdir(installer_spec(args)):  # a checkout's code can change under the same version
+        if env_dir.exists() and not usable:
+            say(f"{env_dir} is incomplete (an interrupted run?): rebuilding it")
+            shutil.rmtree(env_dir)
+        stamp_file.unlink(missing_ok=True)
+        for cmd in plan:
+            run_cmd(cmd, " ".join(cmd[:4]) + " ...")
+        stamp_file.write_text(stamp)
+    switch_current_env(args.prefix, env_dir)
+    save_source(args)
+    shutil.rmtree(args.prefix / "envs" / ".download", ignore_errors=True)
+    return fresh
 
 
 def make_wheelhouse(target: Path) -> None:
@@ -477,9 +589,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         total = 4
         conda_platform = step(1, total, "checking this machine", preflight, args)
-        step(2, total, f"creating {args.prefix}", lambda: args.prefix.mkdir(mode=0o755, parents=True, exist_ok=True))
-        changed = step(3, total, f"hub environment ({args.env_backend} backend) in {args.prefix / 'conda'}",
-                       ensure_env, args, conda_platform)
+        step(2, total, f"creating {args.prefix}", lambda: (args.prefix / "envs").mkdir(
+            mode=0o755, parents=True, exist_ok=True))
+        resolve_release(args)
+        changed = step(3, total, f"hub environment of release {args.release} ({args.env_backend} backend) "
+                       f"in {env_dir_of(args)}", ensure_env, args, conda_platform)
         if not changed:
             say("hub environment already up to date")
         say(f"[4/{total}] running the installer")

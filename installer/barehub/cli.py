@@ -7,10 +7,10 @@ import sys
 from typing import Sequence
 
 from barehub import __version__
-from barehub.commands import check, install, status, uninstall
+from barehub.commands import check, install, rollback, status, uninstall, upgrade
 from barehub.errors import BarehubError
 
-COMMANDS = (install, check, status, uninstall)
+COMMANDS = (install, check, status, upgrade, rollback, uninstall)
 
 
 def build_parser() -> argparse.ArgumentParser:

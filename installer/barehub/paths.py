@@ -40,10 +40,24 @@ class Paths:
         """traefik's static config; readable by the proxy user only."""
         return self.prefix / "proxy"
 
+    @property
+    def envs(self) -> Path:
+        """One env per release; `env` (PREFIX/conda) links to the current one."""
+        return self.prefix / "envs"
+
+    @property
+    def backups(self) -> Path:
+        return self.prefix / "backups"
+
     # --- state
     @property
     def settings_file(self) -> Path:
         return self.state / "install.json"
+
+    @property
+    def release_file(self) -> Path:
+        """The release the install last converged to (written once the hub answers)."""
+        return self.state / "release.json"
 
     @property
     def db_file(self) -> Path:

@@ -36,6 +36,9 @@ class Systemctl:
     def start(self, unit: str) -> None:
         self.run("start", unit)
 
+    def stop(self, unit: str) -> None:
+        self.run("stop", unit)
+
     def restart(self, unit: str) -> None:
         self.run("restart", unit)
 

@@ -67,9 +67,54 @@ def test_conda_plan_for_an_existing_env_updates_it_in_place(bootstrap, exe, lock
 
 
 def ns(**kw):
-    base = dict(installer=None, wheelhouse=None)
+    base = dict(installer=None, wheelhouse=None, release=None)
     base.update(kw)
     return argparse.Namespace(**base)
+
+
+def test_env_source_is_remembered_and_replaced_as_a_whole(bootstrap, tmp_path):
+    args = bootstrap.parse_args(["--prefix", str(tmp_path), "--wheelhouse", "/wh"])
+    assert (args.env_backend, args.wheelhouse) == ("pip", Path("/wh"))  # a wheelhouse implies the pip backend
+    (tmp_path / "envs").mkdir()
+    bootstrap.save_source(args)
+    again = bootstrap.parse_args(["--prefix", str(tmp_path)])
+    assert (again.env_backend, again.wheelhouse, again.index_url) == ("pip", Path("/wh"), None)
+    moved = bootstrap.parse_args(["--prefix", str(tmp_path), "--index-url", "https://mirror/simple"])
+    assert (moved.env_backend, moved.wheelhouse, moved.index_url) == ("pip", None, "https://mirror/simple")
+    assert bootstrap.parse_args(["--prefix", str(tmp_path / "fresh")]).env_backend == "conda"
+
+
+def test_current_env_switches_atomically(bootstrap, tmp_path):
+    for release in ("2026.10.0", "2026.11.0"):
+        (tmp_path / "envs" / release / "bin").mkdir(parents=True)
+    bootstrap.switch_current_env(tmp_path, tmp_path / "envs" / "2026.10.0")
+    assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.10.0"
+    bootstrap.switch_current_env(tmp_path, tmp_path / "envs" / "2026.11.0")
+    assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.11.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conda", "envs"]
+
+
+def test_a_release_wheel_carries_its_lock(bootstrap, tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "barehub-2026.12.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("barehub/requirements.lock", "jupyterhub==6.2.0 --hash=sha256:00\n")
+    lock = bootstrap.lock_from_wheel(wheel, tmp_path / "x.lock")
+    assert lock.read_text().startswith("jupyterhub==6.2.0")
+
+
+def test_site_requirements_join_every_release_env(bootstrap, tmp_path):
+    args = bootstrap.parse_args(["--prefix", str(tmp_path), "--wheelhouse", "/wh"])
+    args.release, args.lock, args.installer = "2026.11.0", None, "/x.whl"
+    assert all("-r" not in cmd for cmd in bootstrap.build_plan(args, "linux-64"))
+    (tmp_path / "site-requirements.txt").write_text("jupyterhub-nativeauthenticator==1.3.0\n")
+    plan = bootstrap.build_plan(args, "linux-64")
+    assert plan[-1][-2:] == ["-r", str(tmp_path / "site-requirements.txt")]
+    assert plan[-1][0] == str(tmp_path / "envs" / "2026.11.0" / "bin" / "python")
+    stamp = bootstrap.env_stamp(plan)
+    (tmp_path / "site-requirements.txt").write_text("jupyterhub-nativeauthenticator==1.3.1\n")
+    assert bootstrap.env_stamp(bootstrap.build_plan(args, "linux-64")) != stamp
 
 
 def test_installer_source(bootstrap, tmp_path):
@@ -79,10 +124,11 @@ def test_installer_source(bootstrap, tmp_path):
     wheel = tmp_path / "barehub-1-py3-none-any.whl"
     wheel.touch()
     assert bootstrap.installer_spec(ns(installer=str(wheel)), REPO) == str(wheel)
+    assert bootstrap.installer_spec(ns(release="2026.12.0"), REPO) == "barehub==2026.12.0"  # not this checkout
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--wheelhouse", "/wh"], "--env-backend pip"),
+    (["--env-backend", "conda", "--wheelhouse", "/wh"], "--env-backend pip"),
     (["--env-backend", "pip", "--conda-exe", "/x"], "conda backend"),
     (["--prefix", "relative/dir"], "absolute"),
     (["--http-port", "70000"], "not a TCP port"),

@@ -7,14 +7,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import bootstrap_flags, layout, proxy_config, secret_files, units
+from barehub import __version__, bootstrap_flags, layout, proxy_config, releases, secret_files, units
 from barehub.errors import BarehubError
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
-from barehub.paths import Paths
+from barehub.paths import Paths, base_config_file
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.systemd import Systemctl
 from barehub.validation import validate
@@ -37,6 +38,7 @@ class Report:
     changed_files: list[Path] = field(default_factory=list)
     new_secrets: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
+    backup: Path | None = None
     url: str = ""
     health_seconds: float = 0.0
 
@@ -95,9 +97,14 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         report.changed_files.append(paths.traefik_tls)
     if not settings.tls_cert:
         remove_units(systemctl, units.CERT_UNITS, report)
+    examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
     for unit, files in render_all(paths, settings, tls_pem).items():
         changed = [path for path, spec in files.items() if atomic_write(path, spec)]
         report.changed_files += changed
+        for path in changed:
+            if path in examples_before:  # the site's own fragments are never touched; say what moved
+                log.info("the shipped drop-in %s changed in this release: compare it with your copy in %s",
+                         path.name, paths.config_d)
         if changed and unit:
             restart_needed.append(unit)
     for path in report.changed_files:
@@ -105,6 +112,10 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     layout.link_cli(paths)
     if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
         refuse_broken_fragments(paths)
+
+    previous = releases.read_release(paths.release_file)
+    if previous and previous.version != __version__:
+        upgrade_from(previous, paths, settings, systemctl, report)
 
     systemctl.daemon_reload()
     started = units.UNITS + ((units.CERTS_PATH_UNIT,) if settings.tls_cert else ())
@@ -127,7 +138,32 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80",
         give_up=crash_loop_detector(systemctl),
     )
+    releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)), settings.hub_user)
     return report
+
+
+def upgrade_from(previous: releases.Release, paths: Paths, settings: Settings, systemctl: Systemctl,
+                 report: Report) -> None:
+    """The release changed: back up, stop the hub, migrate its database. User servers keep running."""
+    report.backup = releases.backup(paths, previous, settings.hub_user)
+    log.info("release %s -> %s: backed up the database and settings to %s", previous.version, __version__,
+             report.backup)
+    systemctl.stop(units.HUB_UNIT)
+    cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
+    if settings.hub_user != "root":
+        cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]
+    proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
+                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix)})
+    if proc.returncode != 0:
+        raise BarehubError(f"the database migration to {__version__} failed:\n{proc.stderr.strip()[-2000:]}",
+                           f"the hub is stopped; `barehub rollback` restores {previous.version} and its database")
+    log.info("database migrated for JupyterHub %s", jupyterhub_version())
+
+
+def jupyterhub_version() -> str:
+    from importlib.metadata import version
+
+    return version("jupyterhub")
 
 
 def refuse_broken_fragments(paths: Paths) -> None:

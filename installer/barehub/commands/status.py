@@ -7,7 +7,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from barehub import __version__, certificates, units
+from barehub import __version__, certificates, releases, units
 from barehub.paths import Paths
 from barehub.secret_files import read_secret
 from barehub.settings import load_settings
@@ -49,10 +49,25 @@ def running_servers(paths: Paths, hub_port: int) -> list[str] | str:
     return [u["name"] + (f"/{n}" if n else "") for u in users for n in u.get("servers", {})]
 
 
+def config_repo_state(config_d: Path) -> str:
+    """The plan suggests keeping jupyterhub_config.d in git: say whether it is, and whether it is committed."""
+    if not (config_d / ".git").exists():
+        return "not a git repository (suggested: git init in it, and commit your fragments)"
+    try:
+        out = subprocess.run(["git", "-C", str(config_d), "status", "--porcelain"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "a git repository (git is not installed here to check it)"
+    changes = [line for line in out.stdout.splitlines() if line.strip()]
+    return f"git: {len(changes)} uncommitted change(s)" if changes else "git: clean"
+
+
 def collect(paths: Paths, systemctl: Systemctl) -> dict:
     settings = load_settings(paths)
+    release = releases.read_release(paths.release_file)
     return {
         "prefix": str(paths.prefix),
+        "release": release.version if release else "not installed yet",
+        "config_dir": {"path": str(paths.config_d), "state": config_repo_state(paths.config_d)},
         "url": settings.public_url,
         "certificate": certificates.describe(paths, settings),
         "units": {u: {"active": systemctl.is_active(u), "enabled": systemctl.is_enabled(u)} for u in units.UNITS},
@@ -64,7 +79,8 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
 
 
 def format_status(status: dict) -> str:
-    lines = [f"barehub at {status['prefix']}  URL: {status['url']}"]
+    lines = [f"barehub {status['release']} at {status['prefix']}  URL: {status['url']}",
+             f"  config: {status['config_dir']['path']} ({status['config_dir']['state']})"]
     for unit, st in status["units"].items():
         lines.append(f"  {unit:28} {'active' if st['active'] else 'INACTIVE'}, "
                      f"{'enabled' if st['enabled'] else 'not enabled'}")

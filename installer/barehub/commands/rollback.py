@@ -1,0 +1,66 @@
+"""`barehub rollback`: go back to the release before the last upgrade, with its database.
+
+Uses the newest backup (or --backup NAME): its env is still in PREFIX/envs, so nothing is downloaded.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from barehub import bootstrap_flags, releases, units
+from barehub.errors import BarehubError
+from barehub.paths import Paths
+from barehub.settings import load_settings
+from barehub.systemd import Systemctl
+
+log = logging.getLogger("barehub")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("rollback", help="restore the previous release's env and database backup")
+    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    p.add_argument("--backup", help="the backup to restore (a name in PREFIX/backups; default: the newest)")
+    p.add_argument("--list", action="store_true", help="list the backups and exit")
+    p.set_defaults(run=run)
+
+
+def choose_backup(paths: Paths, name: str | None) -> Path:
+    backups = releases.list_backups(paths)
+    if name:
+        chosen = paths.backups / name
+        if chosen not in backups:
+            raise BarehubError(f"no backup {name} in {paths.backups}", "see: barehub rollback --list")
+        return chosen
+    if not backups:
+        raise BarehubError(f"no backups in {paths.backups}", "backups are taken when an upgrade changes the release")
+    return backups[-1]
+
+
+def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> releases.Release:
+    if os.geteuid() != 0:
+        raise BarehubError("barehub rollback must run as root", "run it with sudo")
+    chosen = choose_backup(paths, backup_name)
+    target = releases.read_release(chosen / paths.release_file.name)
+    env = paths.prefix / target.env
+    if not (env / "bin" / "python").exists():
+        raise BarehubError(f"the env of release {target.version} ({env}) is gone",
+                           f"reinstall it: python3 bootstrap.py --version {target.version}")
+    log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
+    systemctl.stop(units.HUB_UNIT)
+    releases.restore(paths, chosen, load_settings(paths).hub_user)
+    bootstrap_flags.load().switch_current_env(paths.prefix, env)
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = Paths.from_prefix(args.prefix)
+    if args.list:
+        for backup in releases.list_backups(paths):
+            print(backup.name)
+        return 0
+    rollback(paths, args.backup, Systemctl())
+    # converge with the restored release's own installer (units, proxy config), which starts the hub
+    python = str(paths.env_bin / "python")
+    os.execv(python, [python, "-m", "barehub", "install", "--prefix", str(paths.prefix)])

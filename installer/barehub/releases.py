@@ -1,0 +1,88 @@
+"""Which release is installed, backups taken before a release changes, and restoring them.
+
+A backup is a directory PREFIX/backups/<UTC time>-from-<release>/ holding a consistent copy of the
+database (SQLite's backup API, taken while the hub runs), the install settings and the release
+record: enough to go back. Backups are kept; removing old ones is the admin's call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from barehub.errors import BarehubError
+from barehub.fsutil import FileSpec, atomic_write, primary_group
+from barehub.paths import Paths
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    env: str  # the env directory, relative to the prefix (envs/<release>)
+
+
+def current_env(paths: Paths) -> str:
+    return os.path.relpath(paths.env.resolve(), paths.prefix)
+
+
+def read_release(path: Path) -> Release | None:
+    try:
+        data = json.loads(path.read_text())
+        return Release(data["version"], data["env"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_release(paths: Paths, release: Release, owner: str) -> None:
+    text = json.dumps({"version": release.version, "env": release.env}, indent=2) + "\n"
+    atomic_write(paths.release_file, FileSpec(text, 0o600, owner, primary_group(owner)))
+
+
+def backup(paths: Paths, previous: Release, owner: str) -> Path:
+    """Copy the database and the install records aside, before anything of the release changes."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = paths.backups / f"{stamp}-from-{previous.version}"
+    target.mkdir(parents=True, mode=0o700)
+    os.chmod(paths.backups, 0o700)
+    if paths.db_file.exists():
+        (target / paths.db_file.name).touch(mode=0o600)
+        copy_database(paths.db_file, target / paths.db_file.name)
+    for record in (paths.settings_file, paths.release_file):
+        if record.exists():
+            atomic_write(target / record.name, FileSpec(record.read_text(), 0o600))
+    return target
+
+
+def list_backups(paths: Paths) -> list[Path]:
+    if not paths.backups.is_dir():
+        return []
+    return sorted(p for p in paths.backups.iterdir() if p.is_dir() and (p / paths.release_file.name).exists())
+
+
+def restore(paths: Paths, backup_dir: Path, owner: str) -> Release:
+    """Put a backup's database and records back (the hub must be stopped). Returns its release."""
+    release = read_release(backup_dir / paths.release_file.name)
+    if release is None:
+        raise BarehubError(f"{backup_dir} has no release record", "choose another backup")
+    group = primary_group(owner)
+    db = backup_dir / paths.db_file.name
+    if db.exists():
+        copy_database(db, paths.db_file)  # page by page into the existing file: its mode and owner stay
+    for name in (paths.settings_file.name, paths.release_file.name):
+        if (backup_dir / name).exists():
+            atomic_write(paths.state / name, FileSpec((backup_dir / name).read_text(), 0o600, owner, group))
+    return release
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, even while a hub writes to the source."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()

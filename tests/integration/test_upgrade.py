@@ -1,0 +1,132 @@
+"""Upgrades between releases and back, with a real database migration.
+
+Release N-1 is made the way a past release was: this repository's committed code with an older
+release number that pins JupyterHub 5.4 (an older database schema), its own hash lock and its own
+wheelhouse. It is installed with its own bootstrap.py, used, then upgraded to this release N and
+rolled back. Runs last: it starts from a fresh install.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.conftest import CACHE, HTTP_PORT, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON
+from tests.integration.helpers import HUB, status_code, wait_until
+from tests.integration.hubclient import HubUser
+
+OLD = "2026.10.0"  # the new release is this checkout's VERSION
+OLD_HUB = "5.4.6"
+USER, PASSWORD = "grace", "grace-Secret-5"
+BASE = f"http://127.0.0.1:{HTTP_PORT}"
+
+
+def this_release() -> str:
+    for line in (REPO / "bootstrap.py").read_text().splitlines():
+        if line.startswith("VERSION = "):
+            return line.split('"')[1]
+    raise AssertionError("no VERSION in bootstrap.py")
+
+
+@pytest.fixture(scope="module")
+def old_release(container, tmp_path_factory) -> Path:
+    """Release N-1's bootstrap.py, lock and wheelhouse, placed inside the container at /opt/n-1."""
+    src = tmp_path_factory.mktemp("n-1")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    for name, old, new in (("bootstrap.py", f'VERSION = "{this_release()}"', f'VERSION = "{OLD}"'),
+                           ("pyproject.toml", '"jupyterhub==6.1.1"', f'"jupyterhub=={OLD_HUB}"')):
+        text = (src / name).read_text()
+        assert old in text, (name, old)
+        (src / name).write_text(text.replace(old, new))
+    key = hashlib.sha256((src / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    cached_lock = CACHE / f"n-1-{key}.lock"
+    if not cached_lock.exists():
+        uv = Path(sys.executable).parent / "uv"  # from tests/requirements.txt
+        subprocess.run([str(uv), "pip", "compile", "pyproject.toml", "--universal", "--generate-hashes",
+                        "--python-version", "3.11", "-q", "-o", str(cached_lock)], cwd=src, check=True, timeout=600)
+    shutil.copy(cached_lock, src / "requirements.lock")
+    wheelhouse = CACHE / f"wheelhouse-n-1-{key}"
+    for old_wheel in wheelhouse.glob("barehub-*.whl"):
+        old_wheel.unlink()
+    subprocess.run([SYSTEM_PYTHON, str(src / "bootstrap.py"), "--make-wheelhouse", str(wheelhouse)],
+                   check=True, capture_output=True, timeout=1200)
+    inside = Path(f"/proc/{container.pid}/root/opt/n-1")
+    shutil.rmtree(inside, ignore_errors=True)
+    shutil.copytree(wheelhouse, inside / "wheelhouse")
+    for name in ("bootstrap.py", "requirements.lock"):
+        shutil.copy(src / name, inside / name)
+    return Path("/opt/n-1")
+
+
+def status(box) -> dict:
+    return json.loads(box.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)
+
+
+@pytest.fixture(scope="module")
+def installed_old(container, old_release):
+    if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
+        container.run(f"barehub uninstall --prefix {PREFIX} --purge")
+    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
+    container.run(f"{SYSTEM_PYTHON} {old_release}/bootstrap.py --wheelhouse {old_release}/wheelhouse "
+                  f"--http-port {HTTP_PORT}", timeout=900)
+    assert status(container)["versions"]["jupyterhub"] == OLD_HUB
+    user = HubUser(BASE, USER, PASSWORD)
+    assert user.login().status_code == 302
+    user.spawn()
+    return user.token()
+
+
+def token_works(token: str) -> bool:
+    r = requests.get(f"{BASE}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=10)
+    return r.status_code == 200 and r.json()["name"] == USER
+
+
+def server_answers(token: str) -> bool:
+    return status_code(f"{BASE}/user/{USER}/api/status", headers={"Authorization": f"token {token}"}) == 200
+
+
+def test_an_upgrade_that_cannot_get_its_packages_leaves_the_running_hub_alone(container, installed_old):
+    pid = container.main_pid(HUB)
+    r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --index-url http://127.0.0.1:9/simple",
+                      check=False, timeout=600)
+    assert r.returncode == 1
+    assert "the package index is unreachable" in r.stderr
+    assert container.main_pid(HUB) == pid and token_works(installed_old)
+    assert status(container)["release"] == OLD
+    assert container.run(f"ls {PREFIX}/backups", check=False).stdout.strip() == ""  # nothing was started
+
+
+def test_upgrade_keeps_users_tokens_and_running_servers(container, installed_old):
+    start = time.monotonic()
+    r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse", timeout=900)
+    MEASUREMENTS[f"upgrade {OLD} (JupyterHub {OLD_HUB}) -> {this_release()} incl. DB migration (s)"] = \
+        round(time.monotonic() - start, 1)
+    assert f"release {OLD} -> {this_release()}: backed up" in r.stdout
+    assert "database migrated" in r.stdout
+    now = status(container)
+    assert now["release"] == this_release() and now["versions"]["jupyterhub"] == "6.1.1"
+    assert token_works(installed_old)
+    wait_until(lambda: server_answers(installed_old), 60)  # started by N-1, still running, found again
+    [backup] = container.run(f"ls {PREFIX}/backups").stdout.split()
+    assert backup.endswith(f"-from-{OLD}")
+    assert container.run(f"stat -c %a {PREFIX}/backups/{backup}/jupyterhub.sqlite").stdout.strip() == "600"
+    # the previous release's env stays, for servers started from it and for a rollback
+    assert container.run(f"test -x {PREFIX}/envs/{OLD}/bin/python", check=False).returncode == 0
+
+
+def test_rollback_brings_the_previous_release_back_with_its_data(container, installed_old):
+    container.run(f"barehub rollback --prefix {PREFIX}", timeout=600)
+    now = status(container)
+    assert now["release"] == OLD and now["versions"]["jupyterhub"] == OLD_HUB
+    assert container.run(f"readlink {PREFIX}/conda").stdout.strip() == f"envs/{OLD}"
+    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    assert token_works(installed_old)
+    wait_until(lambda: server_answers(installed_old), 60)
