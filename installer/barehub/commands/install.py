@@ -153,7 +153,8 @@ def upgrade_from(previous: releases.Release, paths: Paths, settings: Settings, s
     if settings.hub_user != "root":
         cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]
     proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
-                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix)})
+                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix),  # it runs `alembic` from PATH
+                               "PATH": f"{paths.env_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
     if proc.returncode != 0:
         raise BarehubError(f"the database migration to {__version__} failed:\n{proc.stderr.strip()[-2000:]}",
                            f"the hub is stopped; `barehub rollback` restores {previous.version} and its database")
