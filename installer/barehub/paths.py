@@ -96,6 +96,11 @@ class Paths:
         return self.traefik_dynamic_dir / "rules.toml"
 
     @property
+    def traefik_middlewares(self) -> Path:
+        """barehub's own dynamic config: the retry that hides hub restarts."""
+        return self.traefik_dynamic_dir / "barehub.toml"
+
+    @property
     def traefik_tls(self) -> Path:
         """TLS options and the site's own certificate, when HTTPS is on."""
         return self.traefik_dynamic_dir / "tls.toml"

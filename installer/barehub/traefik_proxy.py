@@ -13,6 +13,8 @@ from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
 from traitlets import default, observe
 
+from barehub.proxy_config import HUB_RETRY
+
 RULES_MODE = 0o640
 
 
@@ -33,7 +35,15 @@ class GroupReadableRulesFile(TraefikConfigFileHandler):
 
 
 class BarehubTraefikProxy(TraefikFileProviderProxy):
-    """TraefikFileProviderProxy for an external, unprivileged traefik."""
+    """TraefikFileProviderProxy for an external, unprivileged traefik, with hub restarts hidden."""
+
+    def _dynamic_config_for_route(self, routespec, target, data):
+        traefik_config, jupyterhub_config = super()._dynamic_config_for_route(routespec, target, data)
+        if data and data.get("hub"):
+            # defined by the installer in barehub.toml: retry while the hub restarts, instead of a 502
+            for router in traefik_config["http"]["routers"].values():
+                router["middlewares"] = [f"{HUB_RETRY}@file"]
+        return traefik_config, jupyterhub_config
 
     @default("dynamic_config_handler")
     def _default_handler(self):

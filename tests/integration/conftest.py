@@ -1,20 +1,18 @@
 """Session fixtures: a wheelhouse built from this checkout, one booted systemd container, one install."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.container import Container
+from tests.integration.helpers import SYSTEM_PYTHON, build_wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
-SYSTEM_PYTHON = "/usr/bin/python3"  # user servers cannot exec a python under /root (0700)
 HTTP_PORT = 28080
 PREFIX = "/opt/barehub"
 USER, PASSWORD = "alice", "alice-Secret-1"
@@ -29,15 +27,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    """bootstrap.py --make-wheelhouse, as an air-gapped site would run it; downloads are cached."""
-    lock_hash = hashlib.sha256((REPO / "requirements.lock").read_bytes()).hexdigest()[:16]
-    target = CACHE / f"wheelhouse-{lock_hash}"
-    for old in target.glob("barehub-*.whl"):
-        old.unlink()  # always this checkout's code
-    proc = subprocess.run([SYSTEM_PYTHON, str(REPO / "bootstrap.py"), "--make-wheelhouse", str(target)],
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return target
+    return build_wheelhouse(REPO, CACHE)
 
 
 @pytest.fixture(scope="session")

@@ -30,18 +30,26 @@ def alice_token(alice) -> str:
 
 
 class ServerProbe:
-    """Asks the user's server for its status every 0.1 s in the background, counting failures."""
+    """Asks `url` (default: the user's server status) every 0.1 s in the background, counting failures
+    and the slowest answer."""
 
-    def __init__(self, base_url: str, token: str):
-        self.url = f"{base_url}/user/{USER}/api/status"
+    def __init__(self, base_url: str, token: str, url: str | None = None):
+        self.url = url or f"{base_url}/user/{USER}/api/status"
         self.headers = {"Authorization": f"token {token}"}
         self.ok = self.failed = 0
+        self.slowest = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self):
         while not self._stop.is_set():
-            if status_code(self.url, headers=self.headers) == 200:
+            start = time.monotonic()
+            try:
+                code = requests.get(self.url, headers=self.headers, timeout=30).status_code
+            except requests.RequestException:
+                code = None
+            self.slowest = max(self.slowest, time.monotonic() - start)
+            if code == 200:
                 self.ok += 1
             else:
                 self.failed += 1
@@ -183,6 +191,25 @@ def test_hub_restart_time(container, base_url):
         round(time.monotonic() - start, 2)
 
 
+@pytest.mark.parametrize("action", ["restart", "reload"])
+def test_hub_restart_and_reload_fail_no_request_to_hub_pages_or_user_servers(container, base_url, alice_token,
+                                                                             action):
+    pid = container.main_pid(HUB)
+    with ServerProbe(base_url, alice_token) as server, \
+            ServerProbe(base_url, alice_token, url=f"{base_url}/hub/login") as hub_pages:
+        time.sleep(0.5)
+        container.run(f"systemctl {action} {HUB}")
+        wait_until(lambda: container.main_pid(HUB) not in (0, pid) and status_code(f"{base_url}/hub/health") == 200,
+                   120)
+        time.sleep(1)
+    MEASUREMENTS[f"systemctl {action} jupyterhub: failed requests (hub pages, user server)"] = \
+        f"{hub_pages.failed}/{hub_pages.ok + hub_pages.failed}, {server.failed}/{server.ok + server.failed}"
+    MEASUREMENTS[f"systemctl {action} jupyterhub: slowest answer (hub pages, user server) (s)"] = \
+        f"{hub_pages.slowest:.2f}, {server.slowest:.2f}"
+    assert hub_pages.failed == 0 and server.failed == 0
+    assert hub_pages.ok > 10 and server.ok > 10
+
+
 def test_killed_traefik_comes_back_with_its_routes(container, base_url, alice_token):
     pid = container.main_pid(PROXY)
     container.run(f"kill -9 {pid}")
@@ -272,8 +299,10 @@ def test_unreachable_index_fails_clearly_and_leaves_the_running_hub_alone(contai
 
 
 def test_wrong_flags_get_a_usage_error(container):
-    r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /x", check=False)
+    r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --env-backend conda --wheelhouse /x", check=False)
     assert r.returncode == 2 and "--env-backend pip" in r.stderr
+    r = container.run("/usr/bin/python3 /mnt/src/bootstrap.py --tls-cert /c.pem", check=False)
+    assert r.returncode == 2 and "--tls-cert and --tls-key go together" in r.stderr
 
 
 # ------------------------------------------------------------- last: uninstall

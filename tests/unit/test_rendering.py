@@ -97,6 +97,19 @@ def test_letsencrypt_https_keeps_the_routes_entrypoint_and_redirects_http():
     assert config["entryPoints"]["traefik"] == {"address": "127.0.0.1:9099"}  # the API stays on loopback
 
 
+def test_hub_route_retries_while_the_hub_restarts():
+    from barehub.traefik_proxy import BarehubTraefikProxy
+
+    retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS)[PATHS.traefik_middlewares].text)
+    assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 10, "initialInterval": "100ms"}
+    proxy = BarehubTraefikProxy.__new__(BarehubTraefikProxy)  # no traefik to talk to: only the route text
+    proxy._trait_values = {"traefik_entrypoint": "web"}
+    hub, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/", "http://127.0.0.1:8081", {"hub": True})
+    user, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/user/a/", "http://127.0.0.1:9", {"user": "a"})
+    assert [r["middlewares"] for r in hub["http"]["routers"].values()] == [["hub-retry@file"]]
+    assert all("middlewares" not in r for r in user["http"]["routers"].values())
+
+
 def test_tls_options_are_modern_and_manual_certificates_are_inline():
     manual = SETTINGS.with_overrides({"tls_cert": "/etc/ssl/hub.pem", "tls_key": "/etc/ssl/private/hub.key"})
     files = render_proxy_config(PATHS, manual, "CERT-PEM", "KEY-PEM")

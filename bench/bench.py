@@ -1,0 +1,238 @@
+"""barehub against what an admin would otherwise run, on one machine, in one run.
+
+Setups, one at a time, in one booted systemd container (see tests/integration/container.py):
+  barehub          this repository, installed by bootstrap.py (pip backend, local wheelhouse)
+  stock-chp        the same JupyterHub, configurable-http-proxy (npm) started by the hub, configured by hand
+  traefik-default  the same hub, jupyterhub-traefik-proxy starting traefik at traefik's default 2 s throttle
+All serve the same lightweight single-user server (bench/tinyserver.py). Writes bench/results.md and .json.
+Run: sudo bench/run   (needs what tests/run installs)
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.integration.container import Container  # noqa: E402
+
+CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
+ENV_PY = "/opt/barehub/conda/bin/python"
+SETUPS = {
+    "barehub": {"public": "http://127.0.0.1:28080", "hub": "http://127.0.0.1:28080", "kind": "barehub",
+                "units": ["jupyterhub.service", "jupyterhub-proxy.service"]},
+    "stock-chp": {"public": "http://127.0.0.1:28180", "hub": "http://127.0.0.1:28180", "kind": "chp",
+                  "units": ["bench-stock.service"], "config": "/mnt/bench/configs/stock_chp.py",
+                  "state": "/var/lib/bench-stock"},
+    "traefik-default": {"public": "http://127.0.0.1:28280", "hub": "http://127.0.0.1:28280",
+                        "kind": "traefik-default", "units": ["bench-traefik.service"],
+                        "config": "/mnt/bench/configs/traefik_default.py", "state": "/var/lib/bench-traefik"},
+}
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait(pred, timeout: float, interval: float = 0.02) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise RuntimeError("timed out")
+
+
+def summary(values: list[float]) -> dict:
+    values = sorted(values)
+    return {"n": len(values), "median": statistics.median(values), "min": values[0], "max": values[-1]}
+
+
+class Bench:
+    def __init__(self, box: Container, token: str):
+        self.box, self.token = box, token
+
+    def inside(self, command: str, **args) -> dict:
+        out = self.box.run([ENV_PY, "/mnt/bench/inside.py", command, json.dumps(args)], timeout=3600).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def proxy_config(self, name: str) -> dict:
+        if name == "stock-chp":
+            return {"ConfigurableHTTPProxy": {"api_url": "http://127.0.0.1:28181", "auth_token": self.token,
+                                              "should_start": False}}
+        if name == "traefik-default":
+            return {"TraefikProxy": {"traefik_api_url": "http://127.0.0.1:28281", "traefik_api_username": "bench",
+                                     "traefik_api_password": self.token, "should_start": False,
+                                     "traefik_entrypoint": "http"},
+                    "TraefikFileProviderProxy": {"dynamic_config_file": "/var/lib/bench-traefik/rules.toml"}}
+        password = self.box.run("cat /opt/barehub/state/traefik_api_password").stdout.strip()
+        return {"TraefikProxy": {"traefik_api_url": "http://127.0.0.1:8099", "traefik_api_username": "jupyterhub",
+                                 "traefik_api_password": password, "should_start": False,
+                                 "traefik_entrypoint": "web"},
+                "TraefikFileProviderProxy": {"dynamic_config_file": "/opt/barehub/proxy/dynamic/rules.toml"}}
+
+    def start(self, name: str) -> float:
+        """Seconds from starting the hub's unit until /hub/health answers through the proxy."""
+        setup = SETUPS[name]
+        start = time.monotonic()
+        if name == "barehub":
+            self.box.run("systemctl start jupyterhub")
+        else:
+            self.box.run(f"mkdir -p {setup['state']} && systemd-run --unit={setup['units'][0]} -p KillMode=process "
+                         f"--working-directory={setup['state']} {ENV_PY} -m jupyterhub -f {setup['config']}")
+        wait(lambda: ok(f"{setup['public']}/hub/health"), 120)
+        return time.monotonic() - start
+
+    def stop(self, name: str) -> None:
+        for unit in SETUPS[name]["units"][:1]:
+            self.box.run(f"systemctl stop {unit}", check=False)
+        self.box.run("pkill -f tinyserver.py", check=False)
+        if name != "barehub":
+            self.box.run("pkill -f configurable-http-proxy; pkill -f 'traefik --configfile'", check=False)
+
+    def memory_mb(self, name: str) -> float:
+        """Resident memory of everything in the setup's units at idle (hub, proxy, hub services)."""
+        total = 0
+        for unit in SETUPS[name]["units"]:
+            cgroup = self.box.run(f"systemctl show -p ControlGroup --value {unit}").stdout.strip()
+            pids = self.box.run(f"cat /sys/fs/cgroup{cgroup}/cgroup.procs", check=False).stdout.split()
+            for pid in pids:
+                rss = self.box.run(f"grep VmRSS /proc/{pid}/status", check=False).stdout.split()
+                total += int(rss[1]) if len(rss) > 1 else 0
+        return round(total / 1024, 1)
+
+    def disruption(self, name: str, action: str) -> dict:
+        """Failed requests and the slowest answer, to /hub and to a user server, around a hub restart."""
+        setup = SETUPS[name]
+        requests.post(f"{setup['hub']}/hub/api/users/steady", headers={"Authorization": f"token {self.token}"})
+        requests.post(f"{setup['hub']}/hub/api/users/steady/server", headers={"Authorization": f"token {self.token}"})
+        wait(lambda: ok(f"{setup['public']}/user/steady/"), 60)
+        counts = {"hub": [0, 0, 0.0], "server": [0, 0, 0.0]}  # ok, failed, slowest
+        stop = threading.Event()
+
+        def loop(key: str, url: str) -> None:
+            while not stop.is_set():  # bounded: ends with the measurement
+                t = time.monotonic()
+                good = ok(url)
+                counts[key][0 if good else 1] += 1
+                counts[key][2] = max(counts[key][2], time.monotonic() - t)
+                time.sleep(0.1)
+
+        threads = [threading.Thread(target=loop, args=("hub", f"{setup['public']}/hub/login")),
+                   threading.Thread(target=loop, args=("server", f"{setup['public']}/user/steady/"))]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        unit = setup["units"][0]
+        pid = self.box.main_pid(unit)
+        self.box.run(f"systemctl {action} {unit}")
+        wait(lambda: self.box.main_pid(unit) not in (0, pid) and ok(f"{setup['public']}/hub/health"), 120, 0.1)
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join()
+        requests.delete(f"{setup['hub']}/hub/api/users/steady/server",
+                        headers={"Authorization": f"token {self.token}"})
+        return {k: {"ok": v[0], "failed": v[1], "slowest_s": round(v[2], 2)} for k, v in counts.items()}
+
+    def measure(self, name: str) -> dict:
+        setup = SETUPS[name]
+        r: dict = {}
+        starts = []
+        for _ in range(3):
+            self.stop(name)
+            time.sleep(1)
+            starts.append(self.start(name))
+        r["hub_cold_start_s"] = summary(starts)
+        log(f"{name}: cold start {r['hub_cold_start_s']}")
+        time.sleep(3)
+        r["idle_memory_mb"] = self.memory_mb(name)
+        common = dict(hub=setup["hub"], public=setup["public"], token=self.token)
+        r["spawn_1"] = self.inside("spawns", count=1, repeat=5, prefix="one", **common)
+        r["spawn_50"] = self.inside("spawns", count=50, repeat=1, prefix="fifty", **common)
+        r["spawn_100"] = self.inside("spawns", count=100, repeat=1, prefix="hundred", **common)
+        log(f"{name}: spawns 1/50/100 medians {r['spawn_1']['latency'].get('median')}, "
+            f"{r['spawn_50']['latency'].get('median')}, {r['spawn_100']['latency'].get('median')}")
+        config = json.dumps(self.proxy_config(name))
+        r["routes_1000"] = self.inside("routes", kind=setup["kind"], config=config, background=1000, n=20)
+        requests.post(f"{setup['hub']}/hub/api/users/ovh", headers={"Authorization": f"token {self.token}"})
+        requests.post(f"{setup['hub']}/hub/api/users/ovh/server", headers={"Authorization": f"token {self.token}"})
+        wait(lambda: ok(f"{setup['public']}/user/ovh/"), 60)
+        r["overhead"] = self.inside("overhead", kind=setup["kind"], config=config, routespec="/user/ovh/",
+                                    proxied=f"{setup['public']}/user/ovh", n=300)
+        requests.delete(f"{setup['hub']}/hub/api/users/ovh/server", headers={"Authorization": f"token {self.token}"})
+        actions = ["restart", "reload"] if name == "barehub" else ["restart"]
+        for action in actions:
+            r[f"{action}_disruption"] = self.disruption(name, action)
+            log(f"{name}: {action} {r[f'{action}_disruption']}")
+        self.stop(name)
+        return r
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench: run as root (it boots a systemd container)", file=sys.stderr)
+        return 1
+    chp = CACHE / "chp"
+    if not (chp / "node_modules" / ".bin" / "configurable-http-proxy").exists():
+        chp.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(chp), "--no-audit", "--no-fund",
+                        "configurable-http-proxy@5.3.0"], check=True)
+    from tests.integration.helpers import build_wheelhouse
+
+    wheelhouse = build_wheelhouse(REPO, CACHE)
+    box = Container(f"barehub-bench-{os.getpid()}", {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse",
+                                                     str(REPO / "bench"): "/mnt/bench", str(chp): "/mnt/chp"},
+                    Path("/tmp/barehub-bench-console.log"))
+    box.boot()
+    token = secrets.token_hex(16)
+    results: dict = {"machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}}
+    try:
+        box.run(f"mkdir -p /etc/bench && echo {token} > /etc/bench/token && chmod 600 /etc/bench/token")
+        start = time.monotonic()
+        box.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /mnt/wheelhouse --http-port 28080", timeout=900)
+        boot_s = time.monotonic() - start
+        start = time.monotonic()
+        box.run("/usr/bin/python3 -m venv /tmp/bare && /tmp/bare/bin/pip install -q --no-index --find-links "
+                "/mnt/wheelhouse --require-hashes --only-binary=:all: -r /mnt/src/requirements.lock", timeout=900)
+        results["bootstrap_vs_pip_s"] = {"bootstrap_full_install": round(boot_s, 1),
+                                         "bare_pip_install_same_set": round(time.monotonic() - start, 1)}
+        box.run("cp /mnt/bench/configs/common.py /opt/barehub/jupyterhub_config.d/90-bench.py && "
+                "systemctl restart jupyterhub")
+        results["bare_server_start"] = Bench(box, token).inside(
+            "bare_start", tinyserver="/mnt/bench/tinyserver.py", repeat=10)
+        for name in SETUPS:
+            log(f"measuring {name}")
+            results[name] = Bench(box, token).measure(name)
+            if name == "barehub":
+                box.run("systemctl stop jupyterhub-proxy", check=False)
+    finally:
+        box.stop()
+    (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.report import write_report
+
+    write_report(results, REPO / "bench" / "results.md")
+    log("wrote bench/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    shutil.which("npm") or sys.exit("bench: npm is needed for configurable-http-proxy")
+    sys.exit(main())
