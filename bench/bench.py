@@ -25,6 +25,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.integration.container import Container  # noqa: E402
+from tests.integration.helpers import status_code, wait_until  # noqa: E402
 
 CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
 ENV_PY = "/opt/barehub/conda/bin/python"
@@ -45,19 +46,7 @@ def log(msg: str) -> None:
 
 
 def ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def wait(pred, timeout: float, interval: float = 0.02) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(interval)
-    raise RuntimeError("timed out")
+    return status_code(url) == 200
 
 
 def summary(values: list[float]) -> dict:
@@ -97,7 +86,7 @@ class Bench:
         else:
             self.box.run(f"mkdir -p {setup['state']} && systemd-run --unit={setup['units'][0]} -p KillMode=process "
                          f"--working-directory={setup['state']} {ENV_PY} -m jupyterhub -f {setup['config']}")
-        wait(lambda: ok(f"{setup['public']}/hub/health"), 120)
+        wait_until(lambda: ok(f"{setup['public']}/hub/health"), 120)
         return time.monotonic() - start
 
     def stop(self, name: str) -> None:
@@ -123,7 +112,7 @@ class Bench:
         setup = SETUPS[name]
         requests.post(f"{setup['hub']}/hub/api/users/steady", headers={"Authorization": f"token {self.token}"})
         requests.post(f"{setup['hub']}/hub/api/users/steady/server", headers={"Authorization": f"token {self.token}"})
-        wait(lambda: ok(f"{setup['public']}/user/steady/"), 60)
+        wait_until(lambda: ok(f"{setup['public']}/user/steady/"), 60)
         counts = {"hub": [0, 0, 0.0], "server": [0, 0, 0.0]}  # ok, failed, slowest
         stop = threading.Event()
 
@@ -143,7 +132,7 @@ class Bench:
         unit = setup["units"][0]
         pid = self.box.main_pid(unit)
         self.box.run(f"systemctl {action} {unit}")
-        wait(lambda: self.box.main_pid(unit) not in (0, pid) and ok(f"{setup['public']}/hub/health"), 120, 0.1)
+        wait_until(lambda: self.box.main_pid(unit) not in (0, pid) and ok(f"{setup['public']}/hub/health"), 120, 0.1)
         time.sleep(3)
         stop.set()
         for t in threads:
@@ -174,7 +163,7 @@ class Bench:
         r["routes_1000"] = self.inside("routes", kind=setup["kind"], config=config, background=1000, n=20)
         requests.post(f"{setup['hub']}/hub/api/users/ovh", headers={"Authorization": f"token {self.token}"})
         requests.post(f"{setup['hub']}/hub/api/users/ovh/server", headers={"Authorization": f"token {self.token}"})
-        wait(lambda: ok(f"{setup['public']}/user/ovh/"), 60)
+        wait_until(lambda: ok(f"{setup['public']}/user/ovh/"), 60)
         r["overhead"] = self.inside("overhead", kind=setup["kind"], config=config, routespec="/user/ovh/",
                                     proxied=f"{setup['public']}/user/ovh", n=300)
         requests.delete(f"{setup['hub']}/hub/api/users/ovh/server", headers={"Authorization": f"token {self.token}"})
