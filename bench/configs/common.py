@@ -7,9 +7,12 @@ c.JupyterHub.spawner_class = "simple"  # SimpleLocalProcessSpawner: servers run 
 c.Spawner.cmd = [sys.executable, "/mnt/bench/tinyserver.py"]
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
+c.JupyterHub.authenticator_class = "dummy"  # users are made through the API: no system accounts needed
 c.Authenticator.allow_all = True
 c.JupyterHub.concurrent_spawn_limit = 0
-c.JupyterHub.services = [s for s in c.JupyterHub.services if s["name"] != "bench"] + [
+services = c.JupyterHub.services if "services" in c.JupyterHub else []  # barehub's base config sets some
+roles = c.JupyterHub.load_roles if "load_roles" in c.JupyterHub else []
+c.JupyterHub.services = [s for s in services if s["name"] != "bench"] + [
     {"name": "bench", "api_token": BENCH_TOKEN}]
-c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if r["name"] != "bench"] + [
+c.JupyterHub.load_roles = [r for r in roles if r["name"] != "bench"] + [
     {"name": "bench", "scopes": ["admin:users", "admin:servers", "read:users", "list:users"], "services": ["bench"]}]

@@ -18,9 +18,14 @@ from barehub.settings import Settings
 RESOLVER = "barehub"
 HUB_RETRY = "hub-retry"  # attached to the hub's route by barehub.traefik_proxy
 # While the hub restarts (a reload, an upgrade, a crash) its port refuses connections for ~3 s:
-# traefik retries instead of answering 502. Backoff grows x1.5 from 100 ms: 10 attempts ~ 11 s.
-HUB_RETRY_ATTEMPTS = 10
+# traefik retries instead of answering 502. Measured with traefik 3.7: attempts come ~0.1 s apart
+# (the backoff hardly grows), so 150 attempts cover ~15 s.
+HUB_RETRY_ATTEMPTS = 150
 HUB_RETRY_INITIAL = "100ms"
+# traefik retries only while nothing reached the backend. A request on a kept-alive connection that the
+# stopping hub then closes is lost (502); a new connection to the stopped hub is refused, and retried.
+# So the hub gets a fresh loopback connection per request.
+HUB_TRANSPORT = "hub-transport"
 HEADER = "# Written by barehub from its install settings; re-running the installer rewrites it.\n"
 # TLS >= 1.2; for 1.2 only AEAD suites with forward secrecy (TLS 1.3 suites are not configurable)
 CIPHER_SUITES = [
@@ -71,7 +76,8 @@ def tls_config(settings: Settings, cert_pem: str = "", key_pem: str = "") -> dic
 
 def middlewares_config() -> dict:
     return {"http": {"middlewares": {HUB_RETRY: {"retry": {"attempts": HUB_RETRY_ATTEMPTS,
-                                                           "initialInterval": HUB_RETRY_INITIAL}}}}}
+                                                           "initialInterval": HUB_RETRY_INITIAL}}},
+                     "serversTransports": {HUB_TRANSPORT: {"maxIdleConnsPerHost": -1}}}}
 
 
 def render_proxy_config(paths: Paths, settings: Settings, cert_pem: str = "", key_pem: str = "") -> dict[Path, FileSpec]:

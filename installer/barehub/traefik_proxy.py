@@ -13,7 +13,7 @@ from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
 from traitlets import default, observe
 
-from barehub.proxy_config import HUB_RETRY
+from barehub.proxy_config import HUB_RETRY, HUB_TRANSPORT
 
 RULES_MODE = 0o640
 
@@ -37,12 +37,23 @@ class GroupReadableRulesFile(TraefikConfigFileHandler):
 class BarehubTraefikProxy(TraefikFileProviderProxy):
     """TraefikFileProviderProxy for an external, unprivileged traefik, with hub restarts hidden."""
 
+    async def check_routes(self, user_dict, service_dict, routes=None):
+        """At every hub start: rewrite the hub's own route in barehub's current form.
+
+        JupyterHub keeps a hub route whose target did not change, so a route written by an older
+        release (without the retry, say) would otherwise stay as it was across upgrades.
+        """
+        await self.add_hub_route(self.app.hub)
+        return await super().check_routes(user_dict, service_dict, routes=None)
+
     def _dynamic_config_for_route(self, routespec, target, data):
         traefik_config, jupyterhub_config = super()._dynamic_config_for_route(routespec, target, data)
         if data and data.get("hub"):
-            # defined by the installer in barehub.toml: retry while the hub restarts, instead of a 502
+            # both defined by the installer in barehub.toml: retry while the hub restarts, instead of a 502
             for router in traefik_config["http"]["routers"].values():
                 router["middlewares"] = [f"{HUB_RETRY}@file"]
+            for service in traefik_config["http"]["services"].values():
+                service["loadBalancer"]["serversTransport"] = f"{HUB_TRANSPORT}@file"
         return traefik_config, jupyterhub_config
 
     @default("dynamic_config_handler")

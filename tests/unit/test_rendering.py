@@ -24,7 +24,7 @@ def test_hub_unit():
     text = unit_text("jupyterhub.service")
     d = directives(text)
     assert ("User", "jhub") in d
-    assert ("ExecStart", f"/srv/hub/conda/bin/jupyterhub --config {base_config_file()}") in d
+    assert ("ExecStart", f"/srv/hub/conda/bin/python -m barehub.hub --config {base_config_file()}") in d
     assert ("Environment", "BAREHUB_PREFIX=/srv/hub") in d
     # reload = check first, then restart; a failing check stops the sequence
     reloads = [v for k, v in d if k == "ExecReload"]
@@ -101,12 +101,15 @@ def test_hub_route_retries_while_the_hub_restarts():
     from barehub.traefik_proxy import BarehubTraefikProxy
 
     retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS)[PATHS.traefik_middlewares].text)
-    assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 10, "initialInterval": "100ms"}
+    assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 150, "initialInterval": "100ms"}
+    assert retry["http"]["serversTransports"]["hub-transport"] == {"maxIdleConnsPerHost": -1}
     proxy = BarehubTraefikProxy.__new__(BarehubTraefikProxy)  # no traefik to talk to: only the route text
     proxy._trait_values = {"traefik_entrypoint": "web"}
     hub, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/", "http://127.0.0.1:8081", {"hub": True})
     user, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/user/a/", "http://127.0.0.1:9", {"user": "a"})
     assert [r["middlewares"] for r in hub["http"]["routers"].values()] == [["hub-retry@file"]]
+    assert [s["loadBalancer"]["serversTransport"] for s in hub["http"]["services"].values()] == \
+        ["hub-transport@file"]
     assert all("middlewares" not in r for r in user["http"]["routers"].values())
 
 
