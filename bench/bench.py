@@ -84,7 +84,9 @@ class Bench:
         if name == "barehub":
             self.box.run("systemctl start jupyterhub")
         else:
+            # the hub env first on PATH: jupyterhub-traefik-proxy starts `traefik` by name
             self.box.run(f"mkdir -p {setup['state']} && systemd-run --unit={setup['units'][0]} -p KillMode=process "
+                         f"--setenv=PATH=/opt/barehub/conda/bin:/usr/bin:/bin "
                          f"--working-directory={setup['state']} {ENV_PY} -m jupyterhub -f {setup['config']}")
         wait_until(lambda: ok(f"{setup['public']}/hub/health"), 120)
         return time.monotonic() - start
