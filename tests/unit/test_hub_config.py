@@ -23,6 +23,15 @@ def test_defaults_without_fragments_are_useful_and_safe(prefix):
     assert c.Authenticator.blocked_users == {"root"}
 
 
+def test_traefik_api_hash_matches_the_password_at_bcrypts_lowest_cost(prefix):
+    import bcrypt
+
+    c = load_config(prefix)
+    hashed = c.TraefikProxy.traefik_api_hashed_password.encode()
+    assert hashed.startswith(b"$2b$04$")  # traefik checks it on every API call (bench/results.md)
+    assert bcrypt.checkpw(c.TraefikProxy.traefik_api_password.encode(), hashed)
+
+
 def test_fragments_load_in_lexicographic_order_and_override_the_base(prefix):
     write(prefix, "20-b.py", "c.Spawner.default_url = '/b'\n")
     write(prefix, "10-a.py", "c.Spawner.default_url = '/a'\nc.JupyterHub.cleanup_servers = True\n")
