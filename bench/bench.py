@@ -85,7 +85,7 @@ class Bench:
             self.box.run("systemctl start jupyterhub")
         else:
             # the hub env first on PATH: jupyterhub-traefik-proxy starts `traefik` by name
-            self.box.run(f"mkdir -p {setup['state']} && systemd-run --unit={setup['units'][0]} -p KillMode=process "
+            self.box.run(f"mkdir -p {setup['state']} && systemd-run --collect --unit={setup['units'][0]} -p KillMode=process "
                          f"--setenv=PATH=/opt/barehub/conda/bin:/usr/bin:/bin "
                          f"--working-directory={setup['state']} {ENV_PY} -m jupyterhub -f {setup['config']}")
         wait_until(lambda: ok(f"{setup['public']}/hub/health"), 120)
@@ -93,7 +93,7 @@ class Bench:
 
     def stop(self, name: str) -> None:
         for unit in SETUPS[name]["units"][:1]:
-            self.box.run(f"systemctl stop {unit}", check=False)
+            self.box.run(f"systemctl stop {unit}; systemctl reset-failed {unit}", check=False)
         self.box.run("pkill -f tinyserver.py", check=False)
         if name != "barehub":
             self.box.run("pkill -f configurable-http-proxy; pkill -f 'traefik --configfile'", check=False)
