@@ -92,11 +92,10 @@ class Bench:
         return time.monotonic() - start
 
     def stop(self, name: str) -> None:
-        for unit in SETUPS[name]["units"][:1]:
-            self.box.run(f"systemctl stop {unit}; systemctl reset-failed {unit}", check=False)
-        self.box.run("pkill -f tinyserver.py", check=False)
-        if name != "barehub":
-            self.box.run("pkill -f configurable-http-proxy; pkill -f 'traefik --configfile'", check=False)
+        unit = SETUPS[name]["units"][0]
+        # KillMode=process leaves user servers (and a hub-started proxy) in the unit: end them too
+        self.box.run(f"systemctl stop {unit}; systemctl kill --kill-whom=all --signal=SIGKILL {unit}; "
+                     f"sleep 0.5; systemctl reset-failed {unit}", check=False)
 
     def memory_mb(self, name: str) -> float:
         """Resident memory of everything in the setup's units at idle (hub, proxy, hub services)."""
