@@ -99,14 +99,12 @@ class Bench:
 
     def memory_mb(self, name: str) -> float:
         """Resident memory of everything in the setup's units at idle (hub, proxy, hub services)."""
-        total = 0
-        for unit in SETUPS[name]["units"]:
-            cgroup = self.box.run(f"systemctl show -p ControlGroup --value {unit}").stdout.strip()
-            pids = self.box.run(f"cat /sys/fs/cgroup{cgroup}/cgroup.procs", check=False).stdout.split()
-            for pid in pids:
-                rss = self.box.run(f"grep VmRSS /proc/{pid}/status", check=False).stdout.split()
-                total += int(rss[1]) if len(rss) > 1 else 0
-        return round(total / 1024, 1)
+        total_kb = 0
+        for line in self.box.run("ps -eo rss=,cgroup=").stdout.splitlines():
+            rss, _, cgroup = line.strip().partition(" ")
+            if any(cgroup.strip().endswith(f"/{unit}") for unit in SETUPS[name]["units"]):
+                total_kb += int(rss)
+        return round(total_kb / 1024, 1)
 
     def disruption(self, name: str, action: str) -> dict:
         """Failed requests and the slowest answer, to /hub and to a user server, around a hub restart."""
