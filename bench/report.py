@@ -105,11 +105,10 @@ def write_report(r: dict, path: Path) -> None:
         f"spawn path (API, database, spawner, polling the server) costs about as much again even with CHP "
         f"({stock_ratio:.2f}x here), so 1.1x of a {bare * 1000:.0f} ms server is out of reach for any proxy. "
         f"barehub adds {(bh['spawn_1']['latency']['median'] - stock['spawn_1']['latency']['median']) * 1000:.0f} ms "
-        "over CHP for the route. With JupyterLab (about 2.4 s to start here) the same fixed cost is a ratio "
-        "of about 1.1.",
+        "over CHP for the route.",
         f"- Route registration with 1000 routes: {route * 1000:.0f} ms, against 200 ms. jupyterhub-traefik-proxy's "
         "file provider rewrites the whole rules file on every change and traefik re-reads all of it, so the "
-        "cost grows with the number of routes (with a few routes a spawn's route takes a few tens of ms). "
+        "cost grows with the number of routes (with a few routes it is the difference to CHP in the 1-user spawn). "
         "traefik's default 2 s throttle makes it ~2 s (traefik-default column); CHP keeps routes in memory. "
         "A key-value provider (redis/etcd) would avoid the full rewrite, at the price of another service.",
         f"- 50 and 100 concurrent spawns take {bh['spawn_50']['latency']['median']:.1f} s / "
