@@ -1,7 +1,6 @@
 """Every path of an install, derived from its prefix (never from import-time globals)."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +130,6 @@ def package_dir() -> Path:
 def base_config_file() -> Path:
     """The hub's own config, kept out of sight inside the package."""
     return package_dir() / "jupyterhub_config.py"
-
-
-def current_python() -> Path:
-    return Path(sys.executable)
 
 
 def shipped(name: str) -> Path:
