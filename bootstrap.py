@@ -84,12 +84,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 SOURCE_FIELDS = ("env_backend", "wheelhouse", "index_url", "conda_exe")
 
 
-def remembered_source(prefix: Path) -> Dict:
+def read_json_dict(path: Path) -> Dict:
+    """A JSON object an earlier run wrote, or {} if there is none (or it is unreadable)."""
     try:
-        data = json.loads((prefix / "envs" / SOURCE_FILE).read_text())
-        return data if isinstance(data, dict) else {}
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remembered_source(prefix: Path) -> Dict:
+    """Where an earlier run of this prefix took its envs from (written by save_source)."""
+    return read_json_dict(prefix / "envs" / SOURCE_FILE)
 
 
 def apply_remembered_source(args: argparse.Namespace, remembered: Dict) -> None:
@@ -279,11 +285,7 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
 
 def remembered_settings(prefix: Path) -> Dict:
     """What an earlier install of this prefix chose (the installer writes state/install.json)."""
-    try:
-        data = json.loads((prefix / "state" / "install.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json_dict(prefix / "state" / "install.json")
 
 
 def ports_to_check(args: argparse.Namespace, remembered: Dict) -> List[int]:

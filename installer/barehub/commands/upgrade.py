@@ -7,10 +7,10 @@ to the running one, and only then does the installer back up, migrate and restar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
+from barehub import bootstrap_flags
 from barehub.errors import BarehubError
 from barehub.paths import Paths, shipped
 
@@ -26,10 +26,7 @@ def add_parser(sub) -> None:
 
 
 def bootstrap_argv(paths: Paths, release: str, wheelhouse: Path | None, index_url: str | None) -> list[str]:
-    try:
-        python = json.loads((paths.envs / "bootstrap.json").read_text())["python"]
-    except (OSError, ValueError, KeyError):
-        python = "/usr/bin/python3"
+    python = bootstrap_flags.load().remembered_source(paths.prefix).get("python") or "/usr/bin/python3"
     argv = [python, str(shipped("bootstrap.py")), "--prefix", str(paths.prefix), "--version", release]
     if wheelhouse:
         argv += ["--wheelhouse", str(wheelhouse.resolve())]
