@@ -16,7 +16,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.integration.container import Container  # noqa: E402
-from tests.integration.helpers import status_code, wait_until  # noqa: E402
+from tests.integration.helpers import RequestLoop, status_code, wait_until  # noqa: E402
 
 CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
 ENV_PY = "/opt/barehub/conda/bin/python"
@@ -112,33 +111,19 @@ class Bench:
         requests.post(f"{setup['hub']}/hub/api/users/steady", headers={"Authorization": f"token {self.token}"})
         requests.post(f"{setup['hub']}/hub/api/users/steady/server", headers={"Authorization": f"token {self.token}"})
         wait_until(lambda: ok(f"{setup['public']}/user/steady/"), 60)
-        counts = {"hub": [0, 0, 0.0], "server": [0, 0, 0.0]}  # ok, failed, slowest
-        stop = threading.Event()
-
-        def loop(key: str, url: str) -> None:
-            while not stop.is_set():  # bounded: ends with the measurement
-                t = time.monotonic()
-                good = ok(url)
-                counts[key][0 if good else 1] += 1
-                counts[key][2] = max(counts[key][2], time.monotonic() - t)
-                time.sleep(0.1)
-
-        threads = [threading.Thread(target=loop, args=("hub", f"{setup['public']}/hub/login")),
-                   threading.Thread(target=loop, args=("server", f"{setup['public']}/user/steady/"))]
-        for t in threads:
-            t.start()
-        time.sleep(1)
-        unit = setup["units"][0]
-        pid = self.box.main_pid(unit)
-        self.box.run(f"systemctl {action} {unit}")
-        wait_until(lambda: self.box.main_pid(unit) not in (0, pid) and ok(f"{setup['public']}/hub/health"), 120, 0.1)
-        time.sleep(3)
-        stop.set()
-        for t in threads:
-            t.join()
+        with RequestLoop(f"{setup['public']}/hub/login") as hub, \
+                RequestLoop(f"{setup['public']}/user/steady/") as server:
+            time.sleep(1)
+            unit = setup["units"][0]
+            pid = self.box.main_pid(unit)
+            self.box.run(f"systemctl {action} {unit}")
+            wait_until(lambda: self.box.main_pid(unit) not in (0, pid) and ok(f"{setup['public']}/hub/health"),
+                       120, 0.1)
+            time.sleep(3)
         requests.delete(f"{setup['hub']}/hub/api/users/steady/server",
                         headers={"Authorization": f"token {self.token}"})
-        return {k: {"ok": v[0], "failed": v[1], "slowest_s": round(v[2], 2)} for k, v in counts.items()}
+        return {key: {"ok": loop.ok, "failed": loop.failed, "slowest_s": round(loop.slowest, 2)}
+                for key, loop in (("hub", hub), ("server", server))}
 
     def measure(self, name: str) -> dict:
         setup = SETUPS[name]

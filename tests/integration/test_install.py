@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
 from tests.integration.conftest import HTTP_PORT, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd
-from tests.integration.helpers import HUB, PROXY, status_code, wait_until
+from tests.integration.helpers import HUB, PROXY, RequestLoop, status_code, wait_until
 from tests.integration.hubclient import HubUser
+
+def token_header(token: str) -> dict:
+    return {"Authorization": f"token {token}"}
+
 
 @pytest.fixture(scope="module")
 def alice(base_url) -> HubUser:
@@ -27,42 +30,6 @@ def alice(base_url) -> HubUser:
 @pytest.fixture(scope="module")
 def alice_token(alice) -> str:
     return alice.token()
-
-
-class ServerProbe:
-    """Asks `url` (default: the user's server status) every 0.1 s in the background, counting failures
-    and the slowest answer."""
-
-    def __init__(self, base_url: str, token: str, url: str | None = None):
-        self.url = url or f"{base_url}/user/{USER}/api/status"
-        self.headers = {"Authorization": f"token {token}"}
-        self.ok = self.failed = 0
-        self.slowest = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            start = time.monotonic()
-            try:
-                code = requests.get(self.url, headers=self.headers, timeout=30).status_code
-            except requests.RequestException:
-                code = None
-            self.slowest = max(self.slowest, time.monotonic() - start)
-            if code == 200:
-                self.ok += 1
-            else:
-                self.failed += 1
-            time.sleep(0.1)
-
-    def __enter__(self):
-        assert status_code(self.url, headers=self.headers) == 200  # also primes the server's token cache
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
 
 
 def test_bootstrap_reports_each_step_with_timings(installed):
@@ -172,7 +139,7 @@ def test_unknown_option_is_reported_with_a_suggestion(container):
 
 def test_killed_hub_is_restarted_and_user_server_answers_throughout(container, base_url, alice_token):
     pid = container.main_pid(HUB)
-    with ServerProbe(base_url, alice_token) as probe:
+    with RequestLoop(f"{base_url}/user/{USER}/api/status", token_header(alice_token)) as probe:
         container.run(f"kill -9 {pid}")
         took = wait_until(lambda: container.main_pid(HUB) not in (0, pid)
                           and status_code(f"{base_url}/hub/health") == 200, 120)
@@ -195,8 +162,8 @@ def test_hub_restart_time(container, base_url):
 def test_hub_restart_and_reload_fail_no_request_to_hub_pages_or_user_servers(container, base_url, alice_token,
                                                                              action):
     pid = container.main_pid(HUB)
-    with ServerProbe(base_url, alice_token) as server, \
-            ServerProbe(base_url, alice_token, url=f"{base_url}/hub/login") as hub_pages:
+    with RequestLoop(f"{base_url}/user/{USER}/api/status", token_header(alice_token)) as server, \
+            RequestLoop(f"{base_url}/hub/login") as hub_pages:
         time.sleep(0.5)
         container.run(f"systemctl {action} {HUB}")
         wait_until(lambda: container.main_pid(HUB) not in (0, pid) and status_code(f"{base_url}/hub/health") == 200,
