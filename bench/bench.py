@@ -1,6 +1,6 @@
 """barehub against what an admin would otherwise run, on one machine, in one run.
 
-Setups, one at a time, in one booted systemd container (see tests/integration/container.py):
+Setups, one at a time, in one booted systemd container (see testbed/container.py):
   barehub          this repository, installed by bootstrap.py (pip backend, local wheelhouse)
   stock-chp        the same JupyterHub, configurable-http-proxy (npm) started by the hub, configured by hand
   traefik-default  the same hub, jupyterhub-traefik-proxy starting traefik at traefik's default 2 s throttle
@@ -23,10 +23,10 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.integration.container import Container  # noqa: E402
-from tests.integration.helpers import RequestLoop, status_code, wait_until  # noqa: E402
+from testbed.container import Container  # noqa: E402
+from testbed.web import RequestLoop, status_code, wait_until  # noqa: E402
+from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
 
-CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
 ENV_PY = "/opt/barehub/conda/bin/python"
 SETUPS = {
     "barehub": {"public": "http://127.0.0.1:28080", "hub": "http://127.0.0.1:28080", "kind": "barehub",
@@ -168,8 +168,6 @@ def main() -> int:
         chp.mkdir(parents=True, exist_ok=True)
         subprocess.run(["npm", "install", "--prefix", str(chp), "--no-audit", "--no-fund",
                         "configurable-http-proxy@5.3.0"], check=True)
-    from tests.integration.helpers import build_wheelhouse
-
     wheelhouse = build_wheelhouse(REPO, CACHE)
     box = Container(f"barehub-bench-{os.getpid()}", {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse",
                                                      str(REPO / "bench"): "/mnt/bench", str(chp): "/mnt/chp"},

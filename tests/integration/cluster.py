@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 
 from tests.integration import pki
-from tests.integration.container import Container
+from tests.integration.helpers import Container
 
 LDAP_PORT = 3389
 BASE = "dc=barehub,dc=test"

@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.container import Container
-from tests.integration.helpers import SYSTEM_PYTHON, build_wheelhouse
-
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("BAREHUB_TEST_CACHE", Path.home() / ".cache" / "barehub-tests"))
-HTTP_PORT = 28080
-PREFIX = "/opt/barehub"
-USER, PASSWORD = "alice", "alice-Secret-1"
-MEASUREMENTS: dict[str, float | str] = {}
+from tests.integration.helpers import (HTTP_PORT, MEASUREMENTS, PASSWORD, REPO, USER, Container, bootstrap_cmd,
+                                       build_wheelhouse)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    return build_wheelhouse(REPO, CACHE)
+    return build_wheelhouse(REPO)
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +37,6 @@ def container(tmp_path_factory, wheelhouse) -> Container:
     box.run("useradd --create-home --shell /bin/bash bob && echo 'bob:bob-Secret-2' | chpasswd")
     yield box
     box.stop()
-
-
-def bootstrap_cmd(*extra: str) -> str:
-    return " ".join([SYSTEM_PYTHON, "/mnt/src/bootstrap.py", "--env-backend", "pip",
-                     "--wheelhouse", "/mnt/wheelhouse", "--http-port", str(HTTP_PORT), *extra])
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Test certificate authorities and certificates, made with openssl inside the container."""
 from __future__ import annotations
 
-from tests.integration.container import Container
+from tests.integration.helpers import Container
 
 
 def make_ca(box: Container, directory: str, name: str) -> str:

@@ -11,8 +11,8 @@ import time
 import pytest
 import requests
 
-from tests.integration.conftest import HTTP_PORT, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd
-from tests.integration.helpers import HUB, PROXY, RequestLoop, status_code, wait_until
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER,
+                                       RequestLoop, bootstrap_cmd, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 def token_header(token: str) -> dict:

@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from tests.integration import cluster
-from tests.integration.conftest import MEASUREMENTS, PREFIX, REPO, bootstrap_cmd
+from tests.integration.helpers import HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, status_code, wait_until
 from tests.integration.hubclient import HubUser
-from tests.integration.helpers import HUB, status_code, wait_until
 
 DROP_INS = REPO / "jupyterhub_config.d"
 CPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours"
@@ -52,8 +51,6 @@ def site(container):
 
 @pytest.fixture(scope="module")
 def base_url(site) -> str:
-    from tests.integration.conftest import HTTP_PORT
-
     return f"http://127.0.0.1:{HTTP_PORT}"
 
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from tests.integration import pki
-from tests.integration.conftest import HTTP_PORT, MEASUREMENTS, PREFIX, bootstrap_cmd
-from tests.integration.helpers import HUB, PROXY, status_code, wait_until
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, PROXY, bootstrap_cmd,
+                                       status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 HTTPS_PORT = 28443

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import CACHE, HTTP_PORT, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON
-from tests.integration.helpers import HUB, status_code, wait_until
+from tests.integration.helpers import (CACHE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON,
+                                       status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 OLD = "2026.10.0"  # the new release is this checkout's VERSION

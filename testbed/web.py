@@ -1,0 +1,54 @@
+"""Bounded waits and request loops: what a user sees while something restarts."""
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def status_code(url: str, timeout: float = 5, **kw) -> int | None:
+    try:
+        return requests.get(url, timeout=timeout, **kw).status_code
+    except requests.RequestException:
+        return None
+
+
+class RequestLoop:
+    """GETs `url` every 0.1 s in the background while the block runs, counting answers other than 200
+    and the slowest answer: what users see while something restarts. Bounded by the block."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url, self.headers = url, headers or {}
+        self.ok = self.failed = 0
+        self.slowest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            start = time.monotonic()
+            if status_code(self.url, headers=self.headers, timeout=30) == 200:
+                self.ok += 1
+            else:
+                self.failed += 1
+            self.slowest = max(self.slowest, time.monotonic() - start)
+            time.sleep(0.1)
+
+    def __enter__(self) -> "RequestLoop":
+        assert status_code(self.url, headers=self.headers) == 200  # also primes a server's token cache
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
