@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -20,13 +21,28 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 # The release this script installs; the package version is read from here (one source).
 VERSION = "2026.11.0"
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PREFIX = Path("/opt/barehub")
+
+
+def load_shared():
+    """barehub/shared.py, which the package shares: in a checkout under installer/, in a wheel beside this file."""
+    for path in (HERE / "installer" / "barehub" / "shared.py", HERE / "shared.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("barehub_shared", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up
+            spec.loader.exec_module(module)
+            return module
+    sys.exit(f"bootstrap.py: barehub's shared.py is missing next to {__file__}: use a complete checkout or release")
+
+
+shared = load_shared()
+BarehubError, Paths = shared.BarehubError, shared.Paths
 SUPPORTED_ARCHES = {"x86_64": "linux-64", "amd64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}
 MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/{platform}/latest"
 PIP_LOCK = "requirements.lock"
@@ -34,18 +50,6 @@ CONDA_LOCK = "conda-{platform}.lock"
 ENV_FILE = "environment.yml"
 MIN_HUB_PYTHON = (3, 11)  # ipykernel 7 and jupyterhub 6; pyproject.toml says the same
 ENV_STAMP = ".barehub-env"  # written last: its content says which inputs the env was built from
-SOURCE_FILE = "bootstrap.json"  # in PREFIX/envs: where envs come from, re-used by later runs and upgrades
-SITE_REQUIREMENTS = "site-requirements.txt"  # in PREFIX: the site's additions to the hub env
-
-
-class BootstrapError(Exception):
-    """A failed step, with a hint that tells the admin what to do."""
-
-    def __init__(self, message: str, hint: str = "", exit_code: int = 1):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.exit_code = exit_code
 
 
 # ---------------------------------------------------------------- arguments
@@ -55,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog="bootstrap.py",
         description=f"Install barehub {VERSION}: JupyterHub + traefik supervised by systemd.",
     )
-    p.add_argument("--prefix", type=Path, default=DEFAULT_PREFIX, help="base directory (default: %(default)s)")
+    p.add_argument("--prefix", type=Path, default=shared.DEFAULT_PREFIX, help="base directory (default: %(default)s)")
     p.add_argument("--version", dest="release", metavar="X",
                    help=f"the barehub release to install or move to: X, or 'latest' (default: {VERSION})")
     p.add_argument("--env-backend", choices=("conda", "pip"),
@@ -66,36 +70,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     src.add_argument("--index-url", help="package index to install from (pip backend)")
     p.add_argument("--installer", help="barehub package to install: checkout dir, sdist or wheel "
                    "(default: this checkout, or barehub==VERSION from the wheelhouse/index)")
-    add_settings_arguments(p)
+    shared.add_settings_arguments(p)
     p.add_argument("--make-wheelhouse", type=Path, metavar="DIR",
                    help="download everything the pip backend needs into DIR (for air-gapped sites) and exit")
     args = p.parse_args(argv)
     if not args.prefix.is_absolute():
         p.error(f"--prefix must be an absolute path, not {args.prefix}")
-    apply_remembered_source(args, remembered_source(args.prefix))
+    args.paths = Paths.from_prefix(args.prefix)
+    apply_remembered_source(args, shared.remembered_source(args.paths))
     if args.env_backend == "conda" and (args.wheelhouse or args.index_url):
         p.error("--wheelhouse/--index-url belong to the pip backend: add --env-backend pip")
     if args.env_backend == "pip" and args.conda_exe:
         p.error("--conda-exe belongs to the conda backend")
-    check_settings_arguments(p, args)
+    shared.check_settings_arguments(p, args)
     return args
 
 
 SOURCE_FIELDS = ("env_backend", "wheelhouse", "index_url", "conda_exe")
-
-
-def read_json_dict(path: Path) -> Dict:
-    """A JSON object an earlier run wrote, or {} if there is none (or it is unreadable)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def remembered_source(prefix: Path) -> Dict:
-    """Where an earlier run of this prefix took its envs from (written by save_source)."""
-    return read_json_dict(prefix / "envs" / SOURCE_FILE)
 
 
 def apply_remembered_source(args: argparse.Namespace, remembered: Dict) -> None:
@@ -114,111 +105,35 @@ def apply_remembered_source(args: argparse.Namespace, remembered: Dict) -> None:
 def save_source(args: argparse.Namespace) -> None:
     data = {f: (str(getattr(args, f)) if getattr(args, f) else None) for f in SOURCE_FIELDS}
     data["python"] = sys.executable
-    target = args.prefix / "envs" / SOURCE_FILE
+    target = args.paths.env_source_file
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, target)
-
-
-def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """The install settings: remembered by the installer and re-applied on later runs and upgrades.
-
-    Defined once, here; the installer (`barehub install`) adds the same arguments from this function.
-    """
-    g = p.add_argument_group("install settings (remembered)")
-    g.add_argument("--http-port", type=int, help="public HTTP port (default 80)")
-    g.add_argument("--https-port", type=int, help="public HTTPS port when HTTPS is on (default 443)")
-    g.add_argument("--hub-user", help="run the hub as this user instead of root")
-    g.add_argument("--letsencrypt-domain", dest="acme_domains", action="append", metavar="DOMAIN",
-                   help="turn on HTTPS with a Let's Encrypt certificate for DOMAIN (repeat for more names)")
-    g.add_argument("--letsencrypt-email", dest="acme_email", metavar="EMAIL", help="ACME account contact")
-    g.add_argument("--acme-server", metavar="URL",
-                   help="another ACME CA's directory URL (Let's Encrypt staging, smallstep, ...)")
-    g.add_argument("--acme-ca-file", metavar="PEM", help="root CA that signed the ACME server's own HTTPS certificate")
-    g.add_argument("--tls-cert", metavar="PEM", help="turn on HTTPS with this certificate (chain) file instead")
-    g.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
-    g.add_argument("--no-https", action="store_true", default=None, help="turn HTTPS off again")
-
-
-SETTINGS_FLAGS = ("http_port", "https_port", "hub_user", "acme_domains", "acme_email", "acme_server",
-                  "acme_ca_file", "tls_cert", "tls_key", "no_https")
-
-
-def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag in ("http_port", "https_port"):
-        port = getattr(args, flag)
-        if port is not None and not 0 < port < 65536:
-            p.error(f"--{flag.replace('_', '-')} {port} is not a TCP port")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        p.error("--tls-cert and --tls-key go together")
-    if args.tls_cert and args.acme_domains:
-        p.error("choose one: --letsencrypt-domain (certificates from an ACME CA) or --tls-cert/--tls-key")
-    if args.no_https and (args.tls_cert or args.acme_domains):
-        p.error("--no-https contradicts --tls-cert/--letsencrypt-domain")
-
-
-def settings_argv(args: argparse.Namespace) -> List[str]:
-    """The settings flags that were given, as arguments for `barehub install`."""
-    argv: List[str] = []
-    for name in SETTINGS_FLAGS:
-        value = getattr(args, name, None)
-        flag = {"acme_domains": "--letsencrypt-domain", "acme_email": "--letsencrypt-email"}.get(
-            name, "--" + name.replace("_", "-"))
-        if value is None or value is False:
-            continue
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                argv += [flag, str(item)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def check_acme_contact(domains: Sequence[str], email: Optional[str]) -> None:
-    """On the merged settings (flags over remembered ones): an ACME account needs a contact."""
-    if domains and not email:
-        raise BootstrapError("--letsencrypt-domain needs --letsencrypt-email (the CA's contact for expiry notices)",
-                             "add --letsencrypt-email ADDRESS", exit_code=2)
-
-
-def check_tls_files(cert: str, key: str) -> None:
-    """Readable PEM files, checked before anything is changed."""
-    for path, marker, what in ((cert, "-----BEGIN CERTIFICATE-----", "certificate"),
-                               (key, "PRIVATE KEY-----", "private key")):
-        try:
-            text = Path(path).read_text(errors="replace")  # binary garbage fails the PEM check below
-        except OSError as e:
-            raise BootstrapError(f"cannot read the TLS {what} {path}: {e.strerror}",
-                                 f"give a readable PEM file with --tls-{'cert' if what == 'certificate' else 'key'}")
-        if marker not in text:
-            raise BootstrapError(f"{path} is not a PEM {what}", f"it should contain {marker!r}")
 
 
 # ---------------------------------------------------------------- checks
 
 def check_root() -> None:
     if os.geteuid() != 0:
-        raise BootstrapError("bootstrap.py must run as root", "run it again with sudo: sudo python3 bootstrap.py ...")
+        raise BarehubError("bootstrap.py must run as root", "run it again with sudo: sudo python3 bootstrap.py ...")
 
 
 def check_systemd(run: Callable = subprocess.run) -> None:
     if not os.path.isdir("/run/systemd/system"):
-        raise BootstrapError(
+        raise BarehubError(
             "systemd is not running as the init system (PID 1)",
             "barehub supervises the hub with systemd; use a machine or container booted with systemd",
         )
     try:
         run(["systemctl", "--version"], check=True, capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as e:
-        raise BootstrapError(f"systemctl does not answer: {e}", "check that systemd is installed and running")
+        raise BarehubError(f"systemctl does not answer: {e}", "check that systemd is installed and running")
 
 
 def check_arch(machine: Optional[str] = None) -> str:
     machine = machine or platform.machine()
     if machine not in SUPPORTED_ARCHES:
-        raise BootstrapError(f"unsupported architecture {machine}", "barehub supports x86_64 and aarch64")
+        raise BarehubError(f"unsupported architecture {machine}", "barehub supports x86_64 and aarch64")
     return SUPPORTED_ARCHES[machine]
 
 
@@ -227,52 +142,16 @@ def check_prefix_writable(prefix: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise BootstrapError(f"{existing} is not a directory", f"choose another --prefix than {prefix}")
+        raise BarehubError(f"{existing} is not a directory", f"choose another --prefix than {prefix}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise BootstrapError(f"{existing} is not writable", f"choose a writable --prefix (now {prefix})")
-
-
-def listening_pid(port: int) -> Optional[int]:
-    """PID of the process listening on TCP `port` (any address), or None if the port is free."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    if not inodes:
-        return None
-    targets = {f"socket:[{i}]" for i in inodes}
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            for fd in (pid_dir / "fd").iterdir():
-                if os.readlink(fd) in targets:
-                    return int(pid_dir.name)
-        except OSError:
-            continue
-    return -1  # listening, but the owner is not visible to us
+        raise BarehubError(f"{existing} is not writable", f"choose a writable --prefix (now {prefix})")
 
 
 def check_port_free(port: int, allowed_pids: Sequence[int] = ()) -> None:
-    pid = listening_pid(port)
-    if pid is None or pid in allowed_pids:
-        return
-    owner = "another process"
-    if pid > 0:
-        try:
-            owner = f"{Path(f'/proc/{pid}/comm').read_text().strip()} (pid {pid})"
-        except OSError:
-            owner = f"pid {pid}"
-    raise BootstrapError(
-        f"port {port} is already in use by {owner}",
-        "stop that service, or choose another port with --http-port/--https-port",
-    )
+    owner = shared.port_owner(port, allowed_pids)
+    if owner:
+        raise BarehubError(f"port {port} is already in use by {owner}",
+                           "stop that service, or choose another port with --http-port/--https-port")
 
 
 def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
@@ -283,19 +162,19 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
         return 0
 
 
-def remembered_settings(prefix: Path) -> Dict:
-    """What an earlier install of this prefix chose (the installer writes state/install.json)."""
-    return read_json_dict(prefix / "state" / "install.json")
+def remembered_settings(paths: Paths) -> Dict:
+    """What an earlier install of this prefix chose (the installer writes it)."""
+    return shared.read_json_dict(paths.settings_file)
 
 
-def ports_to_check(args: argparse.Namespace, remembered: Dict) -> List[int]:
-    """The public ports this run will use: given flags, else remembered settings, else defaults."""
-    ports = [args.http_port or remembered.get("http_port") or 80]
+def ports_of_run(args: argparse.Namespace, remembered: Dict) -> Tuple[Dict[str, int], bool]:
+    """The ports this run will use (given flags, else remembered settings, else defaults), and whether
+    HTTPS is on."""
+    ports = {name: getattr(args, name, None) or remembered.get(name) or default
+             for name, default in shared.DEFAULT_PORTS.items()}
     https = not args.no_https and bool(args.acme_domains or args.tls_cert
                                        or remembered.get("acme_domains") or remembered.get("tls_cert"))
-    if https:
-        ports.append(args.https_port or remembered.get("https_port") or 443)
-    return ports
+    return ports, https
 
 
 def preflight(args: argparse.Namespace) -> str:
@@ -303,20 +182,22 @@ def preflight(args: argparse.Namespace) -> str:
     check_systemd()
     conda_platform = check_arch()
     check_prefix_writable(args.prefix)
-    remembered = remembered_settings(args.prefix)
+    remembered = remembered_settings(args.paths)
     if args.tls_cert:
-        check_tls_files(args.tls_cert, args.tls_key)
-    check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
-    for port in ports_to_check(args, remembered):
+        shared.check_tls_files(args.tls_cert, args.tls_key)
+    shared.check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
+    ports, https = ports_of_run(args, remembered)
+    shared.check_distinct_ports(ports, https)
+    for port in [ports["http_port"]] + ([ports["https_port"]] if https else []):
         check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
     if args.env_backend == "pip" and sys.version_info < MIN_HUB_PYTHON:
-        raise BootstrapError(
+        raise BarehubError(
             f"the pip backend builds the hub env from this python ({platform.python_version()}), "
             f"and JupyterHub needs >= {'.'.join(map(str, MIN_HUB_PYTHON))}",
             "run bootstrap.py with a newer python3, or use the conda backend (it brings its own python)",
         )
     if args.env_backend == "pip" and args.wheelhouse and not args.wheelhouse.is_dir():
-        raise BootstrapError(f"wheelhouse {args.wheelhouse} is not a directory",
+        raise BarehubError(f"wheelhouse {args.wheelhouse} is not a directory",
                              "make one with: python3 bootstrap.py --make-wheelhouse DIR")
     return conda_platform
 
@@ -353,7 +234,7 @@ def fetch_release(args: argparse.Namespace, workdir: Path) -> Path:
             f"fetching {spec}")
     wheels = sorted(workdir.glob("barehub-*.whl"))
     if not wheels:
-        raise BootstrapError(f"no wheel of {spec} was downloaded", "check --index-url/--wheelhouse")
+        raise BarehubError(f"no wheel of {spec} was downloaded", "check --index-url/--wheelhouse")
     return wheels[-1]
 
 
@@ -431,7 +312,7 @@ def run_cmd(cmd: List[str], what: str) -> None:
             hint = "the package index is unreachable: check the network or use --wheelhouse for an offline install"
         elif "Could not find a version" in proc.stdout or "No matching distribution" in proc.stdout:
             hint = "the package index or wheelhouse lacks a package: check --index-url/--wheelhouse"
-        raise BootstrapError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
+        raise BarehubError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
 
 
 def env_is_usable(env_dir: Path) -> bool:
@@ -447,7 +328,7 @@ def env_is_usable(env_dir: Path) -> bool:
 def find_conda(explicit: Optional[Path]) -> Optional[Path]:
     if explicit:
         if not os.access(explicit, os.X_OK):
-            raise BootstrapError(f"--conda-exe {explicit} is not executable", "give the path of conda, mamba or micromamba")
+            raise BarehubError(f"--conda-exe {explicit} is not executable", "give the path of conda, mamba or micromamba")
         return explicit
     for name in ("micromamba", "mamba", "conda"):
         found = shutil.which(name)
@@ -456,8 +337,8 @@ def find_conda(explicit: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
-    target = prefix / "micromamba" / "bin" / "micromamba"
+def fetch_micromamba(paths: Paths, conda_platform: str) -> Path:
+    target = paths.micromamba
     if target.exists():
         return target
     url = MICROMAMBA_URL.format(platform=conda_platform)
@@ -466,7 +347,7 @@ def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
         with urllib.request.urlopen(url, timeout=60) as resp:
             data = resp.read()
     except OSError as e:
-        raise BootstrapError(f"could not download micromamba: {e}",
+        raise BarehubError(f"could not download micromamba: {e}",
                              "install conda/micromamba yourself and pass --conda-exe, or use --env-backend pip")
     target.parent.mkdir(parents=True, exist_ok=True)
     archive = target.parent / "micromamba.tar.bz2"
@@ -474,7 +355,7 @@ def fetch_micromamba(prefix: Path, conda_platform: str) -> Path:
     with tarfile.open(archive) as tar:
         member = tar.extractfile("bin/micromamba")
         if member is None:
-            raise BootstrapError("the micromamba archive has no bin/micromamba", "pass --conda-exe instead")
+            raise BarehubError("the micromamba archive has no bin/micromamba", "pass --conda-exe instead")
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(member.read())
     tmp.chmod(0o755)
@@ -488,7 +369,7 @@ def resolve_release(args: argparse.Namespace) -> None:
     args.release = args.release or VERSION
     args.lock = HERE / PIP_LOCK if (HERE / PIP_LOCK).is_file() else None
     if args.env_backend == "pip" and not args.installer and (args.release != VERSION or not args.lock):
-        workdir = args.prefix / "envs" / ".download"
+        workdir = args.paths.download_dir
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         wheel = fetch_release(args, workdir)
@@ -498,12 +379,7 @@ def resolve_release(args: argparse.Namespace) -> None:
 
 
 def env_dir_of(args: argparse.Namespace) -> Path:
-    return args.prefix / "envs" / args.release
-
-
-def site_requirements(prefix: Path) -> Optional[Path]:
-    path = prefix / SITE_REQUIREMENTS
-    return path if path.is_file() else None
+    return args.paths.env_of(args.release)
 
 
 def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = False) -> List[List[str]]:
@@ -512,26 +388,14 @@ def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = Fal
     if args.env_backend == "pip":
         plan = plan_pip_env(env_dir, sys.executable, args.lock, installer, args.wheelhouse, args.index_url, exists)
     else:
-        conda = find_conda(args.conda_exe) or fetch_micromamba(args.prefix, conda_platform)
+        conda = find_conda(args.conda_exe) or fetch_micromamba(args.paths, conda_platform)
         lock = HERE / CONDA_LOCK.format(platform=conda_platform)
         plan = plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer, exists)
-    site = site_requirements(args.prefix)
-    if site:  # the site's additions, re-applied to every release's env
+    site = args.paths.site_requirements
+    if site.is_file():  # the site's additions, re-applied to every release's env
         plan.append([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
                      "--no-input", *pip_source_args(args.wheelhouse, args.index_url), "-r", str(site)])
     return plan
-
-
-def switch_current_env(prefix: Path, env_dir: Path) -> None:
-    """Point PREFIX/conda at `env_dir`, atomically: the units and the CLI use that path."""
-    current = prefix / "conda"
-    if current.is_dir() and not current.is_symlink():  # an env from before envs/ existed
-        os.replace(current, prefix / "envs" / "unversioned")
-    tmp = prefix / ".conda.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(env_dir.relative_to(prefix))
-    os.replace(tmp, current)
 
 
 def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
@@ -554,9 +418,9 @@ def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
         for cmd in plan:
             run_cmd(cmd, " ".join(cmd[:4]) + " ...")
         stamp_file.write_text(stamp)
-    switch_current_env(args.prefix, env_dir)
+    shared.switch_current_env(args.paths, env_dir)
     save_source(args)
-    shutil.rmtree(args.prefix / "envs" / ".download", ignore_errors=True)
+    shutil.rmtree(args.paths.download_dir, ignore_errors=True)
     return fresh
 
 
@@ -570,6 +434,12 @@ def make_wheelhouse(target: Path) -> None:
             "building the barehub wheel")
 
 
+def create_prefix(paths: Paths):
+    """The prefix and envs/, then the lock: one run at a time from here on (the installer inherits it)."""
+    paths.envs.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return shared.InstallLock(paths).acquire()
+
+
 def step(n: int, total: int, title: str, fn: Callable, *a):
     start = time.monotonic()
     say(f"[{n}/{total}] {title} ...")
@@ -579,8 +449,8 @@ def step(n: int, total: int, title: str, fn: Callable, *a):
 
 
 def installer_argv(args: argparse.Namespace) -> List[str]:
-    python = str(args.prefix / "conda" / "bin" / "python")
-    return [python, "-m", "barehub", "install", "--prefix", str(args.prefix), *settings_argv(args)]
+    python = str(args.paths.python)
+    return [python, "-m", "barehub", "install", "--prefix", str(args.prefix), *shared.settings_argv(args)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -590,9 +460,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             step(1, 1, f"making wheelhouse {args.make_wheelhouse}", make_wheelhouse, args.make_wheelhouse)
             return 0
         total = 4
+        os.umask(0o022)  # the env is read by every user's server, whatever root's umask is
         conda_platform = step(1, total, "checking this machine", preflight, args)
-        step(2, total, f"creating {args.prefix}", lambda: (args.prefix / "envs").mkdir(
-            mode=0o755, parents=True, exist_ok=True))
+        lock = step(2, total, f"creating {args.prefix}", create_prefix, args.paths)
         resolve_release(args)
         changed = step(3, total, f"hub environment of release {args.release} ({args.env_backend} backend) "
                        f"in {env_dir_of(args)}", ensure_env, args, conda_platform)
@@ -600,8 +470,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             say("hub environment already up to date")
         say(f"[4/{total}] running the installer")
         sys.stdout.flush()
+        lock.pass_on()
         os.execv(installer_argv(args)[0], installer_argv(args))
-    except BootstrapError as e:
+    except BarehubError as e:
         print(f"barehub-bootstrap: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"barehub-bootstrap: hint: {e.hint}", file=sys.stderr)

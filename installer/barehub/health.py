@@ -7,7 +7,7 @@ from typing import Callable
 import urllib.error
 import urllib.request
 
-from barehub.errors import BarehubError
+from barehub.shared import BarehubError
 
 
 def http_status(url: str, timeout: float = 5) -> int | None:

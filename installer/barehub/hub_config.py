@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 
 import bcrypt
-from traitlets.config import Config
+from traitlets import Bool
+from traitlets.config import Config, Configurable
 
 from barehub.paths import Paths
 from barehub.secret_files import read_secret
@@ -63,22 +64,27 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.Spawner.cmd = [str(paths.env_bin / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"
 
-    c.JupyterHub.services = [
-        idle_culler_service(),
-        {"name": BAREHUB_SERVICE, "api_token": read_secret(paths.barehub_api_token)},
+    c.JupyterHub.services = base_services(paths)
+    c.JupyterHub.load_roles = base_roles()
+
+
+def base_services(paths: Paths) -> list[dict]:
+    return [idle_culler_service(), {"name": BAREHUB_SERVICE, "api_token": read_secret(paths.barehub_api_token)}]
+
+
+def base_roles() -> list[dict]:
+    return [
+        {"name": IDLE_CULLER, "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+         "services": [IDLE_CULLER]},
+        {"name": BAREHUB_SERVICE, "scopes": ["list:users", "read:users", "read:servers"],
+         "services": [BAREHUB_SERVICE]},
     ]
-    c.JupyterHub.load_roles = [
-        {
-            "name": IDLE_CULLER,
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": [IDLE_CULLER],
-        },
-        {
-            "name": BAREHUB_SERVICE,
-            "scopes": ["list:users", "read:users", "read:servers"],
-            "services": [BAREHUB_SERVICE],
-        },
-    ]
+
+
+class Barehub(Configurable):
+    """barehub's own switches, set in a fragment like any JupyterHub option (`c.Barehub.idle_culler = False`)."""
+
+    idle_culler = Bool(True, config=True, help="Run the idle culler (stops servers idle for an hour).")
 
 
 AUTH_SECTIONS = ("Authenticator", "LocalAuthenticator", "PAMAuthenticator")
@@ -99,15 +105,44 @@ def has_allow_config(c: Config) -> bool:
     )
 
 
-def apply_after_fragments(c: Config) -> None:
-    """Defaults that depend on what the fragments chose.
+def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
+    """What barehub keeps whatever the fragments did, and defaults that depend on what they chose."""
+    keep_base_services(c, paths)
+    default_local_access(c)
+    keep_root_blocked(c)
 
-    With no fragment touching authentication, any local user who can log in with PAM may use
-    the hub (JupyterHub's behaviour before 5.0), except root. As soon as a fragment sets any
-    allow config, or picks another authenticator, this steps aside, so a base `allow_all`
-    can never silently widen a site's allow list.
-    """
+
+def keep_base_services(c: Config, paths: Paths) -> None:
+    """A fragment that assigns `c.JupyterHub.services` or `load_roles` (as JupyterHub's docs show) keeps
+    barehub's idle culler and own service, with their roles; a fragment's entry of the same name wins.
+    The culler goes only with the explicit `c.Barehub.idle_culler = False`."""
+    culler = c.Barehub.get("idle_culler", True)
+    services = [s for s in c.JupyterHub.services if culler or not (isinstance(s, dict) and s.get("name") == IDLE_CULLER)]
+    roles = [r for r in c.JupyterHub.load_roles if culler or not (isinstance(r, dict) and r.get("name") == IDLE_CULLER)]
+    named = lambda entries: {e.get("name") for e in entries if isinstance(e, dict)}  # noqa: E731
+    services += [s for s in base_services(paths) if s["name"] not in named(services) and (culler or s["name"] != IDLE_CULLER)]
+    roles += [r for r in base_roles() if r["name"] not in named(roles) and (culler or r["name"] != IDLE_CULLER)]
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def default_local_access(c: Config) -> None:
+    """With no fragment touching authentication, any local user who can log in with PAM may use
+    the hub (JupyterHub's behaviour before 5.0). As soon as a fragment sets any allow config, or
+    picks another authenticator, this steps aside, so a base `allow_all` can never silently widen a
+    site's allow list."""
     if uses_default_pam(c) and not has_allow_config(c):
         c.PAMAuthenticator.allow_all = True
-        if "blocked_users" not in c.Authenticator and "blocked_users" not in c.PAMAuthenticator:
-            c.Authenticator.blocked_users = {"root"}
+
+
+def keep_root_blocked(c: Config) -> None:
+    """root never logs in, even when a fragment sets its own blocked_users, unless a fragment names root
+    in an allow list or as an admin."""
+    sections = [name for name in c if isinstance(c[name], Config)]
+    if any("root" in (c[name].get(key) or ()) for name in sections for key in ("allowed_users", "admin_users")):
+        return
+    for name in sections:
+        if "blocked_users" in c[name]:
+            c[name].blocked_users = set(c[name].blocked_users) | {"root"}
+    if "blocked_users" not in c.Authenticator:
+        c.Authenticator.blocked_users = {"root"}

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.errors import BarehubError
+from barehub.shared import BarehubError
 from barehub.fsutil import FileSpec, ensure_dir, primary_group, uid_gid
 from barehub.paths import Paths, shipped
 from barehub.settings import Settings
@@ -30,6 +30,7 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.config_d: DirSpec(0o755),
         paths.config_d / "examples": DirSpec(0o755),
         paths.state: DirSpec(0o700, hub, primary_group(hub), owns_contents=True),
+        paths.records: DirSpec(0o755),  # root's: the lock, what was applied, the known-good config
         # 0755: a non-root hub must reach dynamic/; each file below guards itself (traefik.toml is 0640)
         paths.proxy: DirSpec(0o755),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them

@@ -46,11 +46,11 @@ def static_config(paths: Paths, settings: Settings) -> dict:
                       "file": {"directory": str(paths.traefik_dynamic_dir), "watch": True}},
     }
     if not settings.https:
-        entrypoints["web"] = {"address": f":{settings.http_port}"}
+        entrypoints["web"] = public_entrypoint(settings, settings.http_port)
         return config
     tls: dict = {}
-    entrypoints["web"] = {"address": f":{settings.https_port}", "http": {"tls": tls}}
-    entrypoints["web-redirect"] = {"address": f":{settings.http_port}", "http": {"redirections": {
+    entrypoints["web"] = {**public_entrypoint(settings, settings.https_port), "http": {"tls": tls}}
+    entrypoints["web-redirect"] = {**public_entrypoint(settings, settings.http_port), "http": {"redirections": {
         "entryPoint": {"to": "web", "scheme": "https", "permanent": True}}}}
     if settings.acme_domains:
         tls["certResolver"] = RESOLVER
@@ -61,6 +61,17 @@ def static_config(paths: Paths, settings: Settings) -> dict:
             acme["caCertificates"] = [settings.acme_ca_file]
         config["certificatesResolvers"] = {RESOLVER: {"acme": acme}}
     return config
+
+
+def public_entrypoint(settings: Settings, port: int) -> dict:
+    """A public port: on every address, or only on --http-address (127.0.0.1 behind a site's reverse proxy).
+
+    traefik overwrites X-Forwarded-* headers from anyone but the --trusted-proxy addresses, so only the
+    site's proxy can tell the hub that a request came in over HTTPS."""
+    entrypoint: dict = {"address": f"{settings.http_address}:{port}"}
+    if settings.trusted_proxies:
+        entrypoint["forwardedHeaders"] = {"trustedIPs": list(settings.trusted_proxies)}
+    return entrypoint
 
 
 def tls_config(settings: Settings, cert_pem: str = "", key_pem: str = "") -> dict:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.errors import BarehubError
+from barehub.shared import BarehubError
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.paths import Paths
 

@@ -6,18 +6,20 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-from barehub.errors import BarehubError
 from barehub.paths import Paths
+from barehub.shared import DEFAULT_PORTS, BarehubError
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 
 @dataclass(frozen=True)
 class Settings:
-    http_port: int = 80
-    https_port: int = 443
-    hub_port: int = 8081  # the hub's own API/pages, loopback only; traefik routes to it
-    proxy_api_port: int = 8099  # traefik's API, loopback only, behind basic auth
+    http_port: int = DEFAULT_PORTS["http_port"]
+    https_port: int = DEFAULT_PORTS["https_port"]
+    hub_port: int = DEFAULT_PORTS["hub_port"]  # the hub's own API/pages, loopback only; traefik routes to it
+    proxy_api_port: int = DEFAULT_PORTS["proxy_api_port"]  # traefik's API, loopback only, behind basic auth
+    http_address: str = ""  # where traefik's public ports listen: all addresses, or 127.0.0.1 behind a site proxy
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-* headers traefik keeps
     hub_user: str = "root"
     proxy_user: str = "barehub-proxy"
     # HTTPS: certificates from an ACME CA (Let's Encrypt by default) ...
@@ -46,6 +48,15 @@ class Settings:
             return f"https://{host}" + ("" if self.https_port == 443 else f":{self.https_port}") + "/"
         return "http://localhost" + ("" if self.http_port == 80 else f":{self.http_port}") + "/"
 
+    def ports(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in DEFAULT_PORTS}
+
+    def local_url(self, path: str) -> str:
+        """`path` on the hub through traefik, from this machine (what health checks ask)."""
+        if self.https:
+            return f"https://127.0.0.1:{self.https_port}{path}"
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """These settings with every given (non-None) value of `overrides` applied.
 
@@ -54,6 +65,8 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if given.pop("no_https", False):
             given.update(acme_domains=(), tls_cert="", tls_key="")
+        if given.get("trusted_proxies"):
+            given["trusted_proxies"] = tuple(given["trusted_proxies"])
         if given.get("acme_domains"):
             given.update(acme_domains=tuple(given["acme_domains"]), tls_cert="", tls_key="")
         elif given.get("tls_cert"):
@@ -72,8 +85,9 @@ def load_settings(paths: Paths) -> Settings:
                            "fix or remove the file; it is rewritten from the flags of the next install")
     known = {f.name for f in fields(Settings)}
     values = {k: v for k, v in data.items() if k in known}
-    if "acme_domains" in values:
-        values["acme_domains"] = tuple(values["acme_domains"])
+    for name in ("acme_domains", "trusted_proxies"):
+        if name in values:
+            values[name] = tuple(values[name])
     return Settings(**values)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 from typing import Sequence
 
-from barehub.errors import BarehubError
+from barehub.shared import BarehubError
 
 
 class Systemctl:
@@ -41,6 +41,13 @@ class Systemctl:
 
     def restart(self, unit: str) -> None:
         self.run("restart", unit)
+
+    def kill_main(self, unit: str, sig: int) -> None:
+        """Signal the unit's main process only (the hub reloads itself in place on SIGHUP/SIGUSR2)."""
+        self.run("kill", "--kill-whom=main", f"--signal={int(sig)}", unit)
+
+    def main_pid(self, unit: str) -> int:
+        return int(self.show(unit, "MainPID").get("MainPID") or 0)
 
     def is_active(self, unit: str) -> bool:
         return self.run("is-active", "--quiet", unit, check=False).returncode == 0

@@ -10,6 +10,7 @@ import difflib
 import os
 import re
 import traceback
+from urllib.parse import urlparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -20,13 +21,15 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from barehub.config_loading import fragment_files
 from barehub.paths import Paths, base_config_file
+from barehub.settings import load_settings
+from barehub.shared import flag_name, port_owner
 
 
 @dataclass(frozen=True)
 class Problem:
-    file: Optional[Path]
-    line: Optional[int]
-    message: str
+    file: Optional[Path] = None
+    line: Optional[int] = None
+    message: str = ""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.file and self.line else str(self.file or "config")
@@ -72,7 +75,9 @@ def configurable_classes(config: Config) -> tuple[dict[str, type], list[type]]:
                 for sub in klass.__subclasses__():
                     add(sub)
 
-    for cls in [*chosen, *JupyterHub(config=Config()).classes]:
+    from barehub.hub_config import Barehub
+
+    for cls in [*chosen, *JupyterHub(config=Config()).classes, Barehub]:
         add(cls)
     return known, chosen
 
@@ -140,12 +145,102 @@ def check_config(config: Config, fragments: list[Path]) -> list[Problem]:
     return problems
 
 
-def validate(paths: Paths) -> tuple[list[Path], list[Problem]]:
-    """Load and check the hub's config. Returns the fragments read and the problems found."""
+def validate(paths: Paths, hub_pids: tuple[int, ...] = ()) -> tuple[list[Path], list[Problem]]:
+    """Load and check the hub's config. Returns the fragments read and the problems found.
+
+    `hub_pids`: the running hub, which may hold the ports the config asks for.
+    """
     fragments = fragment_files(paths.config_d)
     try:
         config = load_config(paths)
-    except Exception as e:  # anything a fragment raises is a problem to report, not a crash
+    except BaseException as e:  # anything a fragment raises, sys.exit() included, is a problem to report
+        if isinstance(e, KeyboardInterrupt):
+            raise
         return fragments, [problem_from_exception(e, fragments)]
     problems = check_config(config, fragments)
+    problems += check_hub_rules(config, fragments)
+    problems += check_ports(config, fragments, load_settings(paths), hub_pids)
     return fragments, sorted(problems, key=lambda p: (str(p.file), p.line or 0))
+
+
+# ---------------------------------------------------------------- JupyterHub's own rules, without side effects
+
+ROLE_KEYS = {"name", "description", "scopes", "users", "services", "groups"}
+
+
+def check_hub_rules(config: Config, fragments: list[Path]) -> list[Problem]:
+    """What the hub would only find at start: malformed service and role specs, unknown scopes.
+
+    Uses JupyterHub's own checks (role names, scopes, service fields), the parts that need no database.
+    """
+    from jupyterhub.roles import _validate_role_name
+    from jupyterhub.scopes import _check_scopes_exist
+    from jupyterhub.services.service import Service
+
+    problems: list[Problem] = []
+    services = config.JupyterHub.get("services", [])
+    service_file, service_line = locate("JupyterHub", "services", fragments)
+    fields = set(Service.class_trait_names(input=True))
+    names: list[str] = []
+    for spec in services:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec.get("name"):
+            problems.append(Problem(service_file, service_line, f"c.JupyterHub.services: an entry without a name: {spec!r}"))
+            continue
+        names.append(spec["name"])
+        unknown = set(spec) - fields
+        if unknown:
+            problems.append(Problem(service_file, service_line, f"c.JupyterHub.services: service {spec['name']!r} "
+                                    f"has no field {sorted(unknown)[0]!r}{suggestion(sorted(unknown)[0], fields)}"))
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(Problem(service_file, service_line, f"c.JupyterHub.services: {name!r} is defined twice"))
+
+    role_file, role_line = locate("JupyterHub", "load_roles", fragments)
+    role_names: list[str] = []
+    for role in config.JupyterHub.get("load_roles", []):
+        where = dict(file=role_file, line=role_line)
+        if not isinstance(role, dict) or not isinstance(role.get("name"), str):
+            problems.append(Problem(message=f"c.JupyterHub.load_roles: a role without a name: {role!r}", **where))
+            continue
+        label = f"c.JupyterHub.load_roles: role {role['name']!r}"
+        role_names.append(role["name"])
+        try:
+            _validate_role_name(role["name"])
+            _check_scopes_exist(role.get("scopes", []), who_for=f"role {role['name']}")
+        except (ValueError, KeyError) as e:
+            problems.append(Problem(message=f"{label}: {str(e).strip(chr(34)).splitlines()[0]}", **where))
+        unknown = set(role) - ROLE_KEYS
+        if unknown:
+            problems.append(Problem(message=f"{label} has no key {sorted(unknown)[0]!r}"
+                                    f"{suggestion(sorted(unknown)[0], ROLE_KEYS)}", **where))
+        for service in set(role.get("services", [])) - set(names):
+            problems.append(Problem(message=f"{label} names the service {service!r}, which is not in "
+                                    "c.JupyterHub.services", **where))
+    for name in {n for n in role_names if role_names.count(n) > 1}:
+        problems.append(Problem(role_file, role_line, f"c.JupyterHub.load_roles: role {name!r} is defined twice"))
+    return problems
+
+
+def hub_port(config: Config) -> Optional[int]:
+    url = config.JupyterHub.get("hub_bind_url")
+    if url:
+        return urlparse(url).port
+    return config.JupyterHub.get("hub_port")
+
+
+def check_ports(config: Config, fragments: list[Path], settings, hub_pids: tuple[int, ...] = ()) -> list[Problem]:
+    """The hub's own port must differ from traefik's, and be free unless the running hub holds it."""
+    port = hub_port(config)
+    if not port or port == settings.hub_port:
+        return []
+    file, line = locate("JupyterHub", "hub_bind_url" if config.JupyterHub.get("hub_bind_url") else "hub_port",
+                        fragments)
+    taken = {"http_port": settings.http_port, "proxy_api_port": settings.proxy_api_port}
+    if settings.https:
+        taken["https_port"] = settings.https_port
+    for name, value in taken.items():
+        if value == port:
+            return [Problem(file, line, f"the hub's port {port} is also traefik's ({flag_name(name)})")]
+    owner = port_owner(port, hub_pids)
+    if owner:
+        return [Problem(file, line, f"the hub's port {port} is already in use by {owner}")]
+    return []

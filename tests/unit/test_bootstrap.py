@@ -87,9 +87,10 @@ def test_env_source_is_remembered_and_replaced_as_a_whole(bootstrap, tmp_path):
 def test_current_env_switches_atomically(bootstrap, tmp_path):
     for release in ("2026.10.0", "2026.11.0"):
         (tmp_path / "envs" / release / "bin").mkdir(parents=True)
-    bootstrap.switch_current_env(tmp_path, tmp_path / "envs" / "2026.10.0")
+    paths = bootstrap.Paths.from_prefix(tmp_path)
+    bootstrap.shared.switch_current_env(paths, tmp_path / "envs" / "2026.10.0")
     assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.10.0"
-    bootstrap.switch_current_env(tmp_path, tmp_path / "envs" / "2026.11.0")
+    bootstrap.shared.switch_current_env(paths, tmp_path / "envs" / "2026.11.0")
     assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.11.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conda", "envs"]
 
@@ -145,7 +146,7 @@ def test_wrong_flags_are_usage_errors(bootstrap, capsys, argv, message):
 
 
 def test_unsupported_architecture(bootstrap):
-    with pytest.raises(bootstrap.BootstrapError, match="unsupported architecture riscv64"):
+    with pytest.raises(bootstrap.BarehubError, match="unsupported architecture riscv64"):
         bootstrap.check_arch("riscv64")
     assert bootstrap.check_arch("aarch64") == "linux-aarch64"
 
@@ -157,59 +158,73 @@ def test_port_in_use_names_the_owner_unless_it_is_allowed(bootstrap):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert bootstrap.listening_pid(port) == os.getpid()
-        with pytest.raises(bootstrap.BootstrapError, match=rf"port {port} is already in use by .*\(pid {os.getpid()}\)"):
+        assert bootstrap.shared.listening_pid(port) == os.getpid()
+        with pytest.raises(bootstrap.BarehubError, match=rf"port {port} is already in use by .*\(pid {os.getpid()}\)"):
             bootstrap.check_port_free(port)
         bootstrap.check_port_free(port, allowed_pids=[os.getpid()])
-    assert bootstrap.listening_pid(port) is None
+    assert bootstrap.shared.listening_pid(port) is None
 
 
 def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
     (tmp_path / "file").touch()
-    with pytest.raises(bootstrap.BootstrapError, match="not a directory"):
+    with pytest.raises(bootstrap.BarehubError, match="not a directory"):
         bootstrap.check_prefix_writable(tmp_path / "file" / "barehub")
     bootstrap.check_prefix_writable(tmp_path / "new" / "barehub")
 
 
 def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap, tmp_path):
-    assert bootstrap.remembered_settings(tmp_path) == {}
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "install.json").write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
-    remembered = bootstrap.remembered_settings(tmp_path)
+    paths = bootstrap.Paths.from_prefix(tmp_path)
+    assert bootstrap.remembered_settings(paths) == {}
+    paths.state.mkdir()
+    paths.settings_file.write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
+    remembered = bootstrap.remembered_settings(paths)
     args = lambda *argv: bootstrap.parse_args(list(argv))  # noqa: E731
-    assert bootstrap.ports_to_check(args(), {}) == [80]
-    assert bootstrap.ports_to_check(args(), remembered) == [8000, 8443]
-    assert bootstrap.ports_to_check(args("--no-https"), remembered) == [8000]
-    assert bootstrap.ports_to_check(args("--http-port", "81", "--letsencrypt-domain", "a.org",
-                                         "--letsencrypt-email", "x@a.org"), {}) == [81, 443]
+    public = lambda ports_https: (ports_https[0]["http_port"], ports_https[0]["https_port"], ports_https[1])  # noqa: E731
+    assert public(bootstrap.ports_of_run(args(), {})) == (80, 443, False)
+    assert public(bootstrap.ports_of_run(args(), remembered)) == (8000, 8443, True)
+    assert public(bootstrap.ports_of_run(args("--no-https"), remembered)) == (8000, 8443, False)
+    assert public(bootstrap.ports_of_run(args("--http-port", "81", "--letsencrypt-domain", "a.org",
+                                              "--letsencrypt-email", "x@a.org"), {})) == (81, 443, True)
+
+
+def test_conflicting_ports_are_refused_naming_both_flags(bootstrap):
+    shared = bootstrap.shared
+    with pytest.raises(bootstrap.BarehubError, match="--http-port and --hub-port are both 8081"):
+        shared.check_distinct_ports({"http_port": 8081, "https_port": 443, "hub_port": 8081, "proxy_api_port": 8099},
+                                    https=False)
+    with pytest.raises(bootstrap.BarehubError, match="--http-port and --https-port are both 8443"):
+        shared.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
+                                    https=True)
+    shared.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
+                                https=False)
 
 
 def test_settings_flags_are_forwarded_to_the_installer_as_given(bootstrap):
     args = bootstrap.parse_args(["--env-backend", "pip", "--http-port", "81", "--letsencrypt-domain", "a.org",
                                  "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"])
-    assert bootstrap.settings_argv(args) == ["--http-port", "81", "--letsencrypt-domain", "a.org",
+    assert bootstrap.shared.settings_argv(args) == ["--http-port", "81", "--letsencrypt-domain", "a.org",
                                              "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"]
-    assert bootstrap.settings_argv(bootstrap.parse_args(["--no-https"])) == ["--no-https"]
-    assert bootstrap.settings_argv(bootstrap.parse_args([])) == []
+    assert bootstrap.shared.settings_argv(bootstrap.parse_args(["--no-https"])) == ["--no-https"]
+    assert bootstrap.shared.settings_argv(bootstrap.parse_args([])) == []
 
 
 def test_acme_needs_a_contact_given_now_or_remembered(bootstrap):
-    with pytest.raises(bootstrap.BootstrapError, match="needs --letsencrypt-email"):
-        bootstrap.check_acme_contact(["a.org"], None)
-    bootstrap.check_acme_contact(["a.org"], "x@a.org")
-    bootstrap.check_acme_contact([], None)
+    with pytest.raises(bootstrap.BarehubError, match="needs --letsencrypt-email"):
+        bootstrap.shared.check_acme_contact(["a.org"], None)
+    bootstrap.shared.check_acme_contact(["a.org"], "x@a.org")
+    bootstrap.shared.check_acme_contact([], None)
 
 
 def test_tls_files_are_checked_before_anything_changes(bootstrap, tmp_path):
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\n...")
-    with pytest.raises(bootstrap.BootstrapError, match="cannot read the TLS private key"):
-        bootstrap.check_tls_files(str(cert), str(key))
+    with pytest.raises(bootstrap.BarehubError, match="cannot read the TLS private key"):
+        bootstrap.shared.check_tls_files(str(cert), str(key))
     key.write_bytes(b"\x97\xff binary, not a key")
-    with pytest.raises(bootstrap.BootstrapError, match="is not a PEM private key"):
-        bootstrap.check_tls_files(str(cert), str(key))
+    with pytest.raises(bootstrap.BarehubError, match="is not a PEM private key"):
+        bootstrap.shared.check_tls_files(str(cert), str(key))
     key.write_text("-----BEGIN PRIVATE KEY-----\n...")
-    bootstrap.check_tls_files(str(cert), str(key))
+    bootstrap.shared.check_tls_files(str(cert), str(key))
 
 
 def test_env_stamp_follows_the_lock_content(bootstrap, tmp_path):

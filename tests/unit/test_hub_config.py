@@ -60,3 +60,39 @@ def test_shipped_idle_culler_drop_in_replaces_the_default(prefix):
     services = load_config(prefix).JupyterHub.services
     culler = [s for s in services if s["name"] == "idle-culler"]
     assert len(culler) == 1 and "--timeout=7200" in culler[0]["command"]
+
+
+DOCS_SERVICES = '''
+c.JupyterHub.services = [{"name": "announcements", "url": "http://127.0.0.1:8888", "api_token": "x" * 32}]
+c.JupyterHub.load_roles = [{"name": "teachers", "scopes": ["admin:users"], "users": ["alice"]}]
+'''
+
+
+def test_a_fragment_that_assigns_services_and_roles_keeps_the_culler_and_barehubs_service(prefix):
+    write(prefix, "50-services.py", DOCS_SERVICES)
+    c = load_config(prefix)
+    assert [s["name"] for s in c.JupyterHub.services] == ["announcements", "idle-culler", "barehub"]
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["teachers", "idle-culler", "barehub"]
+
+
+def test_the_culler_goes_only_with_the_explicit_switch(prefix):
+    write(prefix, "50-services.py", DOCS_SERVICES + "c.Barehub.idle_culler = False\n")
+    c = load_config(prefix)
+    assert [s["name"] for s in c.JupyterHub.services] == ["announcements", "barehub"]
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["teachers", "barehub"]
+
+
+@pytest.mark.parametrize("fragment, section", [
+    ("c.Authenticator.blocked_users = {'mallory'}\n", "Authenticator"),
+    ("c.PAMAuthenticator.blocked_users = {'mallory'}\n", "PAMAuthenticator"),
+    ("c.JupyterHub.authenticator_class = 'ldapauthenticator.LDAPAuthenticator'\n"
+     "c.LDAPAuthenticator.blocked_users = {'mallory'}\n", "LDAPAuthenticator"),
+])
+def test_root_stays_blocked_when_a_fragment_sets_blocked_users(prefix, fragment, section):
+    write(prefix, "50-block.py", fragment)
+    assert load_config(prefix)[section].blocked_users == {"mallory", "root"}
+
+
+def test_root_may_log_in_only_when_a_fragment_says_so(prefix):
+    write(prefix, "50-root.py", "c.Authenticator.admin_users = {'root'}\n")
+    assert "blocked_users" not in load_config(prefix).Authenticator

@@ -26,10 +26,9 @@ def test_hub_unit():
     assert ("User", "jhub") in d
     assert ("ExecStart", f"/srv/hub/conda/bin/python -m barehub.hub --config {base_config_file()}") in d
     assert ("Environment", "BAREHUB_PREFIX=/srv/hub") in d
-    # reload = check first, then restart; a failing check stops the sequence
+    # reload = barehub reload (check, restart in place, wait until it serves), as root
     reloads = [v for k, v in d if k == "ExecReload"]
-    assert reloads == ["/srv/hub/conda/bin/barehub check --prefix /srv/hub",
-                       "+/bin/systemctl restart --no-block jupyterhub.service"]
+    assert reloads == ["+/srv/hub/conda/bin/barehub reload --prefix /srv/hub"]
     assert ("KillMode", "process") in d and ("Restart", "always") in d
     assert "{" not in text  # every template field was filled
 
@@ -141,3 +140,10 @@ def test_settings_round_trip_and_overrides(prefix):
     assert load_settings(prefix) == SETTINGS
     assert load_settings(prefix).with_overrides({"http_port": 9000, "hub_user": None}) == \
         Settings(http_port=9000, proxy_api_port=9099, hub_user="jhub")
+
+
+def test_traefik_behind_a_site_proxy_listens_on_loopback_and_trusts_only_that_proxy():
+    entry = static(SETTINGS.with_overrides({"http_address": "127.0.0.1", "trusted_proxies": ["127.0.0.2/32"]}))
+    assert entry["entryPoints"]["web"] == {"address": f"127.0.0.1:{SETTINGS.http_port}",
+                                           "forwardedHeaders": {"trustedIPs": ["127.0.0.2/32"]}}
+    assert static(SETTINGS)["entryPoints"]["web"] == {"address": f":{SETTINGS.http_port}"}

@@ -88,3 +88,42 @@ def test_check_does_not_touch_the_database_or_secrets(prefix):
     check(prefix, "c.JupyterHub.admin_users = {'alice'}\n")
     assert sorted(p.name for p in prefix.state.iterdir()) == before
     assert not prefix.db_file.exists()
+
+
+@pytest.mark.parametrize("fragment, expected", [
+    ('c.JupyterHub.load_roles.append({"name": "teachers", "scopes": ["admin:userz"], "users": ["alice"]})\n',
+     "50-bad.py:1: c.JupyterHub.load_roles: role 'teachers': Scope 'admin:userz' for role teachers does not exist"),
+    ('c.JupyterHub.services.append({"url": "http://127.0.0.1:9999", "api_token": "x" * 32})\n',
+     "50-bad.py:1: c.JupyterHub.services: an entry without a name"),
+    ('c.JupyterHub.services.append({"name": "x", "comand": ["true"]})\n',
+     "50-bad.py:1: c.JupyterHub.services: service 'x' has no field 'comand' (did you mean command?)"),
+    ('c.JupyterHub.load_roles = [{"name": "Teachers!", "scopes": ["read:users"]}]\n',
+     "50-bad.py:1: c.JupyterHub.load_roles: role 'Teachers!': Invalid role name"),
+    ('c.JupyterHub.load_roles = [{"name": "ta", "scopes": ["read:users"], "services": ["nope"]}]\n',
+     "names the service 'nope', which is not in c.JupyterHub.services"),
+    ('import sys\nsys.exit()\n', "50-bad.py:2: SystemExit"),
+    ('raise KeyError("oops")\n', "50-bad.py:1: KeyError: 'oops'"),
+])
+def test_the_deeper_check_finds_what_the_hub_would_only_find_at_start(prefix, fragment, expected):
+    (prefix.config_d / "50-bad.py").write_text(fragment)
+    _, problems = validate(prefix)
+    assert any(expected in str(p) for p in problems), problems
+
+
+def test_the_hubs_port_must_not_collide(prefix):
+    import socket
+
+    (prefix.config_d / "50-port.py").write_text("c.JupyterHub.hub_bind_url = 'http://127.0.0.1:80'\n")
+    _, problems = validate(prefix)
+    assert [str(p) for p in problems] == [f"{prefix.config_d}/50-port.py:1: the hub's port 80 is also traefik's "
+                                          "(--http-port)"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        (prefix.config_d / "50-port.py").write_text(f"c.JupyterHub.hub_bind_url = 'http://127.0.0.1:{port}'\n")
+        _, problems = validate(prefix)
+        assert len(problems) == 1 and f"the hub's port {port} is already in use by " in str(problems[0])
+        # the running hub may hold it (a reload that keeps the port)
+        import os
+        assert validate(prefix, hub_pids=(os.getpid(),))[1] == []

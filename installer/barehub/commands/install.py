@@ -1,33 +1,40 @@
 """`barehub install`: lay out the prefix, write secrets, proxy config and units, start, wait.
 
-Converges: running it again changes only what differs, and restarts only units whose inputs changed.
+Converges: running it again changes only what differs, and restarts only units whose inputs changed
+since they were last (re)started (PREFIX/records/applied.json), so a run after an interrupted or
+refused one restarts what that run wrote but never applied.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import __version__, bootstrap_flags, layout, proxy_config, releases, secret_files, units
-from barehub.errors import BarehubError
+from barehub import __version__, hub_run, known_good, layout, proxy_config, releases, secret_files, shared, units
+from barehub.commands import add_prefix_argument, install_paths
+from barehub.commands.check import check_fragments
+from barehub.config_loading import KNOWN_GOOD
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
 from barehub.paths import Paths, base_config_file
 from barehub.settings import Settings, load_settings, render_settings
+from barehub.shared import BarehubError, InstallLock
 from barehub.systemd import Systemctl
-from barehub.validation import validate
 
 log = logging.getLogger("barehub")
-HEALTH_DEADLINE_S = 180
+PROXY_DEADLINE_S = 60
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("install", help="install or converge barehub under a prefix (run by bootstrap.py)")
-    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
-    bootstrap_flags.load().add_settings_arguments(p)
+    add_prefix_argument(p, creates=True)
+    shared.add_settings_arguments(p)
     p.add_argument("--hub-port", type=int, help="loopback port of the hub itself (default 8081; remembered)")
     p.add_argument("--proxy-api-port", type=int, help="loopback port of traefik's API (default 8099; remembered)")
     p.set_defaults(run=run)
@@ -61,28 +68,48 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("",
     }
 
 
-def read_tls_files(settings: Settings) -> tuple[str, str]:
-    """Check the HTTPS settings, and read the site's certificate and key, before anything is changed."""
-    bootstrap = bootstrap_flags.load()
-    try:
-        bootstrap.check_acme_contact(settings.acme_domains, settings.acme_email)
-        if settings.tls_cert:
-            bootstrap.check_tls_files(settings.tls_cert, settings.tls_key)
-    except bootstrap.BootstrapError as e:
-        raise BarehubError(e.message, e.hint, e.exit_code)
+def inputs_digest(files: dict[Path, FileSpec]) -> str:
+    """What a unit runs with: restarting it is needed when this differs from what it was started with."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(f"{path}\0{files[path].text}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def checked_settings(paths: Paths, overrides: dict) -> tuple[Settings, tuple[str, str]]:
+    """The settings of this run, and the site's certificate and key: all checked before anything changes."""
+    settings = load_settings(paths).with_overrides(overrides)
+    shared.check_distinct_ports(settings.ports(), settings.https)
+    layout.ensure_user_exists(settings.hub_user)
+    shared.check_acme_contact(settings.acme_domains, settings.acme_email)
     if not settings.tls_cert:
-        return "", ""
-    return Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text()
+        return settings, ("", "")
+    shared.check_tls_files(settings.tls_cert, settings.tls_key)
+    return settings, (Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text())
 
 
 def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     if os.geteuid() != 0:
         raise BarehubError("barehub install must run as root", "run it with sudo")
-    settings = load_settings(paths).with_overrides(overrides)
-    layout.ensure_user_exists(settings.hub_user)
-    tls_pem = read_tls_files(settings)
+    os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
+    InstallLock(paths).acquire()  # held until this process exits
+    settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
+    prepare_layout(paths, settings, report)
+    desired = write_files(paths, settings, tls_pem, systemctl, report)
+    restart_needed = units_to_restart(paths, desired)
+    if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
+        refuse_broken_fragments(paths, systemctl)
+    previous = releases.read_release(paths.release_file)
+    if previous and previous.version != __version__:
+        upgrade_from(previous, paths, settings, systemctl, report)
+    hub_since = start_units(paths, settings, desired, restart_needed, systemctl, report)
+    wait_for_hub(paths, settings, hub_since, systemctl, report)
+    releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)), settings.hub_user)
+    return report
 
+
+def prepare_layout(paths: Paths, settings: Settings, report: Report) -> None:
     if layout.ensure_system_user(settings.proxy_user):
         log.info("created system user %s for traefik", settings.proxy_user)
     layout.make_directories(paths, settings)
@@ -91,13 +118,17 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     if report.new_secrets:
         log.info("generated secrets: %s", ", ".join(report.new_secrets))
 
-    restart_needed = []
+
+def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemctl: Systemctl,
+                report: Report) -> dict[str, str]:
+    """Write every rendered file that differs; returns each unit's inputs digest."""
     if not settings.https and paths.traefik_tls.exists():
         paths.traefik_tls.unlink()  # traefik notices: its dynamic directory is watched
         report.changed_files.append(paths.traefik_tls)
     if not settings.tls_cert:
         remove_units(systemctl, units.CERT_UNITS, report)
     examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
+    desired = {}
     for unit, files in render_all(paths, settings, tls_pem).items():
         changed = [path for path, spec in files.items() if atomic_write(path, spec)]
         report.changed_files += changed
@@ -105,41 +136,70 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
             if path in examples_before:  # the site's own fragments are never touched; say what moved
                 log.info("the shipped drop-in %s changed in this release: compare it with your copy in %s",
                          path.name, paths.config_d)
-        if changed and unit:
-            restart_needed.append(unit)
+        if unit and files:
+            desired[unit] = inputs_digest(files)
     for path in report.changed_files:
         log.info("wrote %s", path)
     layout.link_cli(paths)
-    if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
-        refuse_broken_fragments(paths)
+    return desired
 
-    previous = releases.read_release(paths.release_file)
-    if previous and previous.version != __version__:
-        upgrade_from(previous, paths, settings, systemctl, report)
 
+def read_applied(paths: Paths) -> dict:
+    return shared.read_json_dict(paths.applied_file)
+
+
+def units_to_restart(paths: Paths, desired: dict[str, str]) -> list[str]:
+    """Units whose inputs differ from those they were last (re)started with, and a hub that runs its
+    known-good config (so that a fixed config is applied by the next run)."""
+    applied = read_applied(paths)
+    needed = [unit for unit, digest in desired.items() if applied.get(unit) != digest]
+    run = hub_run.read_run(paths)
+    if run and run.config == KNOWN_GOOD and units.HUB_UNIT not in needed:
+        needed.append(units.HUB_UNIT)
+    return needed
+
+
+def record_applied(paths: Paths, unit: str, digest: str) -> None:
+    applied = {**read_applied(paths), unit: digest}
+    atomic_write(paths.applied_file, FileSpec(json.dumps(applied, indent=2, sort_keys=True) + "\n", 0o644))
+
+
+def start_units(paths: Paths, settings: Settings, desired: dict[str, str], restart_needed: list[str],
+                systemctl: Systemctl, report: Report) -> float | None:
+    """Start or restart what needs it, proxy first. Returns when the hub was (re)started, if it was."""
     systemctl.daemon_reload()
     started = units.UNITS + ((units.CERTS_PATH_UNIT,) if settings.tls_cert else ())
     systemctl.enable(started)
+    hub_since = None
     for unit in started:
+        since = time.time()
         if not systemctl.is_active(unit):
             log.info("starting %s", unit)
             systemctl.start(unit)
-            report.restarted.append(unit)
         elif unit in restart_needed:
-            log.info("restarting %s (its configuration changed)", unit)
+            log.info("restarting %s (what it runs with changed)", unit)
             systemctl.restart(unit)
-            report.restarted.append(unit)
+        else:
+            continue
+        report.restarted.append(unit)
+        if unit == units.HUB_UNIT:
+            hub_since = since
+        if unit in desired:
+            record_applied(paths, unit, desired[unit])
+    return hub_since
 
-    health = (f"https://127.0.0.1:{settings.https_port}/hub/health" if settings.https
-              else f"http://127.0.0.1:{settings.http_port}/hub/health")
-    log.info("waiting for the hub to answer through traefik at %s", health)
-    report.health_seconds = wait_for_ok(
-        health, HEALTH_DEADLINE_S, "the hub (through traefik)",
-        f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80",
-        give_up=crash_loop_detector(systemctl),
-    )
-    releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)), settings.hub_user)
-    return report
+
+def wait_for_hub(paths: Paths, settings: Settings, hub_since: float | None, systemctl: Systemctl,
+                 report: Report) -> None:
+    """Until the hub answers through traefik; a hub (re)started now must serve the current fragments."""
+    if hub_since is not None:
+        log.info("waiting for the hub to answer through traefik")
+        run, report.health_seconds = hub_run.wait_until_serving(paths, settings, hub_since, systemctl)
+        known_good.promote(paths, run.digest, settings.hub_user)
+    else:
+        url = settings.local_url(f"{hub_run.base_url(paths)}hub/health")
+        report.health_seconds = wait_for_ok(url, PROXY_DEADLINE_S, "the hub (through traefik)",
+                                            f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80")
 
 
 def upgrade_from(previous: releases.Release, paths: Paths, settings: Settings, systemctl: Systemctl,
@@ -167,15 +227,14 @@ def jupyterhub_version() -> str:
     return version("jupyterhub")
 
 
-def refuse_broken_fragments(paths: Paths) -> None:
+def refuse_broken_fragments(paths: Paths, systemctl: Systemctl) -> None:
     """The hub is about to (re)start: a bad fragment must not take it down, as with a reload."""
-    fragments, problems = validate(paths)
-    if problems:
-        raise BarehubError(
-            "not (re)starting the hub: its config has problems:\n  " + "\n  ".join(map(str, problems)),
-            f"fix the file(s) in {paths.config_d} and run the installer again",
-        )
-    log.info("config OK: %d fragment(s) checked", len(fragments))
+    try:
+        count = check_fragments(paths, systemctl)
+    except BarehubError as e:
+        raise BarehubError(e.message.replace("the running hub was left alone", "not (re)starting the hub"),
+                           f"fix the file(s) in {paths.config_d} and run the installer again")
+    log.info("config OK: %d fragment(s) checked", count)
 
 
 def remove_units(systemctl: Systemctl, names: tuple[str, ...], report: Report,
@@ -188,26 +247,10 @@ def remove_units(systemctl: Systemctl, names: tuple[str, ...], report: Report,
             report.changed_files.append(unit_dir / name)
 
 
-def crash_loop_detector(systemctl: Systemctl, restarts: int = 3):
-    """A give-up check for the health wait: a unit that restarted `restarts` times will not come up by itself."""
-    def count(unit: str) -> int:
-        return int(systemctl.show(unit, "NRestarts").get("NRestarts") or 0)
-
-    baseline = {unit: count(unit) for unit in units.UNITS}
-
-    def check() -> str | None:
-        for unit in units.UNITS:
-            if count(unit) - baseline[unit] >= restarts:
-                return f"{unit} keeps failing and restarting; its last log lines:\n{systemctl.journal_tail(unit)}"
-        return None
-
-    return check
-
-
 def run(args: argparse.Namespace) -> int:
-    names = (*bootstrap_flags.load().SETTINGS_FLAGS, "hub_port", "proxy_api_port")
+    names = (*shared.SETTINGS_FLAGS, "hub_port", "proxy_api_port")
     overrides = {name: getattr(args, name) for name in names}
-    report = install(Paths.from_prefix(args.prefix), overrides, Systemctl())
+    report = install(install_paths(args), overrides, Systemctl())
     if report.restarted:
         log.info("(re)started: %s", ", ".join(report.restarted))
     if not report.changed_files and not report.restarted:

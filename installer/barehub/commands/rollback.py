@@ -9,8 +9,9 @@ import logging
 import os
 from pathlib import Path
 
-from barehub import bootstrap_flags, releases, units
-from barehub.errors import BarehubError
+from barehub import releases, shared, units
+from barehub.shared import BarehubError
+from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
@@ -20,7 +21,7 @@ log = logging.getLogger("barehub")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("rollback", help="restore the previous release's env and database backup")
-    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    add_prefix_argument(p)
     p.add_argument("--backup", help="the backup to restore (a name in PREFIX/backups; default: the newest)")
     p.add_argument("--list", action="store_true", help="list the backups and exit")
     p.set_defaults(run=run)
@@ -50,17 +51,19 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
     releases.restore(paths, chosen, load_settings(paths).hub_user)
-    bootstrap_flags.load().switch_current_env(paths.prefix, env)
+    shared.switch_current_env(paths, env)
     return target
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Paths.from_prefix(args.prefix)
+    paths = install_paths(args)
     if args.list:
         for backup in releases.list_backups(paths):
             print(backup.name)
         return 0
+    lock = shared.InstallLock(paths).acquire()
     rollback(paths, args.backup, Systemctl())
+    lock.pass_on()  # to the installer below
     # converge with the restored release's own installer (units, proxy config), which starts the hub
     python = str(paths.env_bin / "python")
     os.execv(python, [python, "-m", "barehub", "install", "--prefix", str(paths.prefix)])

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
-from barehub import __version__, certificates, releases, units
+from barehub import __version__, certificates, hub_run, releases, units
+from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
 from barehub.secret_files import read_secret
 from barehub.settings import load_settings
@@ -16,7 +18,7 @@ from barehub.systemd import Systemctl
 
 def add_parser(sub) -> None:
     p = sub.add_parser("status", help="show units, versions, URL and running servers")
-    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    add_prefix_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
@@ -35,10 +37,10 @@ def traefik_version(paths: Paths) -> str:
     return "unknown"
 
 
-def running_servers(paths: Paths, hub_port: int) -> list[str] | str:
+def running_servers(paths: Paths, hub_port: int, base_url: str) -> list[str] | str:
     """Names of users with a running server, asked of the hub's API with barehub's service token."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{hub_port}/hub/api/users?state=active",
+        f"http://127.0.0.1:{hub_port}{base_url}hub/api/users?state=active",
         headers={"Authorization": f"token {read_secret(paths.barehub_api_token)}"},
     )
     try:
@@ -61,9 +63,21 @@ def config_repo_state(config_d: Path) -> str:
     return f"git: {len(changes)} uncommitted change(s)" if changes else "git: clean"
 
 
+def hub_config_state(run: hub_run.Run | None) -> dict:
+    """Which fragments the hub runs: the current ones, or the known-good ones after the current failed."""
+    if run is None:
+        return {"config": "unknown (the hub has not recorded a start)"}
+    state = {"config": run.config, "base_url": run.base_url, "since": time.strftime(
+        "%Y-%m-%d %H:%M:%S", time.localtime(run.started))}
+    if run.failed:
+        state["failed"] = run.failed.get("error", "")
+    return state
+
+
 def collect(paths: Paths, systemctl: Systemctl) -> dict:
     settings = load_settings(paths)
     release = releases.read_release(paths.release_file)
+    run = hub_run.read_run(paths)
     return {
         "prefix": str(paths.prefix),
         "release": release.version if release else "not installed yet",
@@ -74,7 +88,8 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
         "versions": {"barehub": __version__, "jupyterhub": package_version(paths, "jupyterhub"),
                      "jupyterhub-traefik-proxy": package_version(paths, "jupyterhub-traefik-proxy"),
                      "traefik": traefik_version(paths)},
-        "running_servers": running_servers(paths, settings.hub_port),
+        "hub": hub_config_state(run),
+        "running_servers": running_servers(paths, settings.hub_port, run.base_url if run else "/"),
     }
 
 
@@ -93,6 +108,11 @@ def format_status(status: dict) -> str:
         lines.append(line + (f"  PROBLEM: {cert['error']}" if "error" in cert else ""))
     else:
         lines.append("  HTTPS: off")
+    hub = status["hub"]
+    line = f"  hub config: {hub['config']}" + (f", base_url {hub['base_url']}, since {hub['since']}" if "since" in hub else "")
+    lines.append(line)
+    if "failed" in hub:
+        lines.append(f"  PROBLEM: the current fragments failed, so the hub serves the known-good ones: {hub['failed']}")
     servers = status["running_servers"]
     if isinstance(servers, str):
         lines.append(f"  running servers: unknown ({servers})")
@@ -102,7 +122,8 @@ def format_status(status: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    status = collect(Paths.from_prefix(args.prefix), Systemctl())
+    status = collect(install_paths(args), Systemctl())
     print(json.dumps(status, indent=2) if args.json else format_status(status))
-    healthy = all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
+    healthy = (all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
+               and "failed" not in status["hub"])
     return 0 if healthy else 3

@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 from barehub import units
-from barehub.errors import BarehubError
+from barehub.shared import BarehubError
 from barehub.layout import CLI_LINK
+from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
 from barehub.systemd import Systemctl
 
@@ -18,7 +19,7 @@ log = logging.getLogger("barehub")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("uninstall", help="stop and remove the units (and with --purge the prefix)")
-    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    add_prefix_argument(p)
     p.add_argument("--purge", action="store_true", help="also delete the prefix: database, secrets, fragments")
     p.set_defaults(run=run)
 
@@ -44,5 +45,5 @@ def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = 
 
 
 def run(args: argparse.Namespace) -> int:
-    uninstall(Paths.from_prefix(args.prefix), args.purge, Systemctl())
+    uninstall(install_paths(args), args.purge, Systemctl())
     return 0

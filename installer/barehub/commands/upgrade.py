@@ -10,15 +10,16 @@ import argparse
 import os
 from pathlib import Path
 
-from barehub import bootstrap_flags
-from barehub.errors import BarehubError
+from barehub import shared
+from barehub.shared import BarehubError
+from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths, shipped
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("upgrade", help="move to another release (backs up first; see also rollback)")
     p.add_argument("release", nargs="?", default="latest", help="the release, e.g. 2026.12.0 (default: latest)")
-    p.add_argument("--prefix", type=Path, default=Path("/opt/barehub"))
+    add_prefix_argument(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wheelhouse", type=Path, help="take the release from this wheelhouse (remembered)")
     src.add_argument("--index-url", help="take the release from this package index (remembered)")
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def bootstrap_argv(paths: Paths, release: str, wheelhouse: Path | None, index_url: str | None) -> list[str]:
-    python = bootstrap_flags.load().remembered_source(paths.prefix).get("python") or "/usr/bin/python3"
+    python = shared.remembered_source(paths).get("python") or "/usr/bin/python3"
     argv = [python, str(shipped("bootstrap.py")), "--prefix", str(paths.prefix), "--version", release]
     if wheelhouse:
         argv += ["--wheelhouse", str(wheelhouse.resolve())]
@@ -36,7 +37,7 @@ def bootstrap_argv(paths: Paths, release: str, wheelhouse: Path | None, index_ur
 
 
 def run(args: argparse.Namespace) -> int:
-    argv = bootstrap_argv(Paths.from_prefix(args.prefix), args.release, args.wheelhouse, args.index_url)
+    argv = bootstrap_argv(install_paths(args), args.release, args.wheelhouse, args.index_url)
     if not os.access(argv[0], os.X_OK):
         raise BarehubError(f"the python that built this install ({argv[0]}) is gone",
                            "run bootstrap.py --version X with the system python instead")

@@ -1,0 +1,96 @@
+"""What the running hub says about itself (state/hub-run.json, written by barehub.hub at each start),
+and the bounded waits of reloads and installs until a hub serves through traefik.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from barehub import units
+from barehub.config_loading import CURRENT, KNOWN_GOOD
+from barehub.health import wait_for_ok
+from barehub.paths import Paths
+from barehub.settings import Settings
+from barehub.shared import BarehubError
+from barehub.systemd import Systemctl
+
+START_DEADLINE_S = 60  # measured: a hub (re)starts in 2-4 s, its known-good fallback in another 2-4 s
+HEALTH_DEADLINE_S = 45
+
+
+@dataclass(frozen=True)
+class Run:
+    pid: int
+    started: float
+    config: str  # CURRENT or KNOWN_GOOD
+    digest: str
+    base_url: str
+    failed: dict | None  # the current config's failure, when the hub fell back to the known-good one
+
+    @property
+    def health_path(self) -> str:
+        return f"{self.base_url}hub/health"
+
+
+def read_run(paths: Paths) -> Run | None:
+    """The record of the hub's last start. Read without following links: the hub user owns state/."""
+    try:
+        fd = os.open(paths.hub_run_file, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as f:
+            data = json.load(f)
+        return Run(int(data["pid"]), float(data["started"]), str(data["config"]), str(data.get("digest") or ""),
+                   str(data.get("base_url") or "/"), data.get("failed") if isinstance(data.get("failed"), dict) else None)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def base_url(paths: Paths) -> str:
+    run = read_run(paths)
+    return run.base_url if run else "/"
+
+
+def wait_for_start(paths: Paths, since: float, systemctl: Systemctl, deadline_s: float = START_DEADLINE_S) -> Run:
+    """The record of a hub started after `since`; gives up early when the unit crash-loops or has failed."""
+    restarts = int(systemctl.show(units.HUB_UNIT, "NRestarts").get("NRestarts") or 0)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        run = read_run(paths)
+        if run and run.started >= since:
+            return run
+        state = systemctl.show(units.HUB_UNIT, "NRestarts", "ActiveState")
+        if int(state.get("NRestarts") or 0) - restarts >= 3 or state.get("ActiveState") == "failed":
+            raise BarehubError(f"the hub does not start; its last log lines:\n{systemctl.journal_tail(units.HUB_UNIT)}",
+                               f"see: journalctl -u {units.HUB_UNIT} -n 80")
+        time.sleep(0.1)
+    raise BarehubError(f"the hub did not start within {deadline_s:.0f} s", f"see: journalctl -u {units.HUB_UNIT} -n 80")
+
+
+def wait_until_serving(paths: Paths, settings: Settings, since: float, systemctl: Systemctl) -> tuple[Run, float]:
+    """Wait for the hub started after `since` to answer /hub/health through traefik; returns it and the
+    seconds since `since`.
+
+    If it started with the current fragments but does not become healthy, it is sent back to the known-good
+    ones (SIGUSR2). Either way a hub on the known-good config is an error: the new config is not applied.
+    """
+    run = wait_for_start(paths, since, systemctl)
+    hint = f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80"
+    try:
+        wait_for_ok(settings.local_url(run.health_path), HEALTH_DEADLINE_S, "the hub (through traefik)", hint)
+    except BarehubError as e:
+        if run.config != CURRENT or not paths.known_good.is_dir():
+            raise
+        fallback_since = time.time()
+        systemctl.kill_main(units.HUB_UNIT, signal.SIGUSR2)
+        back = wait_for_start(paths, fallback_since, systemctl)
+        wait_for_ok(settings.local_url(back.health_path), HEALTH_DEADLINE_S, "the hub (through traefik)", hint)
+        raise BarehubError(f"the hub with the new config did not become healthy ({e.message}); "
+                           f"it serves the last known-good config again", hint)
+    if run.config == KNOWN_GOOD:
+        error = (run.failed or {}).get("error", "unknown error")
+        raise BarehubError(f"the hub cannot start with the config in {paths.config_d}: {error}\n"
+                           "it serves the last known-good config again",
+                           f"fix the file, check it with `barehub check`, then: systemctl reload {units.HUB_UNIT}")
+    return run, time.time() - since
