@@ -31,16 +31,22 @@ class RequestLoop:
         self.url, self.headers = url, headers or {}
         self.ok = self.failed = 0
         self.slowest = 0.0
+        self.longest_outage = 0.0  # seconds from a failed answer to the next good one
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
+        down_since = None
         while not self._stop.is_set():
             start = time.monotonic()
             if status_code(self.url, headers=self.headers, timeout=30) == 200:
                 self.ok += 1
+                if down_since is not None:
+                    self.longest_outage = max(self.longest_outage, time.monotonic() - down_since)
+                    down_since = None
             else:
                 self.failed += 1
+                down_since = start if down_since is None else down_since
             self.slowest = max(self.slowest, time.monotonic() - start)
             time.sleep(0.1)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 import bcrypt
-from traitlets import Bool
+from traitlets import Bool, Integer
 from traitlets.config import Config, Configurable
 
 from barehub.paths import Paths
@@ -84,7 +84,8 @@ def base_roles() -> list[dict]:
 class Barehub(Configurable):
     """barehub's own switches, set in a fragment like any JupyterHub option (`c.Barehub.idle_culler = False`)."""
 
-    idle_culler = Bool(True, config=True, help="Run the idle culler (stops servers idle for an hour).")
+    idle_culler = Bool(True, config=True, help="Run the idle culler, which stops servers left idle.")
+    idle_timeout = Integer(IDLE_TIMEOUT, config=True, help="Seconds of inactivity after which the culler stops a server.")
 
 
 AUTH_SECTIONS = ("Authenticator", "LocalAuthenticator", "PAMAuthenticator")
@@ -117,10 +118,14 @@ def keep_base_services(c: Config, paths: Paths) -> None:
     barehub's idle culler and own service, with their roles; a fragment's entry of the same name wins.
     The culler goes only with the explicit `c.Barehub.idle_culler = False`."""
     culler = c.Barehub.get("idle_culler", True)
-    services = [s for s in c.JupyterHub.services if culler or not (isinstance(s, dict) and s.get("name") == IDLE_CULLER)]
-    roles = [r for r in c.JupyterHub.load_roles if culler or not (isinstance(r, dict) and r.get("name") == IDLE_CULLER)]
+    default_culler = idle_culler_service()  # as apply_base set it; c.Barehub.idle_timeout tunes it
+    tuned = idle_culler_service(c.Barehub.get("idle_timeout", IDLE_TIMEOUT))
+    is_culler = lambda entry: isinstance(entry, dict) and entry.get("name") == IDLE_CULLER  # noqa: E731
+    services = [tuned if s == default_culler else s for s in c.JupyterHub.services if culler or not is_culler(s)]
+    roles = [r for r in c.JupyterHub.load_roles if culler or not is_culler(r)]
     named = lambda entries: {e.get("name") for e in entries if isinstance(e, dict)}  # noqa: E731
-    services += [s for s in base_services(paths) if s["name"] not in named(services) and (culler or s["name"] != IDLE_CULLER)]
+    base = [tuned, *base_services(paths)[1:]]
+    services += [s for s in base if s["name"] not in named(services) and (culler or s["name"] != IDLE_CULLER)]
     roles += [r for r in base_roles() if r["name"] not in named(roles) and (culler or r["name"] != IDLE_CULLER)]
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

@@ -65,8 +65,8 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if given.pop("no_https", False):
             given.update(acme_domains=(), tls_cert="", tls_key="")
-        if given.get("trusted_proxies"):
-            given["trusted_proxies"] = tuple(given["trusted_proxies"])
+        if "trusted_proxies" in given:  # `--trusted-proxy ''` clears them
+            given["trusted_proxies"] = tuple(p for p in given["trusted_proxies"] if p)
         if given.get("acme_domains"):
             given.update(acme_domains=tuple(given["acme_domains"]), tls_cert="", tls_key="")
         elif given.get("tls_cert"):

@@ -4,6 +4,7 @@ The machinery itself (container, request loops, wheelhouse) lives in testbed/, w
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from testbed.container import Container  # noqa: F401 (re-exported for the tests)
@@ -22,3 +23,8 @@ def bootstrap_cmd(*extra: str) -> str:
     """bootstrap.py as the tests' site runs it: pip backend from the offline wheelhouse."""
     return " ".join([SYSTEM_PYTHON, "/mnt/src/bootstrap.py", "--env-backend", "pip",
                      "--wheelhouse", "/mnt/wheelhouse", "--http-port", str(HTTP_PORT), *extra])
+
+
+def hub_run(container, prefix: str = PREFIX) -> dict:
+    """What the running hub recorded about itself (state/hub-run.json): pid, start time, config set, base_url."""
+    return json.loads(container.run(f"cat {prefix}/state/hub-run.json").stdout)

@@ -62,7 +62,9 @@ class HubUser:
         kernel.raise_for_status()
         kid = kernel.json()["id"]
         ws_url = api.replace("http", "ws", 1) + f"/kernels/{kid}/channels"
-        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+        sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
+        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout,
+                                         sslopt=sslopt)
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps({

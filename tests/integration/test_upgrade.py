@@ -37,7 +37,7 @@ def this_release() -> str:
 
 @pytest.fixture(scope="module")
 def old_release(container, tmp_path_factory) -> Path:
-    """Release N-1's bootstrap.py, lock and wheelhouse, placed inside the container at /opt/n-1."""
+    """Release N-1's tree (as a checkout of it), its lock and wheelhouse, placed inside the container at /opt/n-1."""
     src = tmp_path_factory.mktemp("n-1")
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
@@ -60,9 +60,8 @@ def old_release(container, tmp_path_factory) -> Path:
                    check=True, capture_output=True, timeout=1200)
     inside = Path(f"/proc/{container.pid}/root/opt/n-1")
     shutil.rmtree(inside, ignore_errors=True)
+    shutil.copytree(src, inside)  # a release is a whole tree: bootstrap.py loads barehub/shared.py from it
     shutil.copytree(wheelhouse, inside / "wheelhouse")
-    for name in ("bootstrap.py", "requirements.lock"):
-        shutil.copy(src / name, inside / name)
     return Path("/opt/n-1")
 
 
