@@ -116,19 +116,20 @@ def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
 def keep_base_services(c: Config, paths: Paths) -> None:
     """A fragment that assigns `c.JupyterHub.services` or `load_roles` (as JupyterHub's docs show) keeps
     barehub's idle culler and own service, with their roles; a fragment's entry of the same name wins.
-    The culler goes only with the explicit `c.Barehub.idle_culler = False`."""
-    culler = c.Barehub.get("idle_culler", True)
-    default_culler = idle_culler_service()  # as apply_base set it; c.Barehub.idle_timeout tunes it
-    tuned = idle_culler_service(c.Barehub.get("idle_timeout", IDLE_TIMEOUT))
-    is_culler = lambda entry: isinstance(entry, dict) and entry.get("name") == IDLE_CULLER  # noqa: E731
-    services = [tuned if s == default_culler else s for s in c.JupyterHub.services if culler or not is_culler(s)]
-    roles = [r for r in c.JupyterHub.load_roles if culler or not is_culler(r)]
-    named = lambda entries: {e.get("name") for e in entries if isinstance(e, dict)}  # noqa: E731
-    base = [tuned, *base_services(paths)[1:]]
-    services += [s for s in base if s["name"] not in named(services) and (culler or s["name"] != IDLE_CULLER)]
-    roles += [r for r in base_roles() if r["name"] not in named(roles) and (culler or r["name"] != IDLE_CULLER)]
-    c.JupyterHub.services = services
-    c.JupyterHub.load_roles = roles
+    The culler goes only with the explicit `c.Barehub.idle_culler = False`; `c.Barehub.idle_timeout` tunes it."""
+    dropped = set() if c.Barehub.get("idle_culler", True) else {IDLE_CULLER}
+    as_set = base_services(paths)  # as the base config set them, before the fragments
+    kept = [idle_culler_service(c.Barehub.get("idle_timeout", IDLE_TIMEOUT)), *as_set[1:]]
+    c.JupyterHub.services = with_base(c.JupyterHub.services, as_set, kept, dropped)
+    c.JupyterHub.load_roles = with_base(c.JupyterHub.load_roles, base_roles(), base_roles(), dropped)
+
+
+def with_base(entries: list, as_set: list[dict], kept: list[dict], dropped: set[str]) -> list:
+    """The fragments' own entries, then each base entry that no own entry of the same name replaces."""
+    named = lambda entry: entry.get("name") if isinstance(entry, dict) else None  # noqa: E731
+    own = [e for e in entries if e not in as_set and named(e) not in dropped]
+    names = {named(e) for e in own} | dropped
+    return own + [e for e in kept if e["name"] not in names]
 
 
 def default_local_access(c: Config) -> None:

@@ -62,6 +62,26 @@ def test_shipped_idle_culler_drop_in_replaces_the_default(prefix):
     assert len(culler) == 1 and "--timeout=7200" in culler[0]["command"]
 
 
+def test_the_shipped_drop_ins_advanced_recipe_replaces_barehubs_culler(prefix):
+    from barehub.paths import shipped
+
+    text = (shipped("jupyterhub_config.d") / "idle-culler.py").read_text()
+    recipe = text[text.index("# from barehub"):text.index("# })") + 4]
+    recipe = "\n".join(line.removeprefix("# ") for line in recipe.splitlines() if line.startswith("# "))
+    write(prefix, "40-culler.py", recipe + "\n")
+    c = load_config(prefix)
+    culler = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert len(culler) == 1 and "--cull-users" in culler[0]["command"]
+    roles = [r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler"]
+    assert len(roles) == 1 and "admin:users" in roles[0]["scopes"]
+
+
+def test_idle_timeout_tunes_the_culler_even_after_services_are_assigned(prefix):
+    write(prefix, "50-services.py", DOCS_SERVICES + "c.Barehub.idle_timeout = 15\n")
+    culler = [s for s in load_config(prefix).JupyterHub.services if s["name"] == "idle-culler"]
+    assert len(culler) == 1 and "--timeout=15" in culler[0]["command"]
+
+
 DOCS_SERVICES = '''
 c.JupyterHub.services = [{"name": "announcements", "url": "http://127.0.0.1:8888", "api_token": "x" * 32}]
 c.JupyterHub.load_roles = [{"name": "teachers", "scopes": ["admin:users"], "users": ["alice"]}]
