@@ -163,8 +163,9 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
 
 
 def remembered_settings(paths: Paths) -> Dict:
-    """What an earlier install of this prefix chose (the installer writes it)."""
-    return shared.read_json_dict(paths.settings_file)
+    """What an earlier install of this prefix chose (the installer writes it; releases up to 2026.11.0 in
+    state/, which the installer moves: here only its ports are checked)."""
+    return shared.read_json_dict(paths.settings_file) or shared.read_json_dict(paths.legacy_record(paths.settings_file))
 
 
 def ports_of_run(args: argparse.Namespace, remembered: Dict) -> Tuple[Dict[str, int], bool]:

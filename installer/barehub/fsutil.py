@@ -1,12 +1,26 @@
-"""Atomic, owner- and mode-exact file writes (temp file + rename): a reader never sees half a file."""
+"""Atomic, owner- and mode-exact file writes (temp file + rename): a reader never sees half a file.
+
+Root also works in directories a less privileged user can write (state/ is the hub user's, proxy/acme the
+proxy user's). There it never follows what that user could plant: files are opened with O_NOFOLLOW and
+checked on the open descriptor (a regular file with one name, not a hard link to /etc/shadow), and owner
+and mode are changed on that descriptor (fchown), never by path. Rendered files are replaced by a rename,
+which replaces a planted link instead of writing through it.
+"""
 from __future__ import annotations
 
+import errno
 import grp
+import logging
 import os
 import pwd
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from barehub.shared import BarehubError
+
+log = logging.getLogger("barehub")
 
 
 @dataclass(frozen=True)
@@ -27,13 +41,75 @@ def uid_gid(owner: str, group: str) -> tuple[int, int]:
     return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
 
 
-def is_current(path: Path, spec: FileSpec) -> bool:
+def open_no_follow(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """A descriptor of the regular, single-named file at `path`, never through a link another user planted.
+
+    Raises FileNotFoundError when there is none (without O_CREAT), and BarehubError, naming the file, for
+    a symbolic link, a hard link or anything but a regular file.
+    """
+    hint = "remove it (and find out who put it there), then run again"
     try:
-        st = path.stat()
-        same_meta = (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (spec.mode, *uid_gid(spec.owner, spec.group))
-        return same_meta and path.read_text() == spec.text
-    except (FileNotFoundError, UnicodeDecodeError):
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BarehubError(f"{path} is a symbolic link: root does not follow links in a directory another "
+                               "user can write", hint) from None
+        raise
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        return fd
+    os.close(fd)
+    what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"a hard link ({st.st_nlink} names)"
+    raise BarehubError(f"{path} is {what}: root does not touch it", hint)
+
+
+def read_private(path: Path) -> str:
+    """The text of a file in a directory another user can write (see open_no_follow)."""
+    with os.fdopen(open_no_follow(path)) as f:
+        return f.read()
+
+
+def is_current(path: Path, spec: FileSpec) -> bool:
+    """Whether `path` is already `spec`: a link, whatever it points to, is not (the write replaces it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return False
+    with os.fdopen(fd) as f:
+        st = os.fstat(fd)
+        same_meta = (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (spec.mode, *uid_gid(spec.owner, spec.group))
+        try:
+            return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and same_meta and f.read() == spec.text
+        except UnicodeDecodeError:
+            return False
+
+
+def own_private(fd: int, owner: str, mode: int) -> None:
+    os.fchown(fd, *uid_gid(owner, primary_group(owner)))
+    os.fchmod(fd, mode)
+
+
+def chown_contents(directory: Path, uid: int, gid: int, keep: tuple[str, ...] = ()) -> None:
+    """Give the files directly in `directory` to uid:gid (its owner changed), except the names in `keep`.
+
+    Links are left alone: a symbolic link is skipped, a file with more than one name is skipped with a
+    warning (chowning it would chown whatever it is linked to, /etc/shadow say).
+    """
+    for child in sorted(directory.iterdir()):
+        if child.name in keep:
+            continue
+        try:
+            fd = open_no_follow(child)
+        except BarehubError as e:
+            if not child.is_symlink():  # the hub writes its own links; they own nothing
+                log.warning("%s", e.message)
+            continue
+        except OSError:
+            continue  # gone meanwhile, or a socket
+        try:
+            os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
 
 
 def atomic_write(path: Path, spec: FileSpec) -> bool:

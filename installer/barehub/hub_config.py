@@ -23,8 +23,8 @@ def idle_culler_service(timeout: int = IDLE_TIMEOUT, *extra_args: str) -> dict:
     """The idle culler as a hub-managed service. A fragment tunes it by calling this again."""
     return {
         "name": IDLE_CULLER,
-        "command": [sys.executable, "-m", "barehub.die_with_parent",
-                    sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", *extra_args],
+        "command": [sys.executable, "-P", "-m", "barehub.die_with_parent",  # -P: not from the hub's cwd (state/)
+                    sys.executable, "-P", "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", *extra_args],
     }
 
 

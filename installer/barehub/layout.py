@@ -1,14 +1,13 @@
 """The base layout under the prefix: which directories exist, who owns them, and their modes."""
 from __future__ import annotations
 
-import os
 import pwd
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.shared import BarehubError
-from barehub.fsutil import FileSpec, ensure_dir, primary_group, uid_gid
+from barehub.fsutil import FileSpec, chown_contents, ensure_dir, primary_group, uid_gid
 from barehub.paths import Paths, shipped
 from barehub.settings import Settings
 
@@ -21,6 +20,7 @@ class DirSpec:
     owner: str = "root"
     group: str = "root"
     owns_contents: bool = False  # the hub writes here: its files follow a change of --hub-user
+    root_files: tuple[str, ...] = ()  # ... except these, which root writes and the owner must not read
 
 
 def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
@@ -34,7 +34,9 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         # 0755: a non-root hub must reach dynamic/; each file below guards itself (traefik.toml is 0640)
         paths.proxy: DirSpec(0o755),
         # setgid: the routes the hub writes here belong to the proxy's group, so traefik can read them
-        paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy, owns_contents=True),
+        # tls.toml (the site's key, inline) stays root:proxy 0640, never the hub user's
+        paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy, owns_contents=True,
+                                           root_files=(paths.traefik_tls.name, paths.traefik_middlewares.name)),
         # traefik refuses an acme.json that is not 0600 (and then silently serves its default cert)
         paths.acme_dir: DirSpec(0o700, proxy, proxy, owns_contents=True),
     }
@@ -76,10 +78,7 @@ def make_directories(paths: Paths, settings: Settings) -> None:
     for path, spec in directories(paths, settings).items():
         ensure_dir(path, spec.mode, spec.owner, spec.group)
         if spec.owns_contents:
-            uid, gid = uid_gid(spec.owner, spec.group)
-            for child in path.iterdir():
-                if child.is_file() and not child.is_symlink():
-                    os.chown(child, uid, gid)
+            chown_contents(path, *uid_gid(spec.owner, spec.group), keep=spec.root_files)
 
 
 def link_cli(paths: Paths, link: Path = CLI_LINK) -> None:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.shared import BarehubError
-from barehub.fsutil import FileSpec, atomic_write, primary_group
+from barehub.shared import BarehubError, env_in_prefix, read_json_dict
+from barehub.fsutil import FileSpec, atomic_write
 from barehub.paths import Paths
 
 
@@ -28,20 +28,21 @@ def current_env(paths: Paths) -> str:
     return os.path.relpath(paths.env.resolve(), paths.prefix)
 
 
-def read_release(path: Path) -> Release | None:
-    try:
-        data = json.loads(path.read_text())
-        return Release(data["version"], data["env"])
-    except (OSError, ValueError, KeyError):
-        return None
+def read_release(paths: Paths, path: Path) -> Release | None:
+    """A release record, if it is one: its env must be one of this install's (envs/<release>)."""
+    data = read_json_dict(path)
+    version, env = data.get("version"), data.get("env")
+    if isinstance(version, str) and isinstance(env, str) and env_in_prefix(paths, env):
+        return Release(version, env)
+    return None
 
 
-def write_release(paths: Paths, release: Release, owner: str) -> None:
+def write_release(paths: Paths, release: Release) -> None:
     text = json.dumps({"version": release.version, "env": release.env}, indent=2) + "\n"
-    atomic_write(paths.release_file, FileSpec(text, 0o600, owner, primary_group(owner)))
+    atomic_write(paths.release_file, FileSpec(text, 0o644))  # root's record (records/)
 
 
-def backup(paths: Paths, previous: Release, owner: str) -> Path:
+def backup(paths: Paths, previous: Release) -> Path:
     """Copy the database and the install records aside, before anything of the release changes."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = paths.backups / f"{stamp}-from-{previous.version}"
@@ -62,18 +63,24 @@ def list_backups(paths: Paths) -> list[Path]:
     return sorted(p for p in paths.backups.iterdir() if p.is_dir() and (p / paths.release_file.name).exists())
 
 
-def restore(paths: Paths, backup_dir: Path, owner: str) -> Release:
-    """Put a backup's database and records back (the hub must be stopped). Returns its release."""
-    release = read_release(backup_dir / paths.release_file.name)
+def backup_release(paths: Paths, backup_dir: Path) -> Release:
+    """The release a backup goes back to; a backup without a valid record of this install is refused."""
+    release = read_release(paths, backup_dir / paths.release_file.name)
     if release is None:
-        raise BarehubError(f"{backup_dir} has no release record", "choose another backup")
-    group = primary_group(owner)
+        raise BarehubError(f"{backup_dir} has no valid release record ({paths.release_file.name} with a version "
+                           f"and an env under {paths.envs})", "choose another backup: barehub rollback --list")
+    return release
+
+
+def restore(paths: Paths, backup_dir: Path) -> Release:
+    """Put a backup's database and records back (the hub must be stopped). Returns its release."""
+    release = backup_release(paths, backup_dir)
     db = backup_dir / paths.db_file.name
     if db.exists():
         copy_database(db, paths.db_file)  # page by page into the existing file: its mode and owner stay
-    for name in (paths.settings_file.name, paths.release_file.name):
-        if (backup_dir / name).exists():
-            atomic_write(paths.state / name, FileSpec((backup_dir / name).read_text(), 0o600, owner, group))
+    for record in (paths.settings_file, paths.release_file):
+        if (backup_dir / record.name).exists():
+            atomic_write(record, FileSpec((backup_dir / record.name).read_text(), 0o644))
     return release
 
 

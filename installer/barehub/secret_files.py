@@ -2,27 +2,27 @@
 from __future__ import annotations
 
 import os
-import pwd
 import secrets as _random  # stdlib
 from pathlib import Path
 
-from barehub.fsutil import FileSpec, atomic_write, primary_group
+from barehub.fsutil import FileSpec, atomic_write, open_no_follow, own_private, primary_group, read_private
 from barehub.paths import Paths
 
 
 def ensure_secret(path: Path, owner: str = "root", nbytes: int = 32) -> bool:
     """Create a random hex secret at `path` unless one exists. Returns whether one was made.
 
-    An existing secret is kept as it is (only its mode and owner are tightened), so re-running
-    the installer never logs users out or breaks the hub<->proxy link.
+    An existing secret is kept as it is (only its mode and owner are tightened, on the open file), so
+    re-running the installer never logs users out or breaks the hub<->proxy link. state/ is the hub
+    user's: a link planted there is refused, never followed (fsutil.open_no_follow).
     """
     try:
-        value = path.read_text()
+        with os.fdopen(open_no_follow(path)) as f:
+            if f.read().strip():
+                own_private(f.fileno(), owner, 0o600)
+                return False
     except FileNotFoundError:
-        value = ""
-    if value.strip():
-        atomic_write(path, FileSpec(value, 0o600, owner, primary_group(owner)))
-        return False
+        pass
     atomic_write(path, FileSpec(_random.token_hex(nbytes) + "\n", 0o600, owner, primary_group(owner)))
     return True
 
@@ -39,18 +39,16 @@ def ensure_all(paths: Paths, hub_user: str) -> list[str]:
 
 
 def ensure_private_file(path: Path, owner: str) -> None:
-    """Create `path` empty if missing, and make it 0600 `owner`'s (SQLite keeps an existing file's mode)."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    """Create `path` empty if missing, and make it 0600 `owner`'s (SQLite keeps an existing file's mode).
+    Never through a link the hub user planted (the database is in its state/)."""
+    fd = open_no_follow(path, os.O_CREAT | os.O_WRONLY, 0o600)
     try:
-        user = pwd.getpwnam(owner)
-        os.fchown(fd, user.pw_uid, user.pw_gid)
-        os.fchmod(fd, 0o600)
+        own_private(fd, owner, 0o600)
     finally:
         os.close(fd)
 
 
 def read_secret(path: Path) -> str:
-    return path.read_text().strip()
-
-
-
+    """A secret from state/, which the hub user owns: root reads it only from a regular file there (a
+    planted link to /etc/shadow would otherwise be read and sent to the hub as a token)."""
+    return read_private(path).strip()

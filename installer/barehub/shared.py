@@ -5,7 +5,7 @@ the package imports it as `barehub.shared`. Here, and nowhere else, live:
 - DEFAULT_PREFIX and `Paths`, the base layout: every path of an install, derived from its prefix;
 - `BarehubError`, the one error type: a message, a hint for the admin, an exit code;
 - the install-settings flags (added to both command lines) and their checks, ports included;
-- reading the JSON records an earlier run left, and switching the current env;
+- reading the JSON records an earlier run left (and moving old ones out of state/), switching the env;
 - `InstallLock`: one bootstrap, install, upgrade or rollback at a time per prefix.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ import argparse
 import fcntl
 import json
 import os
+import pwd
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -122,15 +124,21 @@ class Paths:
         """The fragments of the last config with which the hub became healthy (0750 root:hub group)."""
         return self.records / "known-good"
 
-    # --- state
     @property
     def settings_file(self) -> Path:
-        return self.state / "install.json"
+        """The install's settings (0644 root): they decide users, ports and files, so never the hub user's."""
+        return self.records / "install.json"
 
     @property
     def release_file(self) -> Path:
-        """The release the install last converged to (written once the hub answers)."""
-        return self.state / "release.json"
+        """The release the install last converged to (written once the hub answers), and its env."""
+        return self.records / "release.json"
+
+    def legacy_record(self, record: Path) -> Path:
+        """Where releases up to 2026.11.0 kept a record: state/, which the hub user owns."""
+        return self.state / record.name
+
+    # --- state
 
     @property
     def hub_run_file(self) -> Path:
@@ -203,7 +211,7 @@ class Paths:
 
     def is_install(self) -> bool:
         """Whether an install has converged here (its settings are written before anything starts)."""
-        return self.settings_file.is_file()
+        return self.settings_file.is_file() or self.legacy_record(self.settings_file).is_file()
 
 
 def prefix_of_env(env_prefix: str = sys.prefix) -> Optional[Path]:
@@ -220,10 +228,56 @@ def prefix_of_env(env_prefix: str = sys.prefix) -> Optional[Path]:
 def read_json_dict(path: Path) -> Dict:
     """A JSON object an earlier run wrote, or {} if there is none (or it is unreadable)."""
     try:
-        data = json.loads(path.read_text())
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)) as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def adopt_legacy_records(paths: Paths) -> List[str]:
+    """Move the settings and release records of an install made before records/ existed out of state/.
+
+    state/ is the hub user's: with a `--hub-user` install, that user could have rewritten them. Root
+    therefore takes from them nothing it cannot check: the hub user is the owner of state/ and the proxy
+    user the owner of proxy/acme (both set by root), an env must be one of PREFIX/envs. Returns the names
+    of the records adopted. Runs under the install lock, before anything reads a record.
+    """
+    adopted = []
+    state = paths.state.lstat() if paths.state.is_dir() and not paths.state.is_symlink() else None
+    for record in (paths.settings_file, paths.release_file):
+        legacy = paths.legacy_record(record)
+        if state is None or record.exists() or not legacy.is_file() or legacy.is_symlink():
+            continue
+        data = read_json_dict(legacy)
+        if record == paths.settings_file and state.st_uid != 0:
+            data["hub_user"] = pwd.getpwuid(state.st_uid).pw_name
+            acme = paths.acme_dir
+            if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:
+                data["proxy_user"] = pwd.getpwuid(acme.lstat().st_uid).pw_name
+        if record == paths.release_file and not env_in_prefix(paths, str(data.get("env", ""))):
+            data.pop("env", None)
+        write_record(record, data)
+        legacy.unlink()
+        adopted.append(record.name)
+    return adopted
+
+
+def env_in_prefix(paths: Paths, env: str) -> bool:
+    """Whether a recorded env is one of this install's (envs/<release>), not a path someone planted."""
+    parts = Path(env).parts
+    return len(parts) == 2 and parts[0] == paths.envs.name and parts[1] not in ("", ".", "..")
+
+
+def write_record(path: Path, data: Dict) -> None:
+    """A record of root's (0644 root: the hub reads the settings), written atomically."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o644)
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def remembered_source(paths: Paths) -> Dict:

@@ -24,6 +24,7 @@ def prefix(tmp_path):
 
     paths = Paths.from_prefix(tmp_path / "barehub")
     paths.state.mkdir(parents=True)
+    paths.records.mkdir()
     paths.config_d.mkdir()
     for secret in (paths.cookie_secret, paths.traefik_api_password, paths.barehub_api_token, paths.crypt_key):
         secret.write_text("0123abcd" * 8 + "\n")

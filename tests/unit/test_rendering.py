@@ -24,7 +24,7 @@ def test_hub_unit():
     text = unit_text("jupyterhub.service")
     d = directives(text)
     assert ("User", "jhub") in d
-    assert ("ExecStart", f"/srv/hub/conda/bin/python -m barehub.hub --config {base_config_file()}") in d
+    assert ("ExecStart", f"/srv/hub/conda/bin/python -P -m barehub.hub --config {base_config_file()}") in d
     assert ("Environment", "BAREHUB_PREFIX=/srv/hub") in d
     # reload = barehub reload (check, restart in place, wait until it serves), as root
     reloads = [v for k, v in d if k == "ExecReload"]

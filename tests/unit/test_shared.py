@@ -40,7 +40,7 @@ def test_the_cli_finds_the_install_it_belongs_to(tmp_path):
     (paths.envs / "2026.11.0").mkdir(parents=True)
     paths.env.symlink_to("envs/2026.11.0")
     assert prefix_of_env(str(paths.env)) is None  # no install there yet
-    paths.state.mkdir()
+    paths.records.mkdir()
     paths.settings_file.write_text("{}")
     assert prefix_of_env(str(paths.env)) == paths.prefix
     assert prefix_of_env(str(paths.envs / "2026.11.0")) == paths.prefix

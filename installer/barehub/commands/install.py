@@ -63,7 +63,7 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("",
         units.CERTS_PATH_UNIT: cert_units,
         units.HUB_UNIT: unit_file[units.HUB_UNIT],  # carries a digest of the settings the hub reads
         # no restart for these: traefik watches its dynamic directory
-        "": {paths.settings_file: FileSpec(render_settings(settings), 0o600, settings.hub_user, hub_group),
+        "": {paths.settings_file: FileSpec(render_settings(settings), 0o644),  # root's; the hub reads it
              **dynamic, **layout.render_examples(paths)},
     }
 
@@ -93,6 +93,8 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         raise BarehubError("barehub install must run as root", "run it with sudo")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     InstallLock(paths).acquire()  # held until this process exits
+    for name in shared.adopt_legacy_records(paths):
+        log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
     prepare_layout(paths, settings, report)
@@ -100,12 +102,12 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     restart_needed = units_to_restart(paths, desired)
     if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
         refuse_broken_fragments(paths, systemctl)
-    previous = releases.read_release(paths.release_file)
+    previous = releases.read_release(paths, paths.release_file)
     if previous and previous.version != __version__:
         upgrade_from(previous, paths, settings, systemctl, report)
     hub_since = start_units(paths, settings, desired, restart_needed, systemctl, report)
     wait_for_hub(paths, settings, hub_since, systemctl, report)
-    releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)), settings.hub_user)
+    releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)))
     return report
 
 
@@ -205,7 +207,7 @@ def wait_for_hub(paths: Paths, settings: Settings, hub_since: float | None, syst
 def upgrade_from(previous: releases.Release, paths: Paths, settings: Settings, systemctl: Systemctl,
                  report: Report) -> None:
     """The release changed: back up, stop the hub, migrate its database. User servers keep running."""
-    report.backup = releases.backup(paths, previous, settings.hub_user)
+    report.backup = releases.backup(paths, previous)
     log.info("release %s -> %s: backed up the database and settings to %s", previous.version, __version__,
              report.backup)
     systemctl.stop(units.HUB_UNIT)

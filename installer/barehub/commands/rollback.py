@@ -13,7 +13,6 @@ from barehub import releases, shared, units
 from barehub.shared import BarehubError
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
-from barehub.settings import load_settings
 from barehub.systemd import Systemctl
 
 log = logging.getLogger("barehub")
@@ -43,14 +42,14 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     if os.geteuid() != 0:
         raise BarehubError("barehub rollback must run as root", "run it with sudo")
     chosen = choose_backup(paths, backup_name)
-    target = releases.read_release(chosen / paths.release_file.name)
+    target = releases.backup_release(paths, chosen)
     env = paths.prefix / target.env
     if not (env / "bin" / "python").exists():
         raise BarehubError(f"the env of release {target.version} ({env}) is gone",
                            f"reinstall it: python3 bootstrap.py --version {target.version}")
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
-    releases.restore(paths, chosen, load_settings(paths).hub_user)
+    releases.restore(paths, chosen)
     shared.switch_current_env(paths, env)
     return target
 

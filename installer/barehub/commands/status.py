@@ -76,7 +76,7 @@ def hub_config_state(run: hub_run.Run | None) -> dict:
 
 def collect(paths: Paths, systemctl: Systemctl) -> dict:
     settings = load_settings(paths)
-    release = releases.read_release(paths.release_file)
+    release = releases.read_release(paths, paths.release_file)
     run = hub_run.read_run(paths)
     return {
         "prefix": str(paths.prefix),
