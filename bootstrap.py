@@ -239,15 +239,17 @@ def fetch_release(args: argparse.Namespace, workdir: Path) -> Path:
     return wheels[-1]
 
 
-def lock_from_wheel(wheel: Path, target: Path) -> Optional[Path]:
-    """A release's wheel carries the lock it was tested with: install exactly that."""
+def env_files_from_wheel(wheel: Path, target: Path) -> Path:
+    """A release's wheel carries the files its env is built from (its pip lock, its environment.yml and
+    conda locks, as tested with that release): extracted into `target`, which is returned."""
     import zipfile
 
+    target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as z:
-        try:
-            target.write_bytes(z.read(f"barehub/{PIP_LOCK}"))
-        except KeyError:
-            return None
+        for name in z.namelist():
+            base = name[len("barehub/"):] if name.startswith("barehub/") else ""
+            if base in (PIP_LOCK, ENV_FILE) or (base.startswith("conda-") and base.endswith(".lock") and "/" not in base):
+                (target / base).write_bytes(z.read(name))
     return target
 
 
@@ -366,17 +368,23 @@ def fetch_micromamba(paths: Paths, conda_platform: str) -> Path:
 
 
 def resolve_release(args: argparse.Namespace) -> None:
-    """Pin down what to install: the release, its barehub package and its lock (pip backend)."""
+    """Pin down what to install: the release ('latest' becomes the newest the package source has), its
+    barehub package, and the files THAT release builds its env from (args.env_files), not this one's."""
     args.release = args.release or VERSION
-    args.lock = HERE / PIP_LOCK if (HERE / PIP_LOCK).is_file() else None
-    if args.env_backend == "pip" and not args.installer and (args.release != VERSION or not args.lock):
+    args.env_files = HERE
+    here_has = (HERE / (PIP_LOCK if args.env_backend == "pip" else ENV_FILE)).is_file()
+    if not args.installer and (args.release != VERSION or not here_has):
         workdir = args.paths.download_dir
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         wheel = fetch_release(args, workdir)
         args.release = wheel.name.split("-")[1]
         args.installer = str(wheel)
-        args.lock = lock_from_wheel(wheel, workdir / PIP_LOCK)
+        args.env_files = env_files_from_wheel(wheel, workdir / "release")
+        if args.env_backend == "conda" and not (args.env_files / ENV_FILE).is_file():
+            raise BarehubError(f"the wheel of release {args.release} ({wheel.name}) carries no {ENV_FILE}",
+                               "use a complete barehub release, or the pip backend")
+    args.lock = args.env_files / PIP_LOCK if (args.env_files / PIP_LOCK).is_file() else None
 
 
 def env_dir_of(args: argparse.Namespace) -> Path:
@@ -390,8 +398,9 @@ def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = Fal
         plan = plan_pip_env(env_dir, sys.executable, args.lock, installer, args.wheelhouse, args.index_url, exists)
     else:
         conda = find_conda(args.conda_exe) or fetch_micromamba(args.paths, conda_platform)
-        lock = HERE / CONDA_LOCK.format(platform=conda_platform)
-        plan = plan_conda_env(env_dir, conda, HERE / ENV_FILE, lock if lock.is_file() else None, installer, exists)
+        lock = args.env_files / CONDA_LOCK.format(platform=conda_platform)
+        plan = plan_conda_env(env_dir, conda, args.env_files / ENV_FILE, lock if lock.is_file() else None,
+                              installer, exists)
     site = args.paths.site_requirements
     if site.is_file():  # the site's additions, re-applied to every release's env
         plan.append([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",

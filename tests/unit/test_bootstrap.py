@@ -95,14 +95,73 @@ def test_current_env_switches_atomically(bootstrap, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conda", "envs"]
 
 
-def test_a_release_wheel_carries_its_lock(bootstrap, tmp_path):
+def release_wheel(directory: Path, version: str, files: dict[str, str]) -> Path:
     import zipfile
 
-    wheel = tmp_path / "barehub-2026.12.0-py3-none-any.whl"
+    wheel = directory / f"barehub-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
-        z.writestr("barehub/requirements.lock", "jupyterhub==6.2.0 --hash=sha256:00\n")
-    lock = bootstrap.lock_from_wheel(wheel, tmp_path / "x.lock")
-    assert lock.read_text().startswith("jupyterhub==6.2.0")
+        z.writestr("barehub/__init__.py", "")
+        for name, text in files.items():
+            z.writestr(f"barehub/{name}", text)
+    return wheel
+
+
+def test_a_release_wheel_carries_the_files_its_env_is_built_from(bootstrap, tmp_path):
+    wheel = release_wheel(tmp_path, "2026.12.0", {"requirements.lock": "jupyterhub==6.2.0 --hash=sha256:00\n",
+                                                  "environment.yml": "  - jupyterhub=6.2.0\n",
+                                                  "conda-linux-64.lock": "@EXPLICIT\n"})
+    files = bootstrap.env_files_from_wheel(wheel, tmp_path / "x")
+    assert sorted(p.name for p in files.iterdir()) == ["conda-linux-64.lock", "environment.yml", "requirements.lock"]
+    assert (files / "requirements.lock").read_text().startswith("jupyterhub==6.2.0")
+
+
+@pytest.fixture
+def source_with(bootstrap, monkeypatch, tmp_path):
+    """A package source (index or wheelhouse) holding one barehub release wheel; records what was asked."""
+    asked = []
+
+    def with_release(version: str, files: dict[str, str]):
+        def fetch(args, workdir):
+            asked.append(args.release)
+            return release_wheel(workdir, version, files)
+        monkeypatch.setattr(bootstrap, "fetch_release", fetch)
+        return asked
+    return with_release
+
+
+@pytest.mark.parametrize("lock", [False, True])
+def test_a_conda_upgrade_builds_from_the_target_releases_files_not_the_running_ones(bootstrap, tmp_path,
+                                                                                    source_with, lock):
+    files = {"environment.yml": "dependencies:\n  - jupyterhub=6.2.0\n"}
+    if lock:
+        files["conda-linux-64.lock"] = "@EXPLICIT\nhttps://conda.example/jupyterhub-6.2.0.conda#00\n"
+    source_with("2026.12.0", files)
+    args = bootstrap.parse_args(["--prefix", str(tmp_path), "--env-backend", "conda", "--conda-exe", "/usr/bin/true",
+                                 "--version", "2026.12.0"])
+    bootstrap.resolve_release(args)
+    solve, install = bootstrap.build_plan(args, "linux-64")
+    used = Path(solve[solve.index("--file") + 1])
+    assert used.read_text() == files["conda-linux-64.lock" if lock else "environment.yml"]
+    assert used.parent != bootstrap.HERE
+    assert install[-1] == args.installer and args.installer.endswith("barehub-2026.12.0-py3-none-any.whl")
+    assert str(tmp_path / "envs" / "2026.12.0") in solve
+
+
+@pytest.mark.parametrize("backend", ["conda", "pip"])
+def test_latest_becomes_the_newest_release_the_source_has(bootstrap, tmp_path, source_with, backend):
+    asked = source_with("2027.01.0", {"environment.yml": "x\n", "requirements.lock": "x\n"})
+    argv = ["--prefix", str(tmp_path), "--env-backend", backend, "--version", "latest"]
+    args = bootstrap.parse_args(argv + (["--conda-exe", "/usr/bin/true"] if backend == "conda" else []))
+    bootstrap.resolve_release(args)
+    assert asked == ["latest"] and args.release == "2027.01.0"
+    assert bootstrap.env_dir_of(args) == tmp_path / "envs" / "2027.01.0"
+
+
+def test_a_release_without_its_environment_file_is_refused_for_conda(bootstrap, tmp_path, source_with):
+    source_with("2026.12.0", {"requirements.lock": "x\n"})
+    args = bootstrap.parse_args(["--prefix", str(tmp_path), "--env-backend", "conda", "--version", "2026.12.0"])
+    with pytest.raises(bootstrap.BarehubError, match="carries no environment.yml"):
+        bootstrap.resolve_release(args)
 
 
 def test_site_requirements_join_every_release_env(bootstrap, tmp_path):
