@@ -409,10 +409,11 @@ def build_plan(args: argparse.Namespace, conda_platform: str, exists: bool = Fal
 
 
 def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
-    """Build or converge the release's env, aside from the running one; then make it current.
+    """Build or converge the release's env, aside from the running one.
 
-    Returns False when it was already built from the same inputs. Until the switch at the end, the
-    running hub and its env are untouched: a failed download or install changes nothing that works.
+    Returns False when it was already built from the same inputs. The running hub and its env are
+    untouched: the installer of this env makes it current, once the upgrade's checks and backup are done
+    (barehub.release_change), so a failed download, install or check changes nothing that works.
     """
     env_dir = env_dir_of(args)
     stamp_file = env_dir / ENV_STAMP
@@ -428,7 +429,6 @@ def ensure_env(args: argparse.Namespace, conda_platform: str) -> bool:
         for cmd in plan:
             run_cmd(cmd, " ".join(cmd[:4]) + " ...")
         stamp_file.write_text(stamp)
-    shared.switch_current_env(args.paths, env_dir)
     save_source(args)
     shutil.rmtree(args.paths.download_dir, ignore_errors=True)
     return fresh
@@ -459,7 +459,8 @@ def step(n: int, total: int, title: str, fn: Callable, *a):
 
 
 def installer_argv(args: argparse.Namespace) -> List[str]:
-    python = str(args.paths.python)
+    """The installer of the release's env, which switches PREFIX/conda to it only once it is safe to."""
+    python = str(env_dir_of(args) / "bin" / "python")
     return [python, "-m", "barehub", "install", "--prefix", str(args.prefix), *shared.settings_argv(args)]
 
 

@@ -45,9 +45,15 @@ def write_release(paths: Paths, release: Release) -> None:
 def backup(paths: Paths, previous: Release) -> Path:
     """Copy the database and the install records aside, before anything of the release changes."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = paths.backups / f"{stamp}-from-{previous.version}"
-    target.mkdir(parents=True, mode=0o700)
+    paths.backups.mkdir(mode=0o700, exist_ok=True)
     os.chmod(paths.backups, 0o700)
+    for n in range(1, 1000):  # two backups in one second: ".002" sorts after the first, before the next second
+        target = paths.backups / (f"{stamp}-from-{previous.version}" if n == 1 else f"{stamp}.{n:03d}-from-{previous.version}")
+        try:
+            target.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
     if paths.db_file.exists():
         (target / paths.db_file.name).touch(mode=0o600)
         copy_database(paths.db_file, target / paths.db_file.name)

@@ -120,6 +120,11 @@ class Paths:
         return self.records / "applied.json"
 
     @property
+    def upgrade_file(self) -> Path:
+        """The upgrade under way (from, to, its backup): a re-run of it reuses that backup."""
+        return self.records / "upgrade.json"
+
+    @property
     def known_good(self) -> Path:
         """The fragments of the last config with which the hub became healthy (0750 root:hub group)."""
         return self.records / "known-good"

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.integration.helpers import (CACHE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON,
-                                       status_code, wait_until)
+                                       RequestLoop, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 OLD = "2026.10.0"  # the new release is this checkout's VERSION
@@ -103,6 +103,53 @@ def test_an_upgrade_that_cannot_get_its_packages_leaves_the_running_hub_alone(co
     assert container.run(f"ls {PREFIX}/backups", check=False).stdout.strip() == ""  # nothing was started
 
 
+FRAGMENT = f"{PREFIX}/jupyterhub_config.d/50-site.py"
+# Failures injected at each step of an upgrade; each fragment is harmless to release N-1 itself.
+INJECTED = {
+    "the new release refuses a fragment": (
+        f'import barehub\nassert barehub.__version__ == "{OLD}", "written for {OLD} only"\n',
+        "refuses this install's config, so nothing was changed"),
+    "the database migration fails": (
+        'import sys\nassert "upgrade-db" not in sys.argv, "no database migration today"\n',
+        "the database migration to"),
+    "the new hub does not become healthy": (
+        f'import barehub\nif barehub.__version__ != "{OLD}":\n'
+        "    c.JupyterHub.hub_connect_url = 'http://127.0.0.1:9'  # traefik's route to the hub leads nowhere\n",
+        "did not become healthy"),
+}
+
+
+@pytest.mark.parametrize("case", list(INJECTED))
+def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(container, installed_old, case):
+    text, error = INJECTED[case]
+    backups_before = container.run(f"ls {PREFIX}/backups", check=False).stdout.split()
+    container.run(f"cat > {FRAGMENT}", input=text)
+    try:
+        with RequestLoop(f"{BASE}/user/{USER}/api/status", {"Authorization": f"token {installed_old}"}) as server:
+            start = time.monotonic()
+            r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse",
+                              check=False, timeout=900)
+            took = time.monotonic() - start
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert error in r.stderr, r.stderr
+        now = status(container)
+        assert now["release"] == OLD and now["versions"]["jupyterhub"] == OLD_HUB
+        assert container.run(f"readlink {PREFIX}/conda").stdout.strip() == f"envs/{OLD}"
+        assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0
+        wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+        assert token_works(installed_old)  # the database is the pre-upgrade one
+        assert server.failed == 0 and server.ok > 5  # the user's server answered throughout
+        backups = container.run(f"ls {PREFIX}/backups", check=False).stdout.split()
+        if case == "the new release refuses a fragment":
+            assert backups == backups_before  # refused before anything changed
+            MEASUREMENTS["upgrade refused by the new release's check (s)"] = round(took, 1)
+        else:
+            assert "rolled back: release" in r.stderr and len(backups) == len(backups_before) + 1
+            MEASUREMENTS[f"upgrade failed ({case}) -> old release serving again (s)"] = round(took, 1)
+    finally:
+        container.run(f"rm -f {FRAGMENT}")
+
+
 def test_upgrade_keeps_users_tokens_and_running_servers(container, installed_old):
     start = time.monotonic()
     r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse", timeout=900)
@@ -114,8 +161,9 @@ def test_upgrade_keeps_users_tokens_and_running_servers(container, installed_old
     assert now["release"] == this_release() and now["versions"]["jupyterhub"] == "6.1.1"
     assert token_works(installed_old)
     wait_until(lambda: server_answers(installed_old), 60)  # started by N-1, still running, found again
-    [backup] = container.run(f"ls {PREFIX}/backups").stdout.split()
+    backup = container.run(f"ls {PREFIX}/backups").stdout.split()[-1]  # this upgrade's, after the failed ones'
     assert backup.endswith(f"-from-{OLD}")
+    assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0
     assert container.run(f"stat -c %a {PREFIX}/backups/{backup}/jupyterhub.sqlite").stdout.strip() == "600"
     # the previous release's env stays, for servers started from it and for a rollback
     assert container.run(f"test -x {PREFIX}/envs/{OLD}/bin/python", check=False).returncode == 0

@@ -11,18 +11,19 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import __version__, hub_run, known_good, layout, proxy_config, releases, secret_files, shared, units
+from barehub import (__version__, hub_run, known_good, layout, proxy_config, release_change, releases,
+                     secret_files, shared, units)
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
-from barehub.paths import Paths, base_config_file
+from barehub.paths import Paths
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.shared import BarehubError, InstallLock
 from barehub.systemd import Systemctl
@@ -92,23 +93,49 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     if os.geteuid() != 0:
         raise BarehubError("barehub install must run as root", "run it with sudo")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
-    InstallLock(paths).acquire()  # held until this process exits
+    lock = InstallLock(paths).acquire()  # held until this process exits
     for name in shared.adopt_legacy_records(paths):
         log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
+    previous = releases.read_release(paths, paths.release_file)
+    if previous is None or previous.version == __version__:
+        prepare_layout(paths, settings, report)
+        use_own_env(paths)
+        converge(paths, settings, tls_pem, systemctl, report)
+        return report
+    release_change.keep_running_env(paths, previous)  # a bootstrap.py before 2026.11.0 switched it early
+    release_change.preflight(paths, previous, systemctl)  # nothing has changed before this passes
     prepare_layout(paths, settings, report)
+    upgrade = release_change.begin(paths, previous)
+    report.backup = upgrade.backup
+    try:
+        use_own_env(paths)
+        release_change.migrate(paths, settings, systemctl)
+        converge(paths, settings, tls_pem, systemctl, report)
+    except Exception as e:
+        raise release_change.roll_back(paths, upgrade, systemctl, lock, e) from e
+    release_change.finish(paths)
+    return report
+
+
+def use_own_env(paths: Paths) -> None:
+    """Point PREFIX/conda at the env this installer runs from (bootstrap.py builds it aside and runs it)."""
+    own = Path(sys.prefix).resolve()
+    if own.parent == paths.envs.resolve() and (not paths.env.exists() or paths.env.resolve() != own):
+        shared.switch_current_env(paths, own)
+
+
+def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemctl: Systemctl,
+             report: Report) -> None:
+    """Write what differs, restart what it changed, wait for the hub; then record the release."""
     desired = write_files(paths, settings, tls_pem, systemctl, report)
     restart_needed = units_to_restart(paths, desired)
     if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
         refuse_broken_fragments(paths, systemctl)
-    previous = releases.read_release(paths, paths.release_file)
-    if previous and previous.version != __version__:
-        upgrade_from(previous, paths, settings, systemctl, report)
     hub_since = start_units(paths, settings, desired, restart_needed, systemctl, report)
     wait_for_hub(paths, settings, hub_since, systemctl, report)
     releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)))
-    return report
 
 
 def prepare_layout(paths: Paths, settings: Settings, report: Report) -> None:
@@ -202,31 +229,6 @@ def wait_for_hub(paths: Paths, settings: Settings, hub_since: float | None, syst
         url = settings.local_url(f"{hub_run.base_url(paths)}hub/health")
         report.health_seconds = wait_for_ok(url, PROXY_DEADLINE_S, "the hub (through traefik)",
                                             f"see: journalctl -u {units.HUB_UNIT} -u {units.PROXY_UNIT} -n 80")
-
-
-def upgrade_from(previous: releases.Release, paths: Paths, settings: Settings, systemctl: Systemctl,
-                 report: Report) -> None:
-    """The release changed: back up, stop the hub, migrate its database. User servers keep running."""
-    report.backup = releases.backup(paths, previous)
-    log.info("release %s -> %s: backed up the database and settings to %s", previous.version, __version__,
-             report.backup)
-    systemctl.stop(units.HUB_UNIT)
-    cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
-    if settings.hub_user != "root":
-        cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]
-    proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
-                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix),  # it runs `alembic` from PATH
-                               "PATH": f"{paths.env_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
-    if proc.returncode != 0:
-        raise BarehubError(f"the database migration to {__version__} failed:\n{proc.stderr.strip()[-2000:]}",
-                           f"the hub is stopped; `barehub rollback` restores {previous.version} and its database")
-    log.info("database migrated for JupyterHub %s", jupyterhub_version())
-
-
-def jupyterhub_version() -> str:
-    from importlib.metadata import version
-
-    return version("jupyterhub")
 
 
 def refuse_broken_fragments(paths: Paths, systemctl: Systemctl) -> None:

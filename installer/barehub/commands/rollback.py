@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from barehub import releases, shared, units
+from barehub import release_change, releases, shared, units
 from barehub.shared import BarehubError
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
@@ -51,6 +51,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     systemctl.stop(units.HUB_UNIT)
     releases.restore(paths, chosen)
     shared.switch_current_env(paths, env)
+    release_change.finish(paths)  # an upgrade that was under way is over
     return target
 
 

@@ -1,0 +1,137 @@
+"""Moving an install to another release as one transaction (the installer runs from the NEW release's env).
+
+Before anything changes (`preflight`): the fragments are checked with the new release's JupyterHub (this
+process), and there must be room for the backup. Then (`begin`) the database and the records are backed
+up, once per upgrade: a re-run of an interrupted upgrade reuses the backup that holds the pre-upgrade
+database instead of backing up a half-migrated one (records/upgrade.json says which). Only then does the
+env link switch, the hub stop and JupyterHub migrate the database (`migrate`). If that or anything after
+it fails (writing files, starting, the health wait), `roll_back` puts the backup's database and records
+back, returns the link to the old env and has the old release's own installer converge the units and
+start the old hub. User servers keep running throughout (KillMode=process).
+
+Before this, bootstrap.py switched the link before the installer ran: a fragment the new release refused
+left the link on the new env with the old schema, and the next hub restart died.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from barehub import __version__, releases, shared, units
+from barehub.commands.check import check_fragments
+from barehub.paths import Paths, base_config_file
+from barehub.settings import Settings
+from barehub.shared import BarehubError, InstallLock
+from barehub.systemd import Systemctl
+
+log = logging.getLogger("barehub")
+BACKUP_MARGIN = 16 * 2**20  # bytes beyond the database's size that must stay free
+OLD_INSTALLER_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    previous: releases.Release
+    backup: Path
+
+
+def keep_running_env(paths: Paths, previous: releases.Release) -> None:
+    """PREFIX/conda stays on the running release's env until the upgrade's backup is taken."""
+    running = paths.prefix / previous.env
+    if running.is_dir() and (not paths.env.exists() or paths.env.resolve() != running.resolve()):
+        shared.switch_current_env(paths, running)
+
+
+def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) -> None:
+    """Everything that can refuse the upgrade, checked while nothing has changed yet."""
+    try:
+        check_fragments(paths, systemctl)
+    except BarehubError as e:
+        raise BarehubError(f"release {__version__} refuses this install's config, so nothing was changed "
+                           f"(release {previous.version} keeps running):\n"
+                           + e.message.replace("the running hub was left alone", "not upgrading"),
+                           f"fix the file(s) in {paths.config_d}, then run the upgrade again") from None
+    check_backup_space(paths)
+
+
+def check_backup_space(paths: Paths) -> None:
+    size = paths.db_file.stat().st_size if paths.db_file.is_file() else 0
+    free = shutil.disk_usage(paths.prefix).free
+    if free < size + BACKUP_MARGIN:
+        raise BarehubError(f"not enough space in {paths.prefix} for the backup of the database: "
+                           f"{(size + BACKUP_MARGIN) // 2**20} MiB needed, {free // 2**20} MiB free; nothing was changed",
+                           f"free some space (old backups are in {paths.backups}), then run the upgrade again")
+
+
+def begin(paths: Paths, previous: releases.Release) -> Upgrade:
+    """The backup of this upgrade: taken now, or the one an interrupted run of the same upgrade took."""
+    record = shared.read_json_dict(paths.upgrade_file)
+    kept = paths.backups / str(record.get("backup", ""))
+    if (record.get("from"), record.get("to")) == (previous.version, __version__) and record.get("backup") \
+            and kept.is_dir():
+        log.info("resuming the upgrade %s -> %s with its backup %s", previous.version, __version__, kept)
+        return Upgrade(previous, kept)
+    backup = releases.backup(paths, previous)
+    shared.write_record(paths.upgrade_file, {"from": previous.version, "to": __version__, "backup": backup.name})
+    log.info("release %s -> %s: backed up the database and settings to %s", previous.version, __version__, backup)
+    return Upgrade(previous, backup)
+
+
+def migrate(paths: Paths, settings: Settings, systemctl: Systemctl) -> None:
+    """Stop the hub and migrate its database to this release's JupyterHub."""
+    systemctl.stop(units.HUB_UNIT)
+    cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
+    if settings.hub_user != "root":
+        cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]
+    proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
+                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix),  # it runs `alembic` from PATH
+                               "PATH": f"{paths.env_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+    if proc.returncode != 0:
+        raise BarehubError(f"the database migration to {__version__} failed:\n{proc.stderr.strip()[-2000:]}")
+    log.info("database migrated for JupyterHub %s", jupyterhub_version())
+
+
+def jupyterhub_version() -> str:
+    from importlib.metadata import version
+
+    return version("jupyterhub")
+
+
+def finish(paths: Paths) -> None:
+    paths.upgrade_file.unlink(missing_ok=True)
+
+
+def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: InstallLock,
+              error: BaseException) -> BarehubError:
+    """Bring the previous release back with the backup's database; returns the error to raise."""
+    cause = error.message if isinstance(error, BarehubError) else f"{type(error).__name__}: {error}"
+    old = upgrade.previous
+    log.error("the upgrade to %s failed: %s", __version__, cause)
+    log.error("rolling back to release %s with the database of %s", old.version, upgrade.backup.name)
+    try:
+        systemctl.stop(units.HUB_UNIT)
+        releases.restore(paths, upgrade.backup)
+        shared.switch_current_env(paths, paths.prefix / old.env)
+        converge_with_installer_of(paths, old, lock)
+    except Exception as e:  # noqa: BLE001 - whatever it was, the admin must know the rollback did not finish
+        reason = e.message if isinstance(e, BarehubError) else f"{type(e).__name__}: {e}"
+        return BarehubError(f"the upgrade to {__version__} failed ({cause}), and so did rolling back: {reason}",
+                            f"run: barehub rollback --backup {upgrade.backup.name}")
+    finish(paths)
+    return BarehubError(f"the upgrade to {__version__} failed: {cause}\n"
+                        f"rolled back: release {old.version} serves again, with its database",
+                        "fix the cause, then run the upgrade again")
+
+
+def converge_with_installer_of(paths: Paths, release: releases.Release, lock: InstallLock) -> None:
+    """Run the installer of `release` (from its env, still in PREFIX/envs) under this run's lock."""
+    python = paths.prefix / release.env / "bin" / "python"
+    lock.pass_on()
+    proc = subprocess.run([str(python), "-m", "barehub", "install", "--prefix", str(paths.prefix)],
+                          pass_fds=(lock.fd,), timeout=OLD_INSTALLER_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise BarehubError(f"the installer of release {release.version} exited {proc.returncode}")

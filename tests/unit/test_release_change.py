@@ -1,0 +1,103 @@
+"""An upgrade as a transaction: one backup per upgrade, refused before anything changes, rolled back
+with the backup's database. (The whole path, with real releases, is in tests/integration/test_upgrade.py.)"""
+import sqlite3
+from collections import namedtuple
+
+import pytest
+
+from barehub import __version__, release_change, releases
+from barehub.shared import BarehubError, read_json_dict
+
+OLD = releases.Release("2026.10.0", "envs/2026.10.0")
+
+
+def users(path):
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute("select name from users order by name")]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def install(prefix):
+    db = sqlite3.connect(prefix.db_file)
+    db.execute("create table users (name text)")
+    db.execute("insert into users values ('alice')")
+    db.commit()
+    db.close()
+    releases.write_release(prefix, OLD)
+    for release in ("2026.10.0", __version__):
+        (prefix.envs / release / "bin").mkdir(parents=True, exist_ok=True)
+    return prefix
+
+
+def test_two_backups_in_the_same_second_do_not_collide_and_stay_in_order(install, monkeypatch):
+    monkeypatch.setattr(releases.time, "strftime", lambda *a: "20261101T000000Z")
+    first, second, third = (releases.backup(install, OLD) for _ in range(3))
+    assert len({first, second, third}) == 3
+    assert releases.list_backups(install) == [first, second, third]
+
+
+def test_a_rerun_of_an_interrupted_upgrade_reuses_its_backup_of_the_pre_upgrade_database(install):
+    upgrade = release_change.begin(install, OLD)
+    assert read_json_dict(install.upgrade_file) == {"from": OLD.version, "to": __version__,
+                                                    "backup": upgrade.backup.name}
+    db = sqlite3.connect(install.db_file)
+    db.execute("insert into users values ('half-migrated')")
+    db.commit()
+    db.close()
+    again = release_change.begin(install, OLD)  # the same upgrade, run again after an interruption
+    assert again.backup == upgrade.backup and releases.list_backups(install) == [upgrade.backup]
+    assert users(upgrade.backup / "jupyterhub.sqlite") == ["alice"]
+    release_change.finish(install)
+    assert release_change.begin(install, OLD).backup != upgrade.backup  # a later upgrade has its own
+
+
+def test_no_room_for_the_backup_refuses_before_anything_changes(install, monkeypatch):
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(release_change.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 2**20))
+    with pytest.raises(BarehubError, match="not enough space .* for the backup"):
+        release_change.check_backup_space(install)
+    assert releases.list_backups(install) == []
+
+
+class FakeSystemctl:
+    def __init__(self):
+        self.calls = []
+
+    def stop(self, unit):
+        self.calls.append(("stop", unit))
+
+
+def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install, monkeypatch):
+    upgrade = release_change.begin(install, OLD)
+    install.env.symlink_to(f"envs/{__version__}")  # the transaction had switched
+    releases.write_release(install, releases.Release(__version__, f"envs/{__version__}"))
+    db = sqlite3.connect(install.db_file)
+    db.execute("insert into users values ('migrated')")
+    db.commit()
+    db.close()
+    converged = []
+    monkeypatch.setattr(release_change, "converge_with_installer_of",
+                        lambda paths, release, lock: converged.append(release))
+    systemctl = FakeSystemctl()
+    error = release_change.roll_back(install, upgrade, systemctl, lock=None,
+                                     error=BarehubError("the database migration failed"))
+    assert "rolled back: release 2026.10.0 serves again, with its database" in error.message
+    assert "the database migration failed" in error.message
+    assert systemctl.calls == [("stop", "jupyterhub.service")]
+    assert users(install.db_file) == ["alice"]
+    assert releases.read_release(install, install.release_file) == OLD
+    assert install.env.resolve() == (install.envs / "2026.10.0").resolve()
+    assert converged == [OLD] and not install.upgrade_file.exists()
+
+
+def test_a_rollback_that_fails_too_says_how_to_finish_it(install, monkeypatch):
+    upgrade = release_change.begin(install, OLD)
+
+    def broken(paths, release, lock):
+        raise BarehubError("the installer of release 2026.10.0 exited 1")
+    monkeypatch.setattr(release_change, "converge_with_installer_of", broken)
+    error = release_change.roll_back(install, upgrade, FakeSystemctl(), None, RuntimeError("boom"))
+    assert "and so did rolling back" in error.message and upgrade.backup.name in error.hint
