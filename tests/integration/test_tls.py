@@ -165,14 +165,14 @@ def subject_cn(der: bytes) -> str:
 
 
 def test_bad_certificate_files_are_refused_before_anything_changes(container, acme_install):
-    before = container.run(f"cat {PREFIX}/state/install.json").stdout
+    before = container.run(f"cat {PREFIX}/records/install.json").stdout
     r = container.run(bootstrap_cmd("--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"), check=False)
     assert r.returncode == 1 and "cannot read the TLS certificate /nonexistent.pem" in r.stderr
     container.run(f"head -c 100 /dev/urandom > {PKI}/garbage.key")
     cert, _ = pki.issue(container, PKI, "pebble-api", "unused", ["unused.test"])
     r = container.run(bootstrap_cmd("--tls-cert", cert, "--tls-key", f"{PKI}/garbage.key"), check=False)
     assert r.returncode == 1 and "is not a PEM private key" in r.stderr
-    assert container.run(f"cat {PREFIX}/state/install.json").stdout == before
+    assert container.run(f"cat {PREFIX}/records/install.json").stdout == before
 
 
 def test_site_certificate_is_served_and_a_replaced_one_is_picked_up(container, acme_install, base_https_user,
