@@ -49,7 +49,9 @@ def reload(container) -> tuple[int, float, str]:
 
 
 def hub_status(container) -> str:
-    return container.run(f"systemctl status {HUB} --no-pager -n 30", check=False).stdout
+    """What the admin reads: the unit's state and its journal (user servers log there too, so more lines)."""
+    return (container.run(f"systemctl status {HUB} --no-pager -n 0", check=False).stdout
+            + container.run(f"journalctl -u {HUB} --no-pager -n 400", check=False).stdout)
 
 
 # Each passes `barehub check`'s old static rules; the deeper check or the hub's start finds them.
