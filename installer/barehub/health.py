@@ -26,17 +26,24 @@ def http_status(url: str, timeout: float = 5) -> int | None:
 
 
 def wait_for_ok(url: str, deadline_s: float, what: str, hint: str,
-                give_up: Callable[[], str | None] = lambda: None) -> float:
-    """Poll `url` until it answers 200; returns the seconds it took.
+                give_up: Callable[[], str | None] = lambda: None, steady_s: float = 0.0) -> float:
+    """Poll `url` until it answers 200, and keeps answering 200 for `steady_s`; returns the seconds until
+    the first of those answers.
 
     Raises after `deadline_s`, or as soon as `give_up()` returns a reason (e.g. a crash loop).
     """
     start = time.monotonic()
-    last = None
+    last, ok_since = None, None
     while time.monotonic() - start < deadline_s:
         last = http_status(url)
+        now = time.monotonic()
         if last == 200:
-            return time.monotonic() - start
+            ok_since = now if ok_since is None else ok_since
+            if now - ok_since >= steady_s:
+                return ok_since - start
+            time.sleep(0.1)
+            continue
+        ok_since = None
         reason = give_up()
         if reason:
             raise BarehubError(f"{what} does not come up: {reason}", hint)

@@ -18,6 +18,11 @@ class HubUser:
         # per request: requests lets a CA bundle from the environment override a session's verify
         self.verify = verify
 
+    def xsrf(self) -> str:
+        """The hub's XSRF cookie (its path is the hub's, under any base_url); a server may set its own."""
+        cookies = [c for c in self.session.cookies if c.name == "_xsrf"]
+        return next((c.value for c in cookies if c.path.endswith("/hub/")), cookies[0].value if cookies else "")
+
     def login(self) -> requests.Response:
         page = self.session.get(f"{self.base}/hub/login", timeout=30, verify=self.verify)
         page.raise_for_status()
@@ -32,8 +37,7 @@ class HubUser:
         if form is None:
             self.session.get(f"{self.base}/hub/spawn", timeout=60, verify=self.verify)
         else:
-            xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
-            r = self.session.post(f"{self.base}/hub/spawn", data={**form, "_xsrf": xsrf}, timeout=60,
+            r = self.session.post(f"{self.base}/hub/spawn", data={**form, "_xsrf": self.xsrf()}, timeout=60,
                                   verify=self.verify)
             assert r.status_code < 400, r.text[:500]
         lab = f"{self.base}/user/{self.name}/lab"
@@ -46,9 +50,8 @@ class HubUser:
         raise AssertionError(f"server of {self.name} not reachable within {timeout} s")
 
     def token(self) -> str:
-        xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
         r = self.session.post(f"{self.base}/hub/api/users/{self.name}/tokens", json={"note": "tests"},
-                              headers={"X-XSRFToken": xsrf}, timeout=30, verify=self.verify)
+                              headers={"X-XSRFToken": self.xsrf()}, timeout=30, verify=self.verify)
         r.raise_for_status()
         return r.json()["token"]
 

@@ -71,6 +71,8 @@ def hub_config_state(run: hub_run.Run | None) -> dict:
         "%Y-%m-%d %H:%M:%S", time.localtime(run.started))}
     if run.failed:
         state["failed"] = run.failed.get("error", "")
+    elif run.config == hub_run.KNOWN_GOOD:  # sent back by a reload: it started, but did not become healthy
+        state["failed"] = "the hub with them did not answer /hub/health through traefik (see the journal)"
     return state
 
 
