@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Install or converge a barehub JupyterHub under PREFIX (default /opt/barehub).
+"""Install or converge a barehub JupyterHub under PREFIX (default: shared.DEFAULT_PREFIX).
 
 Runs on the system python with the standard library only. It checks the machine,
 creates the hub environment in PREFIX/conda (conda/micromamba or a pip venv), installs

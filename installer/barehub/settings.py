@@ -1,4 +1,4 @@
-"""Install settings: chosen once by flags, remembered in state/install.json, re-applied on re-runs."""
+"""Install settings: chosen once by flags, remembered in records/install.json (root's), re-applied on re-runs."""
 from __future__ import annotations
 
 import hashlib
