@@ -7,16 +7,9 @@ import pytest
 
 from barehub import __version__, release_change, releases
 from barehub.shared import BarehubError, read_json_dict
+from tests.unit.test_releases import names as users
 
 OLD = releases.Release("2026.10.0", "envs/2026.10.0")
-
-
-def users(path):
-    db = sqlite3.connect(path)
-    try:
-        return [r[0] for r in db.execute("select name from users order by name")]
-    finally:
-        db.close()
 
 
 @pytest.fixture
