@@ -24,9 +24,13 @@ def base_config_digest() -> str:
     return hashlib.sha256(base_config_file().read_bytes()).hexdigest()[:12]
 
 
-def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT_DIR) -> dict[Path, FileSpec]:
+def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT_DIR,
+                 traefik_version: str = "unknown") -> dict[Path, FileSpec]:
+    """`traefik_version` (of the binary the proxy unit runs) is in the proxy unit's text, barehub's release
+    is not: an upgrade that keeps traefik's version and config keeps traefik running."""
     values = dict(
         version=__version__,
+        traefik_version=traefik_version,
         prefix=paths.prefix,
         env_bin=paths.env_bin,
         state_dir=paths.state,

@@ -142,7 +142,7 @@ def test_fragment_that_fails_at_start_brings_the_hub_back_on_the_known_good_conf
 
 def test_a_good_reload_keeps_pid_and_servers_and_never_logs_failure(container, hub, alice, server_headers):
     container.run(f"echo 'c.Spawner.start_timeout = 120' > {CONFIG_D}/50-good.py")
-    pid = container.main_pid(HUB)
+    pid, since = container.main_pid(HUB), int(time.time()) - 1  # the container shares this clock
     try:
         with RequestLoop(f"{BASE}/user/{USER}/api/status", server_headers) as servers, \
                 RequestLoop(f"{BASE}/hub/health") as pages:
@@ -151,7 +151,7 @@ def test_a_good_reload_keeps_pid_and_servers_and_never_logs_failure(container, h
         MEASUREMENTS["reload until the new hub answers through traefik (s)"] = round(seconds, 1)
         assert container.main_pid(HUB) == pid
         assert (servers.failed, pages.failed) == (0, 0)
-        journal = container.run(f"journalctl -u {HUB} --no-pager", check=False).stdout
+        journal = container.run(f"journalctl -u {HUB} --no-pager --since @{since}", check=False).stdout
         assert "Failed with result" not in journal
     finally:
         container.run(f"rm -f {CONFIG_D}/50-good.py")
@@ -215,8 +215,10 @@ def test_a_refused_run_is_finished_by_the_next_one(container, hub):
 
 def test_sub_path_behind_the_sites_nginx_with_tls(container, hub, tmp_path):
     """base_url in a fragment, traefik on loopback behind nginx (TLS at nginx), forwarded headers trusted
-    from nginx's address only: install re-run, reload, spawn, code over the websocket, status."""
-    container.run(f"echo 'c.JupyterHub.base_url = \"/jupyter/\"' > {CONFIG_D}/20-subpath.py")
+    from nginx's address only: install re-run, reload, spawn, code over the websocket, status, a converging
+    `barehub upgrade`, the culler."""
+    container.run(f"cat > {CONFIG_D}/20-subpath.py", input='c.JupyterHub.base_url = "/jupyter/"\n'
+                                                        "c.Barehub.idle_timeout = 20\n")
     assert reload(container)[0] == 0
     rerun = container.run(bootstrap_cmd("--http-address", "127.0.0.1", "--trusted-proxy", "127.0.0.2/32"),
                           check=False, timeout=300)
@@ -243,8 +245,12 @@ def test_sub_path_behind_the_sites_nginx_with_tls(container, hub, tmp_path):
         listening = [line.split()[3] for line in container.run(f"ss -Hltn 'sport = :{HTTP_PORT}'").stdout.splitlines()]
         assert listening == [f"127.0.0.1:{HTTP_PORT}"]  # traefik on loopback only: nginx is the way in
         assert "bob" in running_servers(container)
+        assert "base_url /jupyter/" in container.run("barehub status").stdout
         assert reload(container)[0] == 0
         assert status_code(f"{site}/jupyter/hub/health", verify=False) == 200
+        upgrade = container.run("barehub upgrade 2026.11.0 --wheelhouse /mnt/wheelhouse", check=False, timeout=900)
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr  # it waited on /jupyter/hub/health
+        wait_until(lambda: "bob" not in running_servers(container), 90, interval=1)  # the culler, via /jupyter/
     finally:
         container.run("systemctl stop test-nginx", check=False)
         container.run(f"rm -f {CONFIG_D}/20-subpath.py")

@@ -50,6 +50,16 @@ def test_hub_unit_changes_with_the_settings_the_hub_reads_but_not_with_https():
     assert hub(SETTINGS.with_overrides({"hub_port": 9081})) != hub(SETTINGS)
 
 
+def test_an_upgrade_that_keeps_traefik_keeps_the_proxy_unit_so_traefik_keeps_running(monkeypatch):
+    import barehub.units as units
+
+    proxy = lambda **kw: render_units(PATHS, SETTINGS, **kw)[Path("/etc/systemd/system/jupyterhub-proxy.service")].text  # noqa
+    before = proxy(traefik_version="3.7.15")
+    monkeypatch.setattr(units, "__version__", "2099.1.0")  # another barehub release ...
+    assert proxy(traefik_version="3.7.15") == before
+    assert proxy(traefik_version="3.8.0") != before  # ... but another traefik binary restarts it
+
+
 def test_units_change_when_the_base_config_changes(monkeypatch):
     import barehub.units as units
 

@@ -41,9 +41,24 @@ def test_port_range():
     with pytest.raises(ValueError, match="not a port range"):
         parse_range("50000-40000")
     with socket.socket() as busy:
-        busy.bind(("", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+        port = busy_port_with_a_free_neighbour(busy)
         assert free_port_in(range(port, port + 2)) == port + 1
         with pytest.raises(RuntimeError, match="no free port"):
             free_port_in(range(port, port + 1))
+
+
+def busy_port_with_a_free_neighbour(busy: socket.socket) -> int:
+    """Bind `busy` to a port whose next port is free (another process may hold any given port)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket() as neighbour:
+                neighbour.bind(("", port + 1))
+            busy.bind(("", port))
+        except OSError:
+            continue
+        busy.listen()
+        return port
+    raise AssertionError("no port with a free neighbour found")

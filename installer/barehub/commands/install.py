@@ -23,6 +23,7 @@ from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
 from barehub.fsutil import FileSpec, atomic_write, primary_group
 from barehub.health import wait_for_ok
+from barehub.installed import traefik_version
 from barehub.paths import Paths
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.shared import BarehubError, InstallLock
@@ -51,9 +52,10 @@ class Report:
     health_seconds: float = 0.0
 
 
-def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("", "")) -> dict[str, dict[Path, FileSpec]]:
+def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("", ""),
+               traefik: str = "unknown") -> dict[str, dict[Path, FileSpec]]:
     """Every file the installer owns, grouped by the unit that must restart when one changes."""
-    unit_files = units.render_units(paths, settings)
+    unit_files = units.render_units(paths, settings, traefik_version=traefik)
     unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
     hub_group = primary_group(settings.hub_user)
     proxy_files = proxy_config.render_proxy_config(paths, settings, *tls_pem)
@@ -158,7 +160,7 @@ def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], syst
         remove_units(systemctl, units.CERT_UNITS, report)
     examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
     desired = {}
-    for unit, files in render_all(paths, settings, tls_pem).items():
+    for unit, files in render_all(paths, settings, tls_pem, traefik_version(paths)).items():
         changed = [path for path, spec in files.items() if atomic_write(path, spec)]
         report.changed_files += changed
         for path in changed:

@@ -9,9 +9,11 @@ import urllib.request
 from pathlib import Path
 
 from barehub import __version__, certificates, hub_run, releases, units
+from barehub.installed import package_version, traefik_version
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
 from barehub.secret_files import read_secret
+from barehub.shared import BarehubError
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
 
@@ -23,26 +25,14 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def package_version(paths: Paths, name: str) -> str:
-    code = f"from importlib.metadata import version; print(version({name!r}))"
-    out = subprocess.run([str(paths.python), "-c", code], capture_output=True, text=True)
-    return out.stdout.strip() or "not installed"
-
-
-def traefik_version(paths: Paths) -> str:
-    out = subprocess.run([str(paths.traefik_bin), "version"], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("Version:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def running_servers(paths: Paths, hub_port: int, base_url: str) -> list[str] | str:
     """Names of users with a running server, asked of the hub's API with barehub's service token."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{hub_port}{base_url}hub/api/users?state=active",
-        headers={"Authorization": f"token {read_secret(paths.barehub_api_token)}"},
-    )
+    try:
+        token = read_secret(paths.barehub_api_token)
+    except (OSError, BarehubError) as e:
+        return f"no service token: {getattr(e, 'message', e)}"
+    request = urllib.request.Request(f"http://127.0.0.1:{hub_port}{base_url}hub/api/users?state=active",
+                                     headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             users = json.load(resp)
