@@ -94,3 +94,26 @@ def test_a_rollback_that_fails_too_says_how_to_finish_it(install, monkeypatch):
     monkeypatch.setattr(release_change, "converge_with_installer_of", broken)
     error = release_change.roll_back(install, upgrade, FakeSystemctl(), None, RuntimeError("boom"))
     assert "and so did rolling back" in error.message and upgrade.backup.name in error.hint
+
+
+def test_rollback_after_two_upgrades_takes_the_backup_of_the_last_one(install, monkeypatch):
+    from barehub.commands.rollback import choose_backup
+
+    stamps = iter(["20261101T000000Z", "20261201T000000Z"])
+    monkeypatch.setattr(releases.time, "strftime", lambda *a: next(stamps))
+    first = releases.backup(install, OLD)  # 2026.10.0 -> 2026.11.0
+    releases.write_release(install, releases.Release("2026.11.0", "envs/2026.11.0"))  # the first one done
+    second = releases.backup(install, releases.Release("2026.11.0", "envs/2026.11.0"))  # -> 2026.12.0
+    assert choose_backup(install, None) == second
+    assert releases.backup_release(install, second).version == "2026.11.0"
+    assert choose_backup(install, first.name) == first
+    with pytest.raises(BarehubError, match="no backup nope"):
+        choose_backup(install, "nope")
+
+
+def test_rollback_without_any_backup_says_when_backups_are_taken(prefix):
+    from barehub.commands.rollback import choose_backup
+
+    with pytest.raises(BarehubError, match="no backups in") as e:
+        choose_backup(prefix, None)
+    assert "backups are taken when an upgrade changes the release" in e.value.hint
