@@ -26,8 +26,16 @@ import sys
 import time
 from functools import partial
 
-from jupyterhub.app import JupyterHub
-from tornado.ioloop import IOLoop
+# JupyterHub reads its spawn-duration buckets from the environment when it is imported. Its default tops
+# out at 10 minutes; a Slurm job can wait in the queue for hours, so barehub's reach 2 days. A site
+# overrides them with Environment= in a drop-in of the hub unit.
+SPAWN_BUCKETS_ENV = "JUPYTERHUB_SERVER_SPAWN_DURATION_SECONDS_BUCKETS"
+SPAWN_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600, 1800, 3600, 7200, 14400, 28800,
+                   86400, 172800, float("inf"))
+os.environ.setdefault(SPAWN_BUCKETS_ENV, ",".join(str(b) for b in SPAWN_BUCKETS_S))
+
+from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets)
+from tornado.ioloop import IOLoop  # noqa: E402
 
 from barehub import config_loading
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD

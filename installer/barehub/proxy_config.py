@@ -45,6 +45,9 @@ def static_config(paths: Paths, settings: Settings) -> dict:
         "providers": {"providersThrottleDuration": "0s",
                       "file": {"directory": str(paths.traefik_dynamic_dir), "watch": True}},
     }
+    if settings.metrics_port:
+        entrypoints["metrics"] = {"address": f"127.0.0.1:{settings.metrics_port}"}
+        config["metrics"] = {"prometheus": metrics_config()}
     if not settings.https:
         entrypoints["web"] = public_entrypoint(settings, settings.http_port)
         return config
@@ -61,6 +64,13 @@ def static_config(paths: Paths, settings: Settings) -> dict:
             acme["caCertificates"] = [settings.acme_ca_file]
         config["certificatesResolvers"] = {RESOLVER: {"acme": acme}}
     return config
+
+
+def metrics_config() -> dict:
+    """traefik's Prometheus metrics, on their own loopback entrypoint. Per entrypoint only: router and
+    service labels would carry the user routes' names, i.e. who has a server, to any local user."""
+    return {"entryPoint": "metrics", "addEntryPointsLabels": True, "addRoutersLabels": False,
+            "addServicesLabels": False}
 
 
 def public_entrypoint(settings: Settings, port: int) -> dict:

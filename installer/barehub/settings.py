@@ -20,6 +20,7 @@ class Settings:
     proxy_api_port: int = DEFAULT_PORTS["proxy_api_port"]  # traefik's API, loopback only, behind basic auth
     http_address: str = ""  # where traefik's public ports listen: all addresses, or 127.0.0.1 behind a site proxy
     trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-* headers traefik keeps
+    metrics_port: int = 0  # traefik's Prometheus metrics on 127.0.0.1:PORT; 0: off
     hub_user: str = "root"
     proxy_user: str = "barehub-proxy"
     # HTTPS: certificates from an ACME CA (Let's Encrypt by default) ...
@@ -49,7 +50,9 @@ class Settings:
         return "http://localhost" + ("" if self.http_port == 80 else f":{self.http_port}") + "/"
 
     def ports(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in DEFAULT_PORTS}
+        """Every port this install listens on (the metrics port only when it is on)."""
+        ports = {name: getattr(self, name) for name in DEFAULT_PORTS}
+        return {**ports, "metrics_port": self.metrics_port} if self.metrics_port else ports
 
     def local_url(self, path: str) -> str:
         """`path` on the hub through traefik, from this machine (what health checks ask)."""

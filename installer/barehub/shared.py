@@ -408,7 +408,7 @@ def port_owner(port: int, allowed_pids: Sequence[int] = ()) -> Optional[str]:
 # ---------------------------------------------------------------- install settings flags
 
 SETTINGS_FLAGS = ("http_port", "https_port", "http_address", "trusted_proxies", "hub_user", "acme_domains",
-                  "acme_email", "acme_server", "acme_ca_file", "tls_cert", "tls_key", "no_https")
+                  "acme_email", "acme_server", "acme_ca_file", "tls_cert", "tls_key", "no_https", "metrics_port")
 FLAG_NAMES = {"acme_domains": "--letsencrypt-domain", "acme_email": "--letsencrypt-email",
               "trusted_proxies": "--trusted-proxy"}
 DEFAULT_PORTS = {"http_port": 80, "https_port": 443, "hub_port": 8081, "proxy_api_port": 8099}
@@ -442,6 +442,8 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-cert", metavar="PEM", help="turn on HTTPS with this certificate (chain) file instead")
     g.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     g.add_argument("--no-https", action="store_true", default=None, help="turn HTTPS off again")
+    g.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve traefik's Prometheus metrics on 127.0.0.1:PORT (0: off, the default)")
 
 
 def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -450,6 +452,8 @@ def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespac
         port = getattr(args, name, None)
         if port is not None and not 0 < port < 65536:
             p.error(f"{flag_name(name)} {port} is not a TCP port")
+    if getattr(args, "metrics_port", None) is not None and not 0 <= args.metrics_port < 65536:
+        p.error(f"--metrics-port {args.metrics_port} is not a TCP port (or 0 for off)")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
     if args.tls_cert and args.acme_domains:
@@ -477,7 +481,7 @@ def settings_argv(args: argparse.Namespace) -> List[str]:
 
 def check_distinct_ports(ports: Mapping[str, int], https: bool) -> None:
     """traefik's public ports, the hub's own port and traefik's API port must all differ."""
-    used = {name: port for name, port in ports.items() if https or name != "https_port"}
+    used = {name: port for name, port in ports.items() if (https or name != "https_port") and port}
     seen: Dict[int, str] = {}
     for name, port in used.items():
         if port in seen:

@@ -234,9 +234,8 @@ def check_ports(config: Config, fragments: list[Path], settings, hub_pids: tuple
         return []
     file, line = locate("JupyterHub", "hub_bind_url" if config.JupyterHub.get("hub_bind_url") else "hub_port",
                         fragments)
-    taken = {"http_port": settings.http_port, "proxy_api_port": settings.proxy_api_port}
-    if settings.https:
-        taken["https_port"] = settings.https_port
+    taken = {name: value for name, value in settings.ports().items() if name != "hub_port"
+             and (settings.https or name != "https_port")}
     for name, value in taken.items():
         if value == port:
             return [Problem(file, line, f"the hub's port {port} is also traefik's ({flag_name(name)})")]

@@ -262,6 +262,16 @@ def test_conflicting_ports_are_refused_naming_both_flags(bootstrap):
                                 https=False)
 
 
+def test_the_metrics_port_is_checked_like_the_others(bootstrap, capsys):
+    with pytest.raises(SystemExit):
+        bootstrap.parse_args(["--metrics-port", "70000"])
+    assert "--metrics-port 70000 is not a TCP port" in capsys.readouterr().err
+    with pytest.raises(bootstrap.BarehubError, match="--http-port and --metrics-port are both 8000"):
+        bootstrap.shared.check_distinct_ports({"http_port": 8000, "metrics_port": 8000}, False)
+    bootstrap.shared.check_distinct_ports({"http_port": 8000, "hub_port": 8081, "metrics_port": 0}, False)  # off
+    assert bootstrap.shared.settings_argv(bootstrap.parse_args(["--metrics-port", "0"])) == ["--metrics-port", "0"]
+
+
 def test_settings_flags_are_forwarded_to_the_installer_as_given(bootstrap):
     args = bootstrap.parse_args(["--env-backend", "pip", "--http-port", "81", "--letsencrypt-domain", "a.org",
                                  "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"])

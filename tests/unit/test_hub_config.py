@@ -116,3 +116,14 @@ def test_root_stays_blocked_when_a_fragment_sets_blocked_users(prefix, fragment,
 def test_root_may_log_in_only_when_a_fragment_says_so(prefix):
     write(prefix, "50-root.py", "c.Authenticator.admin_users = {'root'}\n")
     assert "blocked_users" not in load_config(prefix).Authenticator
+
+
+def test_spawn_durations_are_counted_up_to_slurm_queue_waits():
+    import subprocess
+    import sys
+
+    code = ("import barehub.hub, jupyterhub.metrics as m; b = m.spawn_duration_buckets; "
+            "print(600.0 in b, max(x for x in b if x != float('inf')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}).stdout.split()
+    assert out == ["True", "172800.0"]  # JupyterHub's own buckets, then hours up to two days

@@ -88,6 +88,15 @@ def test_traefik_static_config_plain_http():
     assert PATHS.traefik_tls not in render_proxy_config(PATHS, SETTINGS)
 
 
+def test_traefik_metrics_on_their_own_loopback_entrypoint_without_user_route_labels():
+    assert "metrics" not in static(SETTINGS)  # off unless --metrics-port
+    config = static(SETTINGS.with_overrides({"metrics_port": 8082}))
+    assert config["entryPoints"]["metrics"] == {"address": "127.0.0.1:8082"}
+    assert config["metrics"]["prometheus"] == {"entryPoint": "metrics", "addEntryPointsLabels": True,
+                                               "addRoutersLabels": False, "addServicesLabels": False}
+    assert "metrics" not in static(SETTINGS.with_overrides({"metrics_port": 8082}).with_overrides({"metrics_port": 0}))
+
+
 ACME = SETTINGS.with_overrides({"acme_domains": ["hub.example.org", "jupyter.example.org"],
                                 "acme_email": "admin@example.org", "acme_ca_file": "/etc/site-ca.pem"})
 

@@ -18,17 +18,34 @@ def test_good_config_passes(prefix):
 
 
 DROP_INS = sorted(p.name for p in shipped("jupyterhub_config.d").glob("*.py"))
+READ_AT_LOAD = {"metrics.py": "/etc/barehub/prometheus-token"}  # site files a drop-in must read to load
+
+
+def shipped_text(prefix, name: str) -> str:
+    """A drop-in as shipped, with the site file it reads at load made (in a temporary place)."""
+    text = (shipped("jupyterhub_config.d") / name).read_text()
+    if name in READ_AT_LOAD:
+        site_file = prefix.prefix / "site-file"
+        site_file.write_text("0123abcd" * 8 + "\n")
+        text = text.replace(READ_AT_LOAD[name], str(site_file))
+    return text
 
 
 @pytest.mark.parametrize("name", DROP_INS)
 def test_each_shipped_drop_in_passes_as_shipped(prefix, name):
-    text = (shipped("jupyterhub_config.d") / name).read_text()
-    assert check(prefix, text, name=f"50-{name}") == []
+    assert check(prefix, shipped_text(prefix, name), name=f"50-{name}") == []
+
+
+def test_a_drop_in_whose_site_file_is_missing_names_the_line(prefix):
+    text = (shipped("jupyterhub_config.d") / "metrics.py").read_text()
+    [problem] = check(prefix, text, name="50-metrics.py")
+    lineno = text[:text.index("with open(TOKEN_FILE)")].count("\n") + 1
+    assert problem.startswith(f"{prefix.config_d}/50-metrics.py:{lineno}: ") and "prometheus-token" in problem
 
 
 @pytest.mark.parametrize("name", DROP_INS)
 def test_a_typo_in_each_drop_in_is_named_with_a_suggestion(prefix, name):
-    text = (shipped("jupyterhub_config.d") / name).read_text()
+    text = shipped_text(prefix, name)
     # misspell the last option the drop-in sets
     *_, last = re.finditer(r"^c\.(\w+)\.(\w+)(?= = )", text, re.M)
     section, option = last.groups()

@@ -1,0 +1,87 @@
+"""The hub as a person sees it, in a real browser (Debian's Chromium through chromedriver, selenium):
+login page, a wrong password, login, JupyterLab, a notebook cell run as the user, Stop and Start from
+/hub/home, logout. Screenshots are kept in test-artifacts/browser/.
+
+Uses the session's install (as test_install.py does), as bob, and leaves bob's server stopped.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from tests.integration.browser import Browser
+from tests.integration.helpers import MEASUREMENTS
+
+USER, PASSWORD = "bob", "bob-Secret-2"
+LAB = ".jp-LabShell"
+
+
+@pytest.fixture
+def browser():
+    with Browser("browser") as b:
+        yield b
+
+
+def log_in(b: Browser, base_url: str, password: str) -> None:
+    b.get(f"{base_url}/hub/login")
+    b.wait_for_css("#login_submit")
+    b.fill({"username": USER, "password": password})
+    b.click("#login_submit")
+
+
+def run_cell(b: Browser, code: str) -> str:
+    """Open a new notebook from the launcher, run `code` in its first cell, return the cell's output."""
+    b.wait_for_css('.jp-LauncherCard[data-category="Notebook"]', 60)
+    b.click('.jp-LauncherCard[data-category="Notebook"]')
+    b.wait_for_css(".jp-Notebook .jp-Cell .cm-content", 60)
+    editor = b.driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")
+    editor.click()
+    editor.send_keys(code)
+    editor.send_keys(Keys.SHIFT, Keys.ENTER)
+    b.wait_for(lambda b: b.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"), 90, "cell output")
+    return b.driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text
+
+
+def stopped(b: Browser) -> bool:
+    """/hub/home once the server is stopped: no visible Stop button, Start says so."""
+    stop_buttons = [e for e in b.driver.find_elements(By.CSS_SELECTOR, "#stop") if e.is_displayed()]
+    return not stop_buttons and "Start My Server" in b.driver.find_element(By.CSS_SELECTOR, "#start").text
+
+
+def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(base_url, browser):
+    b = browser
+    log_in(b, base_url, "wrong-password")
+    b.wait_for_text("Invalid username or password")
+    b.shot("wrong-password")
+
+    start = time.monotonic()
+    log_in(b, base_url, PASSWORD)
+    b.wait_for_css(LAB, 120)
+    MEASUREMENTS["browser: login to JupyterLab shown (s)"] = round(time.monotonic() - start, 1)
+    assert f"/user/{USER}/lab" in b.url
+    b.shot("jupyterlab")
+    assert run_cell(b, "import getpass; print(getpass.getuser())").strip() == USER
+    b.shot("cell-ran-as-the-user")
+
+    b.get(f"{base_url}/hub/home")
+    b.wait_for_css("#stop")
+    b.shot("home-running")
+    b.click("#stop")
+    b.wait_for(stopped, 60, "server stopped")
+    b.shot("home-stopped")
+    b.click("#start")
+    b.wait_for_css(LAB, 120)
+    b.shot("started-again")
+
+    b.get(f"{base_url}/hub/home")
+    b.wait_for_css("#stop")
+    b.click("#stop")  # leave bob's server stopped for the next modules
+    b.wait_for(stopped, 60, "server stopped")
+    b.get(f"{base_url}/hub/logout")
+    b.wait_for_css("#login_submit")
+    b.shot("logged-out")
+    b.get(f"{base_url}/hub/home")  # the session is gone: back to the login page
+    b.wait_for_css("#login_submit")
