@@ -32,6 +32,7 @@ class RequestLoop:
         self.ok = self.failed = 0
         self.slowest = 0.0
         self.longest_outage = 0.0  # seconds from a failed answer to the next good one
+        self.failures: list[str] = []  # the first few failed answers, "HH:MM:SS status body" (for a report)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -39,7 +40,8 @@ class RequestLoop:
         down_since = None
         while not self._stop.is_set():
             start = time.monotonic()
-            if status_code(self.url, headers=self.headers, timeout=30) == 200:
+            good, what = self._get()
+            if good:
                 self.ok += 1
                 if down_since is not None:
                     self.longest_outage = max(self.longest_outage, time.monotonic() - down_since)
@@ -47,8 +49,17 @@ class RequestLoop:
             else:
                 self.failed += 1
                 down_since = start if down_since is None else down_since
+                if len(self.failures) < 10:
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {what}")
             self.slowest = max(self.slowest, time.monotonic() - start)
             time.sleep(0.1)
+
+    def _get(self) -> tuple[bool, str]:
+        try:
+            r = requests.get(self.url, headers=self.headers, timeout=30)
+        except requests.RequestException as e:
+            return False, f"{type(e).__name__}: {e}"[:200]
+        return r.status_code == 200, f"{r.status_code} {r.text[:150]!r}"
 
     def __enter__(self) -> "RequestLoop":
         assert status_code(self.url, headers=self.headers) == 200  # also primes a server's token cache

@@ -177,7 +177,7 @@ def test_hub_restart_and_reload_fail_no_request_to_hub_pages_or_user_servers(con
         f"{hub_pages.failed}/{hub_pages.ok + hub_pages.failed}, {server.failed}/{server.ok + server.failed}"
     MEASUREMENTS[f"systemctl {action} jupyterhub: slowest answer (hub pages, user server) (s)"] = \
         f"{hub_pages.slowest:.2f}, {server.slowest:.2f}"
-    assert hub_pages.failed == 0 and server.failed == 0
+    assert hub_pages.failed == 0 and server.failed == 0, (hub_pages.failures, server.failures)
     assert hub_pages.ok > 10 and server.ok > 10
 
 

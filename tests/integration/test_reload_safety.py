@@ -101,7 +101,7 @@ def test_fragment_the_deeper_check_refuses_leaves_the_hub_alone(container, hub, 
         assert code != 0 and seconds < 30
         assert f"{CONFIG_D}/50-bad.py:{line}:" in hub_status(container) and error in hub_status(container)
         assert container.main_pid(HUB) == pid
-        assert (servers.failed, pages.failed) == (0, 0)
+        assert (servers.failed, pages.failed) == (0, 0), (servers.failures, pages.failures)
     finally:
         container.run(f"rm -f {CONFIG_D}/50-bad.py")
 
@@ -125,7 +125,7 @@ def test_fragment_that_fails_at_start_brings_the_hub_back_on_the_known_good_conf
         status = hub_status(container)
         assert error in status and "known-good" in status, status
         assert "known-good" in requests.get(f"{BASE}/hub/login", timeout=10).text  # its pages, back
-        assert servers.failed == 0
+        assert servers.failed == 0, servers.failures
         if case == "hub unreachable through traefik":  # only failing health checks can tell; bounded
             assert pages.longest_outage < 60
         else:
@@ -150,7 +150,7 @@ def test_a_good_reload_keeps_pid_and_servers_and_never_logs_failure(container, h
         assert code == 0, stderr
         MEASUREMENTS["reload until the new hub answers through traefik (s)"] = round(seconds, 1)
         assert container.main_pid(HUB) == pid
-        assert (servers.failed, pages.failed) == (0, 0)
+        assert (servers.failed, pages.failed) == (0, 0), (servers.failures, pages.failures)
         journal = container.run(f"journalctl -u {HUB} --no-pager --since @{since}", check=False).stdout
         assert "Failed with result" not in journal
     finally:
