@@ -21,7 +21,7 @@ from barehub import (__version__, hub_run, known_good, layout, proxy_config, rel
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
-from barehub.fsutil import FileSpec, atomic_write, primary_group
+from barehub.fsutil import FileSpec, atomic_write
 from barehub.health import wait_for_ok
 from barehub.installed import traefik_version
 from barehub.paths import Paths
@@ -57,7 +57,6 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("",
     """Every file the installer owns, grouped by the unit that must restart when one changes."""
     unit_files = units.render_units(paths, settings, traefik_version=traefik)
     unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
-    hub_group = primary_group(settings.hub_user)
     proxy_files = proxy_config.render_proxy_config(paths, settings, *tls_pem)
     dynamic = {p: proxy_files.pop(p) for p in list(proxy_files) if p.parent == paths.traefik_dynamic_dir}
     cert_units = {p: s for name in units.CERT_UNITS for p, s in unit_file.get(name, {}).items()}
