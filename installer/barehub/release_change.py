@@ -14,6 +14,7 @@ left the link on the new env with the old schema, and the next hub restart died.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from barehub import __version__, releases, shared, units
 from barehub.commands.check import check_fragments
+from barehub.fsutil import FileSpec, atomic_write
 from barehub.paths import Paths, base_config_file
 from barehub.settings import Settings
 from barehub.shared import BarehubError, InstallLock
@@ -76,7 +78,8 @@ def begin(paths: Paths, previous: releases.Release) -> Upgrade:
         log.info("resuming the upgrade %s -> %s with its backup %s", previous.version, __version__, kept)
         return Upgrade(previous, kept)
     backup = releases.backup(paths, previous)
-    shared.write_record(paths.upgrade_file, {"from": previous.version, "to": __version__, "backup": backup.name})
+    record = {"from": previous.version, "to": __version__, "backup": backup.name}
+    atomic_write(paths.upgrade_file, FileSpec(json.dumps(record, indent=2) + "\n", releases.RECORD_MODE))
     log.info("release %s -> %s: backed up the database and settings to %s", previous.version, __version__, backup)
     return Upgrade(previous, backup)
 

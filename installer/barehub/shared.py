@@ -5,7 +5,7 @@ the package imports it as `barehub.shared`. Here, and nowhere else, live:
 - DEFAULT_PREFIX and `Paths`, the base layout: every path of an install, derived from its prefix;
 - `BarehubError`, the one error type: a message, a hint for the admin, an exit code;
 - the install-settings flags (added to both command lines) and their checks, ports included;
-- reading the JSON records an earlier run left (and moving old ones out of state/), switching the env;
+- reading the JSON records an earlier run left, and switching the current env;
 - `InstallLock`: one bootstrap, install, upgrade or rollback at a time per prefix.
 """
 from __future__ import annotations
@@ -14,9 +14,7 @@ import argparse
 import fcntl
 import json
 import os
-import pwd
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -238,51 +236,6 @@ def read_json_dict(path: Path) -> Dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def adopt_legacy_records(paths: Paths) -> List[str]:
-    """Move the settings and release records of an install made before records/ existed out of state/.
-
-    state/ is the hub user's: with a `--hub-user` install, that user could have rewritten them. Root
-    therefore takes from them nothing it cannot check: the hub user is the owner of state/ and the proxy
-    user the owner of proxy/acme (both set by root), an env must be one of PREFIX/envs. Returns the names
-    of the records adopted. Runs under the install lock, before anything reads a record.
-    """
-    adopted = []
-    state = paths.state.lstat() if paths.state.is_dir() and not paths.state.is_symlink() else None
-    for record in (paths.settings_file, paths.release_file):
-        legacy = paths.legacy_record(record)
-        if state is None or record.exists() or not legacy.is_file() or legacy.is_symlink():
-            continue
-        data = read_json_dict(legacy)
-        if record == paths.settings_file and state.st_uid != 0:
-            data["hub_user"] = pwd.getpwuid(state.st_uid).pw_name
-            acme = paths.acme_dir
-            if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:
-                data["proxy_user"] = pwd.getpwuid(acme.lstat().st_uid).pw_name
-        if record == paths.release_file and not env_in_prefix(paths, str(data.get("env", ""))):
-            data.pop("env", None)
-        write_record(record, data)
-        legacy.unlink()
-        adopted.append(record.name)
-    return adopted
-
-
-def env_in_prefix(paths: Paths, env: str) -> bool:
-    """Whether a recorded env is one of this install's (envs/<release>), not a path someone planted."""
-    parts = Path(env).parts
-    return len(parts) == 2 and parts[0] == paths.envs.name and parts[1] not in ("", ".", "..")
-
-
-def write_record(path: Path, data: Dict) -> None:
-    """A record of root's (0644 root: the hub reads the settings), written atomically."""
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(fd, 0o644)
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def remembered_source(paths: Paths) -> Dict:

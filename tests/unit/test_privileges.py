@@ -12,7 +12,8 @@ import pytest
 from barehub import layout, secret_files
 from barehub.fsutil import FileSpec, atomic_write, chown_contents
 from barehub.settings import Settings
-from barehub.shared import BarehubError, adopt_legacy_records
+from barehub.releases import adopt_legacy_records
+from barehub.shared import BarehubError
 
 NOBODY = pwd.getpwnam("nobody")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")

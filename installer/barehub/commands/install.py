@@ -65,7 +65,7 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("",
         units.CERTS_PATH_UNIT: cert_units,
         units.HUB_UNIT: unit_file[units.HUB_UNIT],  # carries a digest of the settings the hub reads
         # no restart for these: traefik watches its dynamic directory
-        "": {paths.settings_file: FileSpec(render_settings(settings), 0o644),  # root's; the hub reads it
+        "": {paths.settings_file: FileSpec(render_settings(settings), releases.RECORD_MODE),
              **dynamic, **layout.render_examples(paths)},
     }
 
@@ -95,7 +95,7 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         raise BarehubError("barehub install must run as root", "run it with sudo")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     lock = InstallLock(paths).acquire()  # held until this process exits
-    for name in shared.adopt_legacy_records(paths):
+    for name in releases.adopt_legacy_records(paths):
         log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
