@@ -72,14 +72,14 @@ def read_private(path: Path) -> str:
 def is_current(path: Path, spec: FileSpec) -> bool:
     """Whether `path` is already `spec`: a link, whatever it points to, is not (the write replaces it)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        fd = open_no_follow(path)
+    except (OSError, BarehubError):
         return False
     with os.fdopen(fd) as f:
         st = os.fstat(fd)
         same_meta = (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (spec.mode, *uid_gid(spec.owner, spec.group))
         try:
-            return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and same_meta and f.read() == spec.text
+            return same_meta and f.read() == spec.text
         except UnicodeDecodeError:
             return False
 

@@ -84,7 +84,7 @@ async def stop_listening_and_drain(server, log) -> None:
         while True:
             try:
                 connection, address = sock.accept()
-            except (BlockingIOError, InterruptedError, OSError):
+            except OSError:  # BlockingIOError: the backlog is empty
                 break
             server._handle_connection(connection, address)
     server.stop()
