@@ -37,9 +37,25 @@ class Container:
                 self.pid = int(children[0])
                 state = self.run("systemctl is-system-running", check=False, timeout=10).stdout.strip()
                 if state in ("running", "degraded"):
+                    self.make_resource_controllers_writable()
                     return
             time.sleep(0.5)
         raise RuntimeError(f"container {self.name} did not boot within {timeout} s; see {self.log_path}")
+
+    def make_resource_controllers_writable(self) -> None:
+        """Give the container's systemd the cgroup controllers a booted host's systemd has.
+
+        This machine's kernel runs cgroup v1, where systemd-nspawn mounts the memory, cpu and pids
+        hierarchies read-only inside the container: MemoryMax=/CPUQuota= would be accepted and silently not
+        applied (measured: a unit with MemoryMax=100M allocated 400 MB). Remounted writable and with systemd
+        re-executed, the container's systemd enforces them (the same unit is then killed by the OOM killer),
+        in cgroups that live inside this test process's own cgroup.
+        """
+        for controller in ("memory", "cpu,cpuacct", "cpu", "cpuacct", "pids"):
+            path = f"/sys/fs/cgroup/{controller}"
+            self.run(f"test -d {path} && ! test -L {path} || exit 0; mount -o remount,rw {path} 2>/dev/null "
+                     f"|| mount -o remount,bind,rw {path}", check=False)
+        self.run("systemctl daemon-reexec")
 
     def run(self, command: str | list[str], check: bool = True, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess:

@@ -80,7 +80,12 @@ class HubUser:
             out = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
+                try:
+                    msg = json.loads(ws.recv())
+                except websocket.WebSocketTimeoutException:
+                    break
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
+                    raise AssertionError(f"the kernel died ({msg['content']['execution_state']})")
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 if msg["msg_type"] == "stream":

@@ -1,6 +1,7 @@
 """The hub as a person sees it, in a real browser (Debian's Chromium through chromedriver, selenium):
-login page, a wrong password, login, JupyterLab, a notebook cell run as the user, Stop and Start from
-/hub/home, logout. Screenshots are kept in test-artifacts/browser/.
+login page, a wrong password, login, a limits profile chosen on the spawn page (the shipped local-limits
+drop-in), JupyterLab, a notebook cell run as the user, Stop and Start from /hub/home, logout.
+Screenshots are kept in test-artifacts/browser/.
 
 Uses the session's install (as test_install.py does), as bob, and leaves bob's server stopped.
 """
@@ -11,9 +12,10 @@ import time
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from tests.integration.browser import Browser
-from tests.integration.helpers import MEASUREMENTS
+from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX
 
 USER, PASSWORD = "bob", "bob-Secret-2"
 LAB = ".jp-LabShell"
@@ -37,6 +39,8 @@ def run_cell(b: Browser, code: str) -> str:
     b.wait_for_css('.jp-LauncherCard[data-category="Notebook"]', 60)
     b.click('.jp-LauncherCard[data-category="Notebook"]')
     b.wait_for_css(".jp-Notebook .jp-Cell .cm-content", 60)
+    # like a person, wait for the kernel: a cell run before it is connected is not sent (seen here)
+    b.wait_for_text("(ipykernel) | Idle", 60)
     editor = b.driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")
     editor.click()
     editor.send_keys(code)
@@ -45,13 +49,34 @@ def run_cell(b: Browser, code: str) -> str:
     return b.driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text
 
 
+def choose_profile(b: Browser, label: str) -> None:
+    """The spawn page the local-limits drop-in adds: pick a profile, press Start."""
+    b.wait_for_css('#spawn_form select[name="profile"]', 60)
+    Select(b.driver.find_element(By.CSS_SELECTOR, 'select[name="profile"]')).select_by_visible_text(label)
+    b.click('#spawn_form [type="submit"]')
+
+
+def memory_max(container) -> int:
+    return int(container.run(f"systemctl show -p MemoryMax --value jupyter-{USER}-singleuser").stdout)
+
+
+@pytest.fixture
+def limits_profiles(container):
+    """The shipped local-limits drop-in, as a site copies it."""
+    fragment = f"{PREFIX}/jupyterhub_config.d/30-local-limits.py"
+    container.run(f"cp /mnt/src/jupyterhub_config.d/local-limits.py {fragment} && systemctl reload {HUB}")
+    yield
+    container.run(f"rm -f {fragment} && systemctl reload {HUB}")
+
+
 def stopped(b: Browser) -> bool:
     """/hub/home once the server is stopped: no visible Stop button, Start says so."""
     stop_buttons = [e for e in b.driver.find_elements(By.CSS_SELECTOR, "#stop") if e.is_displayed()]
     return not stop_buttons and "Start My Server" in b.driver.find_element(By.CSS_SELECTOR, "#start").text
 
 
-def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(base_url, browser):
+def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(container, base_url, browser,
+                                                                       limits_profiles):
     b = browser
     log_in(b, base_url, "wrong-password")
     b.wait_for_text("Invalid username or password")
@@ -59,9 +84,13 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(base_url
 
     start = time.monotonic()
     log_in(b, base_url, PASSWORD)
+    b.wait_for_css('#spawn_form select[name="profile"]', 60)
+    b.shot("spawn-page-profiles")
+    choose_profile(b, "Medium: 2 CPUs, 8 GB")
     b.wait_for_css(LAB, 120)
-    MEASUREMENTS["browser: login to JupyterLab shown (s)"] = round(time.monotonic() - start, 1)
+    MEASUREMENTS["browser: login, a profile chosen, JupyterLab shown (s)"] = round(time.monotonic() - start, 1)
     assert f"/user/{USER}/lab" in b.url
+    assert memory_max(container) == 8 * 2**30  # the profile's limit, on the user's server unit
     b.shot("jupyterlab")
     assert run_cell(b, "import getpass; print(getpass.getuser())").strip() == USER
     b.shot("cell-ran-as-the-user")
@@ -73,7 +102,9 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(base_url
     b.wait_for(stopped, 60, "server stopped")
     b.shot("home-stopped")
     b.click("#start")
+    choose_profile(b, "Small: 1 CPU, 2 GB")
     b.wait_for_css(LAB, 120)
+    assert memory_max(container) == 2 * 2**30
     b.shot("started-again")
 
     b.get(f"{base_url}/hub/home")
