@@ -1,8 +1,9 @@
 """Run a command that dies with its parent: `python -m barehub.die_with_parent CMD ARGS...`.
 
-For hub-managed services such as the idle culler. The hub unit keeps the hub's children alive when
-the hub stops (KillMode=process, so user servers survive), which would leave a killed hub's services
-running next to the new hub's. PR_SET_PDEATHSIG survives the exec below.
+For hub-managed services such as the idle culler: a hub that dies without cleaning up must not leave
+its services running next to the next hub's. systemd ends them when the hub unit stops or restarts
+(its KillMode is the default since user servers are their own units); this also covers a hub run by
+hand or under another supervisor. PR_SET_PDEATHSIG survives the exec below.
 """
 from __future__ import annotations
 

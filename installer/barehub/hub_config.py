@@ -11,6 +11,7 @@ from traitlets import Bool, Integer
 from traitlets.config import Config, Configurable
 
 from barehub.paths import Paths
+from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
 from barehub.secret_files import read_secret
 from barehub.settings import Settings
 
@@ -60,12 +61,29 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.TraefikProxy.traefik_api_entrypoint = "traefik"
     c.TraefikFileProviderProxy.dynamic_config_file = str(paths.traefik_rules)
 
+    apply_user_units(c)
     # user servers run JupyterLab from the hub env; absolute, as sudo-based spawners reset PATH
     c.Spawner.cmd = [str(paths.env_bin / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"
 
     c.JupyterHub.services = base_services(paths)
     c.JupyterHub.load_roles = base_roles()
+
+
+def apply_user_units(c: Config) -> None:
+    """Each local user's server is its own systemd unit, running as the user, in one slice
+    (jupyterhub-systemdspawner, as TLJH uses: a maintained spawner over `systemd-run`).
+
+    Outside the hub's cgroup, servers survive hub stops, restarts and reloads without KillMode=process,
+    so the hub unit can be sandboxed and stops cleanly; per-user limits (`c.Spawner.mem_limit`,
+    `cpu_limit`) are the unit's MemoryMax/CPUQuota; `systemctl stop USERS_SLICE` ends every server.
+    The unit's environment file (it carries the server's API token) is written into the hub's own
+    runtime directory (0700 root), not into /run at large: the sandboxed hub can write nowhere else there.
+    """
+    c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
+    c.SystemdSpawner.slice = USERS_SLICE
+    c.SystemdSpawner.unit_name_template = USER_UNIT_NAME
+    c.SystemdSpawner.unit_extra_properties = {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERNAME}}"}
 
 
 def base_services(paths: Paths) -> list[dict]:

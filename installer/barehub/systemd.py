@@ -60,6 +60,13 @@ class Systemctl:
                               capture_output=True, text=True, timeout=self.timeout)
         return proc.stdout
 
+    def loaded_units(self, pattern: str) -> list[dict[str, str]]:
+        """Units matching `pattern` that are running (or failed), each with its user, state and memory."""
+        out = self.run("list-units", "--plain", "--no-legend", pattern, check=False).stdout
+        names = sorted(line.split()[0] for line in out.splitlines() if line.strip())
+        return [{"unit": unit, **self.show(unit, "User", "ActiveState", "MemoryCurrent", "MemoryMax")}
+                for unit in names]
+
     def show(self, unit: str, *props: str) -> dict[str, str]:
         out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

@@ -17,11 +17,34 @@ CERTS_PATH_UNIT = "jupyterhub-proxy-certs.path"
 CERT_UNITS = (CERTS_PATH_UNIT, "jupyterhub-proxy-certs.service")  # only with --tls-cert/--tls-key
 ALL_UNITS = UNITS + CERT_UNITS
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+USERS_SLICE = "jupyterhub-users.slice"  # every local user's server unit (hub_config), stopped by uninstall
+USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's server unit (jupyterhub-systemdspawner's template)
+USER_UNITS_GLOB = USER_UNIT_NAME.format(USERNAME="*") + ".service"
+HUB_RUNTIME_DIR = "jupyterhub"  # the hub unit's RuntimeDirectory=, /run/jupyterhub
 
 
 def base_config_digest() -> str:
     """Part of the hub unit's text, so a changed base config restarts the hub on (re)install."""
     return hashlib.sha256(base_config_file().read_bytes()).hexdigest()[:12]
+
+
+ROOT_HUB_PRIVILEGES = """\
+# A root hub: PAM reads /etc/shadow, and batch spawners submit as the user with `sudo -u USER`;
+# only the capabilities for that are kept, and nothing it runs may gain more.
+NoNewPrivileges=yes
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE"""
+
+HUB_USER_PRIVILEGES = """\
+# A --hub-user hub holds no capability. NoNewPrivileges= stays off and the bounding set keeps what
+# sudo needs: sudo- and batch-based spawners (the only ones a non-root hub can use) start servers
+# through the setuid sudo, which the site's sudoers rule limits.
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE
+RemoveIPC=yes"""
+
+
+def hub_privileges(hub_user: str) -> str:
+    """The hub unit's privilege lines, which differ between a root hub and a --hub-user hub."""
+    return ROOT_HUB_PRIVILEGES if hub_user == "root" else HUB_USER_PRIVILEGES
 
 
 def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT_DIR,
@@ -38,6 +61,10 @@ def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT
         base_config_digest=base_config_digest(),
         settings_digest=settings.hub_digest(),
         hub_user=settings.hub_user,
+        hub_runtime_dir=HUB_RUNTIME_DIR,
+        users_slice=USERS_SLICE,
+        traefik_dynamic_dir=paths.traefik_dynamic_dir,
+        hub_privileges=hub_privileges(settings.hub_user),
         proxy_user=settings.proxy_user,
         traefik_bin=paths.traefik_bin,
         traefik_static=paths.traefik_static,

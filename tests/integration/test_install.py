@@ -5,6 +5,7 @@ Tests run in file order and share one install (see conftest.py); the last one un
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import time
 
@@ -80,12 +81,23 @@ def test_secrets_never_appear_in_output_or_journal(container, installed):
         assert secret and secret not in installed.stdout + installed.stderr and secret not in journal
 
 
-def test_local_user_logs_in_with_pam_and_runs_code_in_own_server(container, alice):
+SERVER_UNIT = f"jupyter-{USER}-singleuser.service"
+
+
+def unit_properties(container, unit: str, *names: str) -> dict[str, str]:
+    out = container.run(f"systemctl show {unit} " + " ".join(f"-p {n}" for n in names)).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_local_user_logs_in_with_pam_and_runs_code_in_own_server_unit(container, alice):
     assert alice.execute("import getpass, os; print(getpass.getuser(), os.getcwd())").split() == \
         [USER, f"/home/{USER}"]
-    processes = container.run("ps -eo user:20,args").stdout.splitlines()
-    servers = [line.split()[0] for line in processes if "jupyterhub-singleuser" in line]
-    assert servers == [USER]
+    unit = unit_properties(container, SERVER_UNIT, "ActiveState", "Slice", "MainPID", "NoNewPrivileges")
+    assert unit["ActiveState"] == "active" and unit["Slice"] == "jupyterhub-users.slice"
+    assert unit["NoNewPrivileges"] == "yes"  # no sudo from a notebook
+    assert container.run(f"ps -o user= -p {unit['MainPID']}").stdout.strip() == USER
+    # its own cgroup, not the hub's: the hub's restarts and its sandbox do not reach it
+    assert f"jupyterhub-users.slice/{SERVER_UNIT}" in container.run(f"cat /proc/{unit['MainPID']}/cgroup").stdout
 
 
 def test_wrong_password_is_refused(base_url):
@@ -181,6 +193,68 @@ def test_hub_restart_and_reload_fail_no_request_to_hub_pages_or_user_servers(con
     assert hub_pages.ok > 10 and server.ok > 10
 
 
+def test_hub_stops_leave_no_left_over_processes(container):
+    """Every hub stop so far (kill -9, restart, reload) ended the hub's cgroup cleanly: user servers are
+    not in it, so systemd never finds processes left over from the previous hub."""
+    journal = container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout
+    assert journal.count("Started jupyterhub.service") + journal.count("Started JupyterHub") >= 2  # restarts happened
+    assert "left-over process" not in journal
+    assert unit_properties(container, SERVER_UNIT, "ActiveState")["ActiveState"] == "active"
+
+
+def oom_kills(container, cgroup: str) -> int:
+    """Processes the OOM killer ended in a unit's cgroup (cgroup v2 memory.events, or v1 memory.oom_control)."""
+    out = container.run(f"cat /sys/fs/cgroup{cgroup}/memory.events 2>/dev/null "
+                        f"|| cat /sys/fs/cgroup/memory{cgroup}/memory.oom_control").stdout
+    return int(re.search(r"^oom_kill (\d+)$", out, re.M).group(1))
+
+
+def test_a_memory_limit_profile_is_enforced_on_the_server_unit(container, base_url, alice, alice_token):
+    """The local-limits drop-in with a small profile: the unit gets the limits; a cell allocating past the
+    memory limit has its kernel killed by the kernel's OOM killer, while the server and the hub's view of it
+    stay up (OOMPolicy=continue: one cell does not end the user's server)."""
+    shipped = container.run("cat /mnt/src/jupyterhub_config.d/local-limits.py").stdout
+    site = shipped.replace('"small": ("Small: 1 CPU, 2 GB", {"cpu_limit": 1.0, "mem_limit": "2G"})',
+                           '"small": ("Small: half a CPU, 400 MB", {"cpu_limit": 0.5, "mem_limit": "400M"})')
+    assert site != shipped
+    fragment = f"{PREFIX}/jupyterhub_config.d/30-local-limits.py"
+    container.run(f"cat > {fragment}", input=site)
+    try:
+        container.run(f"systemctl reload {HUB}")
+        headers = token_header(alice_token)
+        assert requests.delete(f"{base_url}/hub/api/users/{USER}/server", headers=headers, timeout=60).status_code \
+            in (202, 204)
+        wait_until(lambda: container.run(f"systemctl is-active {SERVER_UNIT}", check=False).returncode != 0, 30)
+        alice.spawn(form={"profile": "small"})
+        unit = unit_properties(container, SERVER_UNIT, "MemoryMax", "MemorySwapMax", "CPUQuotaPerSecUSec",
+                               "ControlGroup")
+        assert (unit["MemoryMax"], unit["MemorySwapMax"], unit["CPUQuotaPerSecUSec"]) == (str(400 * 2**20), "0", "500ms")
+        shown = container.run("barehub status").stdout
+        assert f"{SERVER_UNIT}" in shown and f"user {USER}, active" in shown and "(limit: 400.0 MiB)" in shown
+        assert oom_kills(container, unit["ControlGroup"]) == 0
+        with pytest.raises(AssertionError, match="kernel died|no reply"):  # the kernel dies mid-cell
+            alice.execute("b = b'x' * (600 * 2**20); print('allocated')", timeout=20)
+        assert oom_kills(container, unit["ControlGroup"]) >= 1
+        assert alice.execute("print('server lives')").strip() == "server lives"
+        assert status_code(f"{base_url}/hub/api/users/{USER}", headers=headers) == 200
+        assert requests.get(f"{base_url}/hub/api/users/{USER}", headers=headers, timeout=10).json()["server"]
+    finally:
+        container.run(f"rm -f {fragment}")
+        container.run(f"systemctl reload {HUB}")
+
+
+def test_the_hub_notices_a_server_unit_that_dies(container, base_url, alice_token):
+    headers = token_header(alice_token)
+    container.run(f"systemctl kill --signal=KILL {SERVER_UNIT}")
+    took = wait_until(lambda: not requests.get(f"{base_url}/hub/api/users/{USER}", headers=headers,
+                                               timeout=10).json()["server"], 60, interval=1)
+    MEASUREMENTS["server unit killed -> the hub shows it stopped (s)"] = round(took, 1)
+    assert status_code(f"{base_url}/user/{USER}/api/status", headers=headers) != 200
+    alice_again = HubUser(base_url, USER, PASSWORD)
+    assert alice_again.login().status_code == 302
+    alice_again.spawn()  # and the user starts it again
+
+
 def test_killed_traefik_comes_back_with_its_routes(container, base_url, alice_token):
     pid = container.main_pid(PROXY)
     container.run(f"kill -9 {pid}")
@@ -195,6 +269,7 @@ def test_status_shows_units_versions_and_running_servers(container):
     assert "jupyterhub.service" in out and "active, enabled" in out
     assert "jupyterhub 6.1.1" in out and "traefik 3.7.15" in out
     assert f"running servers: 1 ({USER})" in out
+    assert f"{SERVER_UNIT}" in out and f"user {USER}, active" in out
     assert f"http://localhost:{HTTP_PORT}/" in out
 
 
@@ -229,12 +304,26 @@ def test_bootstrap_killed_midway_converges_when_run_again(container, base_url, a
     assert status_code(f"{base_url}/hub/api/user", headers={"Authorization": f"token {alice_token}"}) == 200
 
 
-def test_proxy_unit_security_exposure(container, installed):
-    out = container.run(f"systemd-analyze security {PROXY} --no-pager").stdout
+EXPOSURE: dict[str, float] = {}
+
+
+def exposure(container, unit: str, label: str) -> float:
+    """systemd's exposure score of a running unit (0 best, 10 worst), recorded as a measurement."""
+    out = container.run(f"systemd-analyze security {unit} --no-pager").stdout
     overall = [line for line in out.splitlines() if "Overall exposure level" in line][0]
-    score = float(overall.split(":")[1].split()[0])
-    MEASUREMENTS["systemd-analyze security jupyterhub-proxy.service"] = overall.split(":", 1)[1].strip()
-    assert score <= 2.0  # "OK" on systemd's scale (0 best, 10 worst)
+    MEASUREMENTS[f"systemd-analyze security {unit} ({label})"] = overall.split(":", 1)[1].strip()
+    EXPOSURE[label] = float(overall.split(":")[1].split()[0])
+    return EXPOSURE[label]
+
+
+def test_proxy_unit_security_exposure(container, installed):
+    assert exposure(container, PROXY, "proxy") <= 2.0  # "OK" on systemd's scale
+
+
+def test_root_hub_unit_is_sandboxed_and_pam_login_and_spawn_still_work(container, base_url, alice):
+    assert exposure(container, HUB, "root hub") <= 5.5  # was 9.6 with servers in its cgroup
+    # this module's logins (PAM) and spawns ran under this unit; one more, end to end
+    assert alice.execute("print('under the sandboxed hub')").strip() == "under the sandboxed hub"
 
 
 # ------------------------------------------------------------- bad input
@@ -285,7 +374,9 @@ def test_uninstall_purge_stops_everything_and_removes_the_prefix(container, base
         ["inactive", "inactive"]
     assert container.run(f"test -e {PREFIX}", check=False).returncode != 0
     assert container.run("test -e /etc/systemd/system/jupyterhub.service", check=False).returncode != 0
-    wait_until(lambda: container.run("pgrep -f '[j]upyterhub-singleuser'", check=False).returncode != 0, 30)
+    # the users' server units went with it
+    assert container.run("pgrep -f '[j]upyterhub-singleuser'", check=False).returncode != 0
+    assert container.run("systemctl list-units --plain --no-legend 'jupyter-*'").stdout.strip() == ""
     assert status_code(f"{base_url}/hub/login") is None
 
 
@@ -314,5 +405,7 @@ def test_fresh_install_with_a_non_root_hub(container, base_url):
         container.run(f"systemctl reload {HUB}")  # returns once the reloaded hub answers through traefik
         assert container.main_pid(HUB) == pid  # restarted in place
         assert status_code(f"{base_url}/hub/health") == 200
+        # sandboxed like the root hub, and without capabilities of its own
+        assert exposure(container, HUB, "--hub-user hub") < EXPOSURE.get("root hub", 5.5)
     finally:
         container.run(f"barehub uninstall --prefix {PREFIX} --purge")

@@ -11,8 +11,8 @@ PATHS = Paths.from_prefix("/srv/hub")
 SETTINGS = Settings(http_port=8000, proxy_api_port=9099, hub_user="jhub")
 
 
-def unit_text(name: str) -> str:
-    files = render_units(PATHS, SETTINGS)
+def unit_text(name: str, settings: Settings = SETTINGS) -> str:
+    files = render_units(PATHS, settings)
     return next(spec.text for path, spec in files.items() if path.name == name)
 
 
@@ -29,8 +29,22 @@ def test_hub_unit():
     # reload = barehub reload (check, restart in place, wait until it serves), as root
     reloads = [v for k, v in d if k == "ExecReload"]
     assert reloads == ["+/srv/hub/conda/bin/barehub reload --prefix /srv/hub"]
-    assert ("KillMode", "process") in d and ("Restart", "always") in d
+    assert ("Restart", "always") in d
+    # user servers are their own units: stopping the hub ends its whole cgroup, and the hub is sandboxed
+    assert "KillMode" not in dict(d)
     assert "{" not in text  # every template field was filled
+
+
+def test_hub_unit_is_sandboxed_with_privileges_by_hub_user():
+    for hub_user, privileges in (("root", [("NoNewPrivileges", "yes")]), ("jhub", [("RemoveIPC", "yes")])):
+        d = directives(unit_text("jupyterhub.service", Settings(hub_user=hub_user)))
+        for setting in [("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
+                        ("CapabilityBoundingSet", "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE"),
+                        ("RuntimeDirectory", "jupyterhub"), ("RuntimeDirectoryPreserve", "yes"), *privileges]:
+            assert setting in d, (hub_user, setting)
+        # writable: its state and its traefik routes only
+        assert [v for k, v in d if k == "ReadWritePaths"] == ["/srv/hub/state /srv/hub/proxy/dynamic"]
+        assert ("NoNewPrivileges", "yes") not in d or hub_user == "root"  # sudo-based spawners need setuid
 
 
 def test_proxy_unit_is_unprivileged_and_hardened():

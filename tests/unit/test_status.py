@@ -1,5 +1,5 @@
 """`barehub status` says which fragments the hub serves, and fails while they are the known-good ones."""
-from barehub.commands.status import hub_config_state
+from barehub.commands.status import format_status, hub_config_state, server_units
 from barehub.hub_run import Run
 
 
@@ -16,3 +16,23 @@ def test_a_hub_back_on_the_known_good_fragments_is_a_problem_with_the_reason():
     assert hub_config_state(run("known-good", {"error": "50-bad.py:1: boom"}))["failed"] == "50-bad.py:1: boom"
     # sent back by a reload because it never became healthy: no error of its own, still a problem
     assert "did not answer /hub/health" in hub_config_state(run("known-good"))["failed"]
+
+
+class SliceSystemctl:
+    """systemd's answers for a slice with one user server in it."""
+
+    def loaded_units(self, pattern):
+        assert pattern == "jupyter-*-singleuser.service"
+        return [{"unit": "jupyter-root-singleuser.service", "User": "0", "ActiveState": "active",
+                 "MemoryCurrent": str(150 * 2**20), "MemoryMax": "infinity"}]
+
+
+def test_status_lists_each_server_unit_with_its_user_and_memory():
+    units = server_units(SliceSystemctl())
+    assert units == [{"unit": "jupyter-root-singleuser.service", "user": "root", "state": "active",
+                      "memory": "150.0 MiB", "memory_max": "no limit"}]
+    status = {"release": "r", "prefix": "/p", "url": "u", "config_dir": {"path": "c", "state": "s"}, "units": {},
+              "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"},
+              "running_servers": ["root"], "server_units": units}
+    assert "jupyter-root-singleuser.service          user root, active, memory 150.0 MiB (limit: no limit)" \
+        in format_status(status)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pwd
 import subprocess
 import time
 import urllib.request
@@ -82,7 +83,35 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
                      "traefik": traefik_version(paths)},
         "hub": hub_config_state(run),
         "running_servers": running_servers(paths, settings.hub_port, run.base_url if run else "/"),
+        "server_units": server_units(systemctl),
     }
+
+
+def server_units(systemctl: Systemctl) -> list[dict]:
+    """Local user servers as systemd sees them: unit, user, state, memory use and limit."""
+    return [{"unit": u["unit"], "user": user_name(u.get("User", "")), "state": u.get("ActiveState", ""),
+             "memory": human_bytes(u.get("MemoryCurrent")), "memory_max": human_bytes(u.get("MemoryMax"))}
+            for u in systemctl.loaded_units(units.USER_UNITS_GLOB)]
+
+
+def user_name(user: str) -> str:
+    """systemd-run --uid=N (how the spawner starts servers) shows the uid; people know the name."""
+    try:
+        return pwd.getpwuid(int(user)).pw_name if user.isdigit() else user
+    except KeyError:
+        return user
+
+
+def human_bytes(value: str | None) -> str:
+    """systemd's byte counts as people read them ("infinity" and unknown stay words)."""
+    if not value or not value.isdigit() or int(value) >= 2**63 - 1:
+        return {"infinity": "no limit"}.get(value or "", value or "unknown")
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return value
 
 
 def format_status(status: dict) -> str:
@@ -110,6 +139,9 @@ def format_status(status: dict) -> str:
         lines.append(f"  running servers: unknown ({servers})")
     else:
         lines.append(f"  running servers: {len(servers)}" + (f" ({', '.join(servers)})" if servers else ""))
+    for u in status["server_units"]:
+        lines.append(f"    {u['unit']:40} user {u['user'] or '?'}, {u['state']}, "
+                     f"memory {u['memory']} (limit: {u['memory_max']})")
     return "\n".join(lines)
 
 

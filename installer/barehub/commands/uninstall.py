@@ -27,10 +27,9 @@ def add_parser(sub) -> None:
 def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = units.DEFAULT_UNIT_DIR) -> None:
     if os.geteuid() != 0:
         raise BarehubError("barehub uninstall must run as root", "run it with sudo")
-    if systemctl.is_active(units.HUB_UNIT):
-        # user servers outlive hub stops by design (KillMode=process); an uninstall ends them too
-        systemctl.run("kill", "--kill-whom=all", units.HUB_UNIT, check=False)
     systemctl.disable_now(units.ALL_UNITS)
+    # user servers are their own units and outlive the hub by design; an uninstall ends them too
+    systemctl.run("stop", units.USERS_SLICE, check=False)
     for name in units.ALL_UNITS:
         (unit_dir / name).unlink(missing_ok=True)
     systemctl.daemon_reload()
