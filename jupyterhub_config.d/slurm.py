@@ -72,7 +72,8 @@ def _options_from_form(formdata):
 
 c.SlurmSpawner.options_from_form = _options_from_form
 
-# --- a non-root hub (bootstrap.py --hub-user jupyterhub) -----------------------------------
+# --- a non-root hub (bootstrap.py --hub-user jupyterhub --hub-sudo yes) ---------------------
+# --hub-sudo yes lets the hub run the setuid sudo (its sandbox then cannot filter system calls).
 # The hub user must be allowed to run the Slurm commands as the users, keeping the environment.
 # /etc/sudoers.d/barehub-slurm (visudo -f), for users in the unix group "jupyterhub-users":
 #   Cmnd_Alias BAREHUB_SLURM = /usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel

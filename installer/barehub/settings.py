@@ -22,6 +22,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-* headers traefik keeps
     metrics_port: int = 0  # traefik's Prometheus metrics on 127.0.0.1:PORT; 0: off
     hub_user: str = "root"
+    hub_sudo: bool = False  # a --hub-user hub that runs sudo (sudo- and batch-based spawners): a looser sandbox
     proxy_user: str = "barehub-proxy"
     # HTTPS: certificates from an ACME CA (Let's Encrypt by default) ...
     acme_domains: tuple[str, ...] = ()
@@ -70,6 +71,8 @@ class Settings:
             given.update(acme_domains=(), tls_cert="", tls_key="")
         if "trusted_proxies" in given:  # `--trusted-proxy ''` clears them
             given["trusted_proxies"] = tuple(p for p in given["trusted_proxies"] if p)
+        if isinstance(given.get("hub_sudo"), str):  # --hub-sudo yes|no
+            given["hub_sudo"] = given["hub_sudo"] == "yes"
         if given.get("acme_domains"):
             given.update(acme_domains=tuple(given["acme_domains"]), tls_cert="", tls_key="")
         elif given.get("tls_cert"):
@@ -91,6 +94,8 @@ def load_settings(paths: Paths) -> Settings:
     for name in ("acme_domains", "trusted_proxies"):
         if name in values:
             values[name] = tuple(values[name])
+    if "hub_sudo" not in data and values.get("hub_user", "root") != "root":
+        values["hub_sudo"] = True  # a --hub-user hub from before the flag ran sudo: it keeps doing so
     return Settings(**values)
 
 

@@ -360,8 +360,9 @@ def port_owner(port: int, allowed_pids: Sequence[int] = ()) -> Optional[str]:
 
 # ---------------------------------------------------------------- install settings flags
 
-SETTINGS_FLAGS = ("http_port", "https_port", "http_address", "trusted_proxies", "hub_user", "acme_domains",
-                  "acme_email", "acme_server", "acme_ca_file", "tls_cert", "tls_key", "no_https", "metrics_port")
+SETTINGS_FLAGS = ("http_port", "https_port", "http_address", "trusted_proxies", "hub_user", "hub_sudo",
+                  "acme_domains", "acme_email", "acme_server", "acme_ca_file", "tls_cert", "tls_key", "no_https",
+                  "metrics_port")
 FLAG_NAMES = {"acme_domains": "--letsencrypt-domain", "acme_email": "--letsencrypt-email",
               "trusted_proxies": "--trusted-proxy"}
 DEFAULT_PORTS = {"http_port": 80, "https_port": 443, "hub_port": 8081, "proxy_api_port": 8099}
@@ -386,6 +387,9 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
                    help="a reverse proxy in front of traefik whose X-Forwarded-* headers are trusted "
                         "(repeat for more; others' are overwritten)")
     g.add_argument("--hub-user", help="run the hub as this user instead of root")
+    g.add_argument("--hub-sudo", choices=("yes", "no"),
+                   help="let a --hub-user hub run sudo, for sudo- and batch-based spawners (default: no; its "
+                        "sandbox then cannot filter system calls)")
     g.add_argument("--letsencrypt-domain", dest="acme_domains", action="append", metavar="DOMAIN",
                    help="turn on HTTPS with a Let's Encrypt certificate for DOMAIN (repeat for more names)")
     g.add_argument("--letsencrypt-email", dest="acme_email", metavar="EMAIL", help="ACME account contact")

@@ -28,23 +28,56 @@ def base_config_digest() -> str:
     return hashlib.sha256(base_config_file().read_bytes()).hexdigest()[:12]
 
 
-ROOT_HUB_PRIVILEGES = """\
-# A root hub: PAM reads /etc/shadow, and batch spawners submit as the user with `sudo -u USER`;
-# only the capabilities for that are kept, and nothing it runs may gain more.
+# What systemd allows only together with NoNewPrivileges= (it implies it for each of these).
+NO_NEW_PRIVILEGES_SANDBOX = """\
 NoNewPrivileges=yes
-CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE"""
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@clock @module @raw-io @reboot @swap @mount @cpu-emulation @debug @obsolete
+# AF_UNIX: systemd (systemd-run), munge, sssd; AF_NETLINK: getaddrinfo(AI_ADDRCONFIG) asks the kernel
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"""
+
+ROOT_HUB_PRIVILEGES = """\
+# A root hub: PAM reads /etc/shadow, and batch spawners submit as the user with `sudo -u USER` (sudo needs
+# no setuid bit when root runs it); only the capabilities for that are kept, and nothing it runs gains more.
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE
+""" + NO_NEW_PRIVILEGES_SANDBOX
 
 HUB_USER_PRIVILEGES = """\
-# A --hub-user hub holds no capability. NoNewPrivileges= stays off and the bounding set keeps what
-# sudo needs: sudo- and batch-based spawners (the only ones a non-root hub can use) start servers
-# through the setuid sudo, which the site's sudoers rule limits.
+# A --hub-user hub holds no capability and can gain none (for spawners that need no local user switch:
+# Kubernetes, remote ones). Sudo- and batch-based spawners need `--hub-sudo yes`.
+CapabilityBoundingSet=
+RemoveIPC=yes
+""" + NO_NEW_PRIVILEGES_SANDBOX
+
+HUB_USER_SUDO_PRIVILEGES = """\
+# A --hub-user hub with --hub-sudo yes: sudo- and batch-based spawners start servers through the setuid
+# sudo, limited by the site's sudoers rule. A process that must gain privileges through a setuid program
+# cannot run with NoNewPrivileges=, and systemd implies it for every system call and namespace filter, so
+# these are left out here: NoNewPrivileges, PrivateDevices, ProtectKernelTunables/Modules/Logs,
+# ProtectClock, ProtectHostname, RestrictNamespaces, RestrictRealtime, RestrictSUIDSGID, LockPersonality,
+# MemoryDenyWriteExecute, SystemCallArchitectures, SystemCallFilter, RestrictAddressFamilies.
+# What sudo may gain is bounded to switching to the user.
 CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE
 RemoveIPC=yes"""
 
 
-def hub_privileges(hub_user: str) -> str:
-    """The hub unit's privilege lines, which differ between a root hub and a --hub-user hub."""
-    return ROOT_HUB_PRIVILEGES if hub_user == "root" else HUB_USER_PRIVILEGES
+def hub_privileges(settings: Settings) -> str:
+    """The hub unit's privilege lines: a root hub, a --hub-user hub, and one that must run sudo."""
+    if settings.hub_user == "root":
+        return ROOT_HUB_PRIVILEGES
+    return HUB_USER_SUDO_PRIVILEGES if settings.hub_sudo else HUB_USER_PRIVILEGES
 
 
 def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT_DIR,
@@ -64,7 +97,7 @@ def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT
         hub_runtime_dir=HUB_RUNTIME_DIR,
         users_slice=USERS_SLICE,
         traefik_dynamic_dir=paths.traefik_dynamic_dir,
-        hub_privileges=hub_privileges(settings.hub_user),
+        hub_privileges=hub_privileges(settings),
         proxy_user=settings.proxy_user,
         traefik_bin=paths.traefik_bin,
         traefik_static=paths.traefik_static,

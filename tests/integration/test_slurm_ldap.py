@@ -178,7 +178,7 @@ def test_non_root_hub_spawns_slurm_jobs_with_exactly_the_documented_sudoers_rule
     container.run("cat > /etc/sudoers.d/barehub-slurm && chmod 0440 /etc/sudoers.d/barehub-slurm", input=rule)
     container.run("visudo -cf /etc/sudoers.d/barehub-slurm")
     container.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-idle-culler.py")  # its 20 s timeout is for the test above
-    container.run(bootstrap_cmd("--hub-user", "jupyterhub"), timeout=900)
+    container.run(bootstrap_cmd("--hub-user", "jupyterhub", "--hub-sudo", "yes"), timeout=900)  # as slurm.py says
     assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jupyterhub"
     user = HubUser(base_url, "carol", cluster.USERS["carol"][0])
     assert user.login().status_code == 302

@@ -36,15 +36,33 @@ def test_hub_unit():
 
 
 def test_hub_unit_is_sandboxed_with_privileges_by_hub_user():
-    for hub_user, privileges in (("root", [("NoNewPrivileges", "yes")]), ("jhub", [("RemoveIPC", "yes")])):
-        d = directives(unit_text("jupyterhub.service", Settings(hub_user=hub_user)))
+    cases = (  # hub settings, then what differs between the three
+        (Settings(hub_user="root"), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE", True),
+        (Settings(hub_user="jhub"), "", True),  # no capability at all
+        (Settings(hub_user="jhub", hub_sudo=True), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE", False),  # runs sudo
+    )
+    for settings, capabilities, filtered in cases:
+        d = directives(unit_text("jupyterhub.service", settings))
         for setting in [("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
-                        ("CapabilityBoundingSet", "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE"),
-                        ("RuntimeDirectory", "jupyterhub"), ("RuntimeDirectoryPreserve", "yes"), *privileges]:
-            assert setting in d, (hub_user, setting)
+                        ("CapabilityBoundingSet", capabilities),
+                        ("RuntimeDirectory", "jupyterhub"), ("RuntimeDirectoryPreserve", "yes")]:
+            assert setting in d, (settings, setting)
         # writable: its state and its traefik routes only
         assert [v for k, v in d if k == "ReadWritePaths"] == ["/srv/hub/state /srv/hub/proxy/dynamic"]
-        assert ("NoNewPrivileges", "yes") not in d or hub_user == "root"  # sudo-based spawners need setuid
+        # sudo's setuid bit needs a hub without NoNewPrivileges, which systemd implies for any syscall filter
+        assert (("NoNewPrivileges", "yes") in d) == filtered
+        assert (("SystemCallFilter", "@system-service") in d) == filtered
+        assert ("RemoveIPC", "yes") in d or settings.hub_user == "root"
+
+
+def test_a_hub_user_install_from_before_hub_sudo_keeps_running_sudo(tmp_path):
+    paths = Paths.from_prefix(tmp_path)
+    paths.records.mkdir()
+    paths.settings_file.write_text('{"hub_user": "jhub"}')
+    assert load_settings(paths).hub_sudo is True
+    paths.settings_file.write_text(render_settings(Settings(hub_user="jhub")))  # chosen by this release: no
+    assert load_settings(paths).hub_sudo is False
+    assert Settings(hub_user="jhub").with_overrides({"hub_sudo": "yes"}).hub_sudo is True
 
 
 def test_proxy_unit_is_unprivileged_and_hardened():
