@@ -85,8 +85,11 @@ def begin(paths: Paths, previous: releases.Release) -> Upgrade:
 
 
 def migrate(paths: Paths, settings: Settings, systemctl: Systemctl) -> None:
-    """Stop the hub and migrate its database to this release's JupyterHub."""
-    systemctl.stop(units.HUB_UNIT)
+    """Stop the hub and migrate its database to this release's JupyterHub.
+
+    Stopped with its whole cgroup: the old unit may have KillMode=process, and the user servers left in
+    it by a release before server units would otherwise outlive the upgrade unknown to the new hub."""
+    systemctl.stop_all(units.HUB_UNIT)
     cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
     if settings.hub_user != "root":
         cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]

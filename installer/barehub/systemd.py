@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Sequence
 
 from barehub.shared import BarehubError
@@ -38,6 +39,22 @@ class Systemctl:
 
     def stop(self, unit: str) -> None:
         self.run("stop", unit)
+
+    def stop_all(self, unit: str, grace: float = 10.0) -> None:
+        """Stop the unit and end whatever its stop left in its cgroup: SIGTERM, then SIGKILL after `grace` s.
+
+        A unit with KillMode=process leaves its main process's children behind: the user servers of a
+        release before server units, which a later start of the new hub unit would find as left-overs."""
+        self.stop(unit)
+        if not self.show(unit, "ControlGroup").get("ControlGroup"):
+            return
+        self.run("kill", "--kill-whom=all", unit, check=False)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not self.show(unit, "ControlGroup").get("ControlGroup"):
+                return
+            time.sleep(0.2)
+        self.run("kill", "--kill-whom=all", "--signal=SIGKILL", unit, check=False)
 
     def restart(self, unit: str) -> None:
         self.run("restart", unit)

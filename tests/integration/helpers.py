@@ -4,7 +4,11 @@ The machinery itself (container, request loops, wheelhouse) lives in testbed/, w
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from testbed.container import Container  # noqa: F401 (re-exported for the tests)
@@ -28,3 +32,39 @@ def bootstrap_cmd(*extra: str) -> str:
 def hub_run(container, prefix: str = PREFIX) -> dict:
     """What the running hub recorded about itself (state/hub-run.json): pid, start time, config set, base_url."""
     return json.loads(container.run(f"cat {prefix}/state/hub-run.json").stdout)
+
+
+def place_release(container, work: Path, ref: str, edits: dict[str, tuple[str, str]], name: str) -> Path:
+    """A past release made the way it was made: this repository's tree at `ref` with `edits`
+    ({file: (old, new)}), its own hash lock and wheelhouse (both cached by its pyproject), placed
+    inside the container at /opt/NAME. A release is a whole tree: its bootstrap.py loads barehub/shared.py."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    for file, (old, new) in edits.items():
+        text = (work / file).read_text()
+        assert old in text, (file, old)
+        (work / file).write_text(text.replace(old, new))
+    key = hashlib.sha256((work / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    cached_lock = CACHE / f"{name}-{key}.lock"
+    if not cached_lock.exists():
+        uv = Path(sys.executable).parent / "uv"  # from tests/requirements.txt
+        subprocess.run([str(uv), "pip", "compile", "pyproject.toml", "--universal", "--generate-hashes",
+                        "--python-version", "3.11", "-q", "-o", str(cached_lock)], cwd=work, check=True, timeout=600)
+    shutil.copy(cached_lock, work / "requirements.lock")
+    wheelhouse = CACHE / f"wheelhouse-{name}-{key}"
+    for old_wheel in wheelhouse.glob("barehub-*.whl"):
+        old_wheel.unlink()
+    subprocess.run([SYSTEM_PYTHON, str(work / "bootstrap.py"), "--make-wheelhouse", str(wheelhouse)],
+                   check=True, capture_output=True, timeout=1200)
+    inside = Path(f"/proc/{container.pid}/root/opt/{name}")
+    shutil.rmtree(inside, ignore_errors=True)
+    shutil.copytree(work, inside)
+    shutil.copytree(wheelhouse, inside / "wheelhouse")
+    return Path(f"/opt/{name}")
+
+
+def this_release() -> str:
+    for line in (REPO / "bootstrap.py").read_text().splitlines():
+        if line.startswith("VERSION = "):
+            return line.split('"')[1]
+    raise AssertionError("no VERSION in bootstrap.py")

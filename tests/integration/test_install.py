@@ -98,6 +98,11 @@ def test_local_user_logs_in_with_pam_and_runs_code_in_own_server_unit(container,
     assert container.run(f"ps -o user= -p {unit['MainPID']}").stdout.strip() == USER
     # its own cgroup, not the hub's: the hub's restarts and its sandbox do not reach it
     assert f"jupyterhub-users.slice/{SERVER_UNIT}" in container.run(f"cat /proc/{unit['MainPID']}/cgroup").stdout
+    # the environment file root's hub writes for the unit (its API token) lies where no user can reach,
+    # so no user can replace it with a link for root to follow
+    assert container.run("stat -c '%a %U' /run/jupyterhub /run/jupyterhub/users").stdout.split() == \
+        ["700", "root", "700", "root"]
+    assert container.run(f"runuser -u {USER} -- ls /run/jupyterhub/users/{USER}", check=False).returncode != 0
 
 
 def test_wrong_password_is_refused(base_url):

@@ -7,19 +7,15 @@ rolled back. Runs last: it starts from a fresh install.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.helpers import (CACHE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON,
-                                       RequestLoop, status_code, wait_until)
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, SYSTEM_PYTHON, RequestLoop,
+                                       place_release, status_code, this_release, wait_until)
 from tests.integration.hubclient import HubUser
 
 OLD = "2026.10.0"  # the new release is this checkout's VERSION
@@ -28,41 +24,12 @@ USER, PASSWORD = "grace", "grace-Secret-5"
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
 
 
-def this_release() -> str:
-    for line in (REPO / "bootstrap.py").read_text().splitlines():
-        if line.startswith("VERSION = "):
-            return line.split('"')[1]
-    raise AssertionError("no VERSION in bootstrap.py")
-
-
 @pytest.fixture(scope="module")
 def old_release(container, tmp_path_factory) -> Path:
     """Release N-1's tree (as a checkout of it), its lock and wheelhouse, placed inside the container at /opt/n-1."""
-    src = tmp_path_factory.mktemp("n-1")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    for name, old, new in (("bootstrap.py", f'VERSION = "{this_release()}"', f'VERSION = "{OLD}"'),
-                           ("pyproject.toml", '"jupyterhub==6.1.1"', f'"jupyterhub=={OLD_HUB}"')):
-        text = (src / name).read_text()
-        assert old in text, (name, old)
-        (src / name).write_text(text.replace(old, new))
-    key = hashlib.sha256((src / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    cached_lock = CACHE / f"n-1-{key}.lock"
-    if not cached_lock.exists():
-        uv = Path(sys.executable).parent / "uv"  # from tests/requirements.txt
-        subprocess.run([str(uv), "pip", "compile", "pyproject.toml", "--universal", "--generate-hashes",
-                        "--python-version", "3.11", "-q", "-o", str(cached_lock)], cwd=src, check=True, timeout=600)
-    shutil.copy(cached_lock, src / "requirements.lock")
-    wheelhouse = CACHE / f"wheelhouse-n-1-{key}"
-    for old_wheel in wheelhouse.glob("barehub-*.whl"):
-        old_wheel.unlink()
-    subprocess.run([SYSTEM_PYTHON, str(src / "bootstrap.py"), "--make-wheelhouse", str(wheelhouse)],
-                   check=True, capture_output=True, timeout=1200)
-    inside = Path(f"/proc/{container.pid}/root/opt/n-1")
-    shutil.rmtree(inside, ignore_errors=True)
-    shutil.copytree(src, inside)  # a release is a whole tree: bootstrap.py loads barehub/shared.py from it
-    shutil.copytree(wheelhouse, inside / "wheelhouse")
-    return Path("/opt/n-1")
+    return place_release(container, tmp_path_factory.mktemp("n-1"), "HEAD",
+                         {"bootstrap.py": (f'VERSION = "{this_release()}"', f'VERSION = "{OLD}"'),
+                          "pyproject.toml": ('"jupyterhub==6.1.1"', f'"jupyterhub=={OLD_HUB}"')}, "n-1")
 
 
 def status(box) -> dict:
