@@ -17,7 +17,7 @@ PROFILES = {
     "large": ("Large: 4 CPUs, 16 GB", {"cpu_limit": 4.0, "mem_limit": "16G"}),
 }
 DEFAULT = "small"  # used when no choice is made (API spawns, "Start My Server" without the form)
-NO_SWAP = True  # a memory limit that swap cannot stretch: past it, the kernel is killed, not slowed down
+NO_SWAP = True  # a memory limit swap cannot stretch: past it, the kernel is killed (MemorySwapMax=, cgroup v2)
 # -----------------------------------------------------------------------------------------
 
 _choices = "\n".join(f'<option value="{key}"{" selected" if key == DEFAULT else ""}>{label}</option>'

@@ -78,12 +78,20 @@ def apply_user_units(c: Config) -> None:
     so the hub unit can be sandboxed and stops cleanly; per-user limits (`c.Spawner.mem_limit`,
     `cpu_limit`) are the unit's MemoryMax/CPUQuota; `systemctl stop USERS_SLICE` ends every server.
     The unit's environment file (it carries the server's API token) is written into the hub's own
-    runtime directory (0700 root), not into /run at large: the sandboxed hub can write nowhere else there.
+    runtime directory (0700 root), not into /run at large: the sandboxed hub can write nowhere else there,
+    and no user can reach it to plant a link.
     """
     c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
     c.SystemdSpawner.slice = USERS_SLICE
     c.SystemdSpawner.unit_name_template = USER_UNIT_NAME
-    c.SystemdSpawner.unit_extra_properties = {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERNAME}}"}
+    c.SystemdSpawner.unit_extra_properties = user_unit_properties()
+
+
+def user_unit_properties() -> dict[str, str]:
+    """The server unit's RuntimeDirectory, where the spawner writes its environment file: by JupyterHub's
+    numeric user id, as systemd splits this value at whitespace and a (directory-service) user name may
+    contain a space ("john user" would create and chown /run/user)."""
+    return {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERID}}"}
 
 
 def base_services(paths: Paths) -> list[dict]:
@@ -127,6 +135,7 @@ def has_allow_config(c: Config) -> bool:
 def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
     """What barehub keeps whatever the fragments did, and defaults that depend on what they chose."""
     keep_base_services(c, paths)
+    keep_user_unit_runtime_dir(c)
     default_local_access(c)
     keep_root_blocked(c)
 
@@ -148,6 +157,15 @@ def with_base(entries: list, as_set: list[dict], kept: list[dict], dropped: set[
     own = [e for e in entries if e not in as_set and named(e) not in dropped]
     names = {named(e) for e in own} | dropped
     return own + [e for e in kept if e["name"] not in names]
+
+
+def keep_user_unit_runtime_dir(c: Config) -> None:
+    """A fragment that assigns `c.SystemdSpawner.unit_extra_properties` (as upstream's docs show) keeps the
+    server units' RuntimeDirectory: without it the spawner writes to /run/jupyter-USER-singleuser, which the
+    sandboxed hub cannot, and every spawn would fail. A fragment's own RuntimeDirectory wins."""
+    properties = c.SystemdSpawner.get("unit_extra_properties")
+    if isinstance(properties, dict) and "RuntimeDirectory" not in properties:
+        c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), **properties}
 
 
 def default_local_access(c: Config) -> None:

@@ -7,7 +7,8 @@ database instead of backing up a half-migrated one (records/upgrade.json says wh
 env link switch, the hub stop and JupyterHub migrate the database (`migrate`). If that or anything after
 it fails (writing files, starting, the health wait), `roll_back` puts the backup's database and records
 back, returns the link to the old env and has the old release's own installer converge the units and
-start the old hub. User servers keep running throughout (each is its own systemd unit).
+start the old hub. User servers keep running throughout (each is its own systemd unit); those of a release
+from before server units were the hub's children, and the migration's stop ends them (README says so).
 
 Before this, bootstrap.py switched the link before the installer ran: a fragment the new release refused
 left the link on the new env with the old schema, and the next hub restart died.

@@ -49,9 +49,12 @@ SystemCallFilter=~@clock @module @raw-io @reboot @swap @mount @cpu-emulation @de
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"""
 
 ROOT_HUB_PRIVILEGES = """\
-# A root hub: PAM reads /etc/shadow, and batch spawners submit as the user with `sudo -u USER` (sudo needs
-# no setuid bit when root runs it); only the capabilities for that are kept, and nothing it runs gains more.
-CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE
+# A root hub: PAM reads /etc/shadow (mode 0000 on RHEL-family systems: CAP_DAC_READ_SEARCH), and batch
+# spawners submit as the user with `sudo -u USER` (no setuid bit needed when root runs it); only those
+# capabilities are kept, and nothing it runs gains more. What this does not bound: as root, the hub may ask
+# systemd for any unit (that is how it starts servers), so against code running in the hub itself this is
+# a limit for mistakes and for exploits that cannot reach systemd, not a wall.
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE CAP_DAC_READ_SEARCH
 """ + NO_NEW_PRIVILEGES_SANDBOX
 
 HUB_USER_PRIVILEGES = """\
@@ -68,8 +71,8 @@ HUB_USER_SUDO_PRIVILEGES = """\
 # these are left out here: NoNewPrivileges, PrivateDevices, ProtectKernelTunables/Modules/Logs,
 # ProtectClock, ProtectHostname, RestrictNamespaces, RestrictRealtime, RestrictSUIDSGID, LockPersonality,
 # MemoryDenyWriteExecute, SystemCallArchitectures, SystemCallFilter, RestrictAddressFamilies.
-# What sudo may gain is bounded to switching to the user.
-CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE
+# What sudo may gain is bounded to switching to the user (and reading shadow for its PAM account check).
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE CAP_DAC_READ_SEARCH
 RemoveIPC=yes"""
 
 

@@ -320,3 +320,19 @@ def test_release_pins_agree_everywhere(bootstrap):
         assert re.search(rf"^\s*- {name}[=]=?{re.escape(version)}\s*$", env, re.M), f"{name} in environment.yml"
         assert re.search(rf"^{name}=={re.escape(version)} ", lock, re.M), f"{name} in requirements.lock"
     assert re.fullmatch(r"20\d\d\.\d{1,2}\.\d+", bootstrap.VERSION)  # date-based
+
+
+def test_systemd_too_old_for_server_units_is_refused_with_what_to_use(bootstrap, monkeypatch):
+    import subprocess
+
+    assert bootstrap.systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT") == 252
+    assert bootstrap.systemd_version("something else") is None
+    monkeypatch.setattr(bootstrap.os.path, "isdir", lambda path: True)
+
+    def systemctl(version):
+        return lambda argv, **kw: subprocess.CompletedProcess(argv, 0, stdout=f"systemd {version} (x)\n")
+
+    bootstrap.check_systemd(systemctl(243))
+    with pytest.raises(bootstrap.BarehubError) as refused:
+        bootstrap.check_systemd(systemctl(239))  # RHEL 8
+    assert "systemd 239 is too old" in refused.value.message and "243" in refused.value.message

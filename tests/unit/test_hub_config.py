@@ -127,3 +127,20 @@ def test_spawn_durations_are_counted_up_to_slurm_queue_waits():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}).stdout.split()
     assert out == ["True", "172800.0"]  # JupyterHub's own buckets, then hours up to two days
+
+
+def test_local_servers_are_units_in_one_slice_with_their_environment_file_out_of_users_reach(prefix):
+    c = load_config(prefix)
+    assert c.JupyterHub.spawner_class == "systemdspawner.SystemdSpawner"
+    assert c.SystemdSpawner.slice == "jupyterhub-users.slice"
+    assert c.SystemdSpawner.unit_name_template == "jupyter-{USERNAME}-singleuser"
+    # by numeric id: systemd splits the value at whitespace, and a user name may have a space
+    assert c.SystemdSpawner.unit_extra_properties == {"RuntimeDirectory": "jupyterhub/users/{USERID}"}
+
+
+def test_a_fragment_that_assigns_unit_properties_keeps_the_runtime_directory(prefix):
+    write(prefix, "30-units.py", "c.SystemdSpawner.unit_extra_properties = {'TasksMax': '500'}\n")
+    assert load_config(prefix).SystemdSpawner.unit_extra_properties == {
+        "RuntimeDirectory": "jupyterhub/users/{USERID}", "TasksMax": "500"}
+    write(prefix, "30-units.py", "c.SystemdSpawner.unit_extra_properties = {'RuntimeDirectory': 'site/{USERID}'}\n")
+    assert load_config(prefix).SystemdSpawner.unit_extra_properties == {"RuntimeDirectory": "site/{USERID}"}

@@ -37,9 +37,10 @@ def test_hub_unit():
 
 def test_hub_unit_is_sandboxed_with_privileges_by_hub_user():
     cases = (  # hub settings, then what differs between the three
-        (Settings(hub_user="root"), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE", True),
+        (Settings(hub_user="root"), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE CAP_DAC_READ_SEARCH", True),
         (Settings(hub_user="jhub"), "", True),  # no capability at all
-        (Settings(hub_user="jhub", hub_sudo=True), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE", False),  # runs sudo
+        (Settings(hub_user="jhub", hub_sudo=True), "CAP_SETUID CAP_SETGID CAP_AUDIT_WRITE CAP_DAC_READ_SEARCH",
+         False),  # runs sudo
     )
     for settings, capabilities, filtered in cases:
         d = directives(unit_text("jupyterhub.service", settings))

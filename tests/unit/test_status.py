@@ -36,3 +36,10 @@ def test_status_lists_each_server_unit_with_its_user_and_memory():
               "running_servers": ["root"], "server_units": units}
     assert "jupyter-root-singleuser.service          user root, active, memory 150.0 MiB (limit: no limit)" \
         in format_status(status)
+
+
+def test_memory_figures_read_as_people_read_them():
+    from barehub.commands.status import human_bytes
+
+    assert [human_bytes(v) for v in ("infinity", str(2**64 - 1), "512", str(3 * 2**30), "[not set]", None)] == \
+        ["no limit", "no limit", "512 B", "3.0 GiB", "[not set]", "unknown"]

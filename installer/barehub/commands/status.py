@@ -104,8 +104,10 @@ def user_name(user: str) -> str:
 
 def human_bytes(value: str | None) -> str:
     """systemd's byte counts as people read them ("infinity" and unknown stay words)."""
-    if not value or not value.isdigit() or int(value) >= 2**63 - 1:
-        return {"infinity": "no limit"}.get(value or "", value or "unknown")
+    if value == "infinity" or (value and value.isdigit() and int(value) >= 2**63 - 1):
+        return "no limit"  # systemd shows an unset limit as infinity, or as the largest 64-bit number
+    if not value or not value.isdigit():
+        return value or "unknown"
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

@@ -28,8 +28,10 @@ def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = 
     if os.geteuid() != 0:
         raise BarehubError("barehub uninstall must run as root", "run it with sudo")
     systemctl.disable_now(units.ALL_UNITS)
-    # user servers are their own units and outlive the hub by design; an uninstall ends them too
+    # user servers are their own units and outlive the hub by design; an uninstall ends them too, and
+    # forgets the failed ones (a server whose kernel or process was killed)
     systemctl.run("stop", units.USERS_SLICE, check=False)
+    systemctl.run("reset-failed", units.USER_UNITS_GLOB, check=False)
     for name in units.ALL_UNITS:
         (unit_dir / name).unlink(missing_ok=True)
     systemctl.daemon_reload()
