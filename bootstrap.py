@@ -118,9 +118,6 @@ def check_root() -> None:
         raise BarehubError("bootstrap.py must run as root", "run it again with sudo: sudo python3 bootstrap.py ...")
 
 
-MIN_SYSTEMD = 243  # jupyterhub-systemdspawner's SYSTEMD_REQUIRED_VERSION
-
-
 def check_systemd(run: Callable = subprocess.run) -> None:
     if not os.path.isdir("/run/systemd/system"):
         raise BarehubError(
@@ -131,24 +128,7 @@ def check_systemd(run: Callable = subprocess.run) -> None:
         out = run(["systemctl", "--version"], check=True, capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise BarehubError(f"systemctl does not answer: {e}", "check that systemd is installed and running")
-    version = systemd_version(out)
-    if version is not None and version < MIN_SYSTEMD:
-        raise BarehubError(
-            f"systemd {version} is too old: barehub needs systemd {MIN_SYSTEMD} or newer",
-            f"user servers are systemd units (jupyterhub-systemdspawner needs {MIN_SYSTEMD}+, and stops the "
-            "hub on older ones); use a newer distribution (RHEL 9, Debian 11, Ubuntu 22.04 or later)",
-        )
-
-
-def systemd_version(version_output: str) -> Optional[int]:
-    """The major version from `systemctl --version` ("systemd 252 (252.39-1~deb12u2)"), if it says one."""
-    words = version_output.split()
-    if len(words) >= 2 and words[0] == "systemd":
-        try:
-            return int(words[1].split(".")[0])
-        except ValueError:
-            return None
-    return None
+    shared.check_systemd_version(out)
 
 
 def check_arch(machine: Optional[str] = None) -> str:

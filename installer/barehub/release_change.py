@@ -51,6 +51,7 @@ def keep_running_env(paths: Paths, previous: releases.Release) -> None:
 
 def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) -> None:
     """Everything that can refuse the upgrade, checked while nothing has changed yet."""
+    shared.check_systemd_version(systemctl.run("--version").stdout)  # the old release's bootstrap did not ask
     try:
         check_fragments(paths, systemctl)
     except BarehubError as e:

@@ -325,8 +325,8 @@ def test_release_pins_agree_everywhere(bootstrap):
 def test_systemd_too_old_for_server_units_is_refused_with_what_to_use(bootstrap, monkeypatch):
     import subprocess
 
-    assert bootstrap.systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT") == 252
-    assert bootstrap.systemd_version("something else") is None
+    assert bootstrap.shared.systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT") == 252
+    assert bootstrap.shared.systemd_version("something else") is None
     monkeypatch.setattr(bootstrap.os.path, "isdir", lambda path: True)
 
     def systemctl(version):

@@ -1,6 +1,7 @@
 """An upgrade as a transaction: one backup per upgrade, refused before anything changes, rolled back
 with the backup's database. (The whole path, with real releases, is in tests/integration/test_upgrade.py.)"""
 import sqlite3
+import subprocess
 from collections import namedtuple
 
 import pytest
@@ -117,3 +118,17 @@ def test_rollback_without_any_backup_says_when_backups_are_taken(prefix):
     with pytest.raises(BarehubError, match="no backups in") as e:
         choose_backup(prefix, None)
     assert "backups are taken when an upgrade changes the release" in e.value.hint
+
+
+def test_an_upgrade_on_a_systemd_too_old_for_server_units_changes_nothing(install):
+    """An old release's bootstrap.py (which `barehub upgrade` runs) did not check the version: the new
+    release's preflight does, before anything changes."""
+    class OldSystemd(FakeSystemctl):
+        def run(self, *args, check=True):
+            self.calls.append(args)
+            return subprocess.CompletedProcess(args, 0, stdout="systemd 239 (239-78.el8)\n")
+
+    with pytest.raises(BarehubError, match="systemd 239 is too old"):
+        release_change.preflight(install, OLD, OldSystemd())
+    assert releases.read_release(install, install.release_file) == OLD
+    assert not install.upgrade_file.exists() and not install.backups.exists()
