@@ -18,6 +18,10 @@ from barehub.settings import Settings
 IDLE_CULLER = "idle-culler"
 BAREHUB_SERVICE = "barehub"
 IDLE_TIMEOUT = 3600
+# How long a server unit may take to stop before systemd kills it. systemd's default, 90 s, was seen once
+# in a full test run: a server that did not exit after SIGTERM held its user's Stop (and Start) for 90 s
+# and ended "failed (timeout)". A server shuts its kernels down in a few seconds when it works at all.
+SERVER_STOP_TIMEOUT = "20s"
 
 
 def idle_culler_service(timeout: int = IDLE_TIMEOUT, *extra_args: str) -> dict:
@@ -84,7 +88,7 @@ def apply_user_units(c: Config) -> None:
     c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
     c.SystemdSpawner.slice = USERS_SLICE
     c.SystemdSpawner.unit_name_template = USER_UNIT_NAME
-    c.SystemdSpawner.unit_extra_properties = user_unit_properties()
+    c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), "TimeoutStopSec": SERVER_STOP_TIMEOUT}
 
 
 def user_unit_properties() -> dict[str, str]:

@@ -122,6 +122,7 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
     log.error("rolling back to release %s with the database of %s", old.version, upgrade.backup.name)
     try:
         systemctl.stop(units.HUB_UNIT)
+        stop_servers_unknown_to(paths, old, systemctl)
         releases.restore(paths, upgrade.backup)
         shared.switch_current_env(paths, paths.prefix / old.env)
         converge_with_installer_of(paths, old, lock)
@@ -133,6 +134,17 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
     return BarehubError(f"the upgrade to {__version__} failed: {cause}\n"
                         f"rolled back: release {old.version} serves again, with its database",
                         "fix the cause, then run the upgrade again")
+
+
+def stop_servers_unknown_to(paths: Paths, release: releases.Release, systemctl: Systemctl) -> bool:
+    """Before going back to a release whose servers were the hub's children (no jupyterhub-systemdspawner
+    in its env): stop the server units, which its hub cannot see and would leave running unreachable."""
+    if any((paths.prefix / release.env).glob("lib/python3*/site-packages/systemdspawner")):
+        return False
+    log.warning("release %s cannot see user servers as units: stopping them (users start them again)",
+                release.version)
+    systemctl.run("stop", units.USERS_SLICE, check=False)
+    return True
 
 
 def converge_with_installer_of(paths: Paths, release: releases.Release, lock: InstallLock) -> None:

@@ -93,8 +93,9 @@ def test_local_user_logs_in_with_pam_and_runs_code_in_own_server_unit(container,
     assert alice.execute("import getpass, os; print(getpass.getuser(), os.getcwd())").split() == \
         [USER, f"/home/{USER}"]
     unit = unit_properties(container, SERVER_UNIT, "ActiveState", "Slice", "MainPID", "NoNewPrivileges",
-                           "RuntimeDirectory")
+                           "RuntimeDirectory", "TimeoutStopUSec")
     assert unit["ActiveState"] == "active" and unit["Slice"] == "jupyterhub-users.slice"
+    assert unit["TimeoutStopUSec"] == "20s"  # a server that hangs on stop is killed after 20 s, not 90
     assert unit["NoNewPrivileges"] == "yes"  # no sudo from a notebook
     assert container.run(f"ps -o user= -p {unit['MainPID']}").stdout.strip() == USER
     # its own cgroup, not the hub's: the hub's restarts and its sandbox do not reach it

@@ -7,6 +7,7 @@ test_upgrade.py: it starts from a fresh install.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON, place_release,
-                                       this_release, wait_until)
+                                       status_code, this_release, wait_until)
 from tests.integration.hubclient import HubUser
 
 LAST_CHILD_SERVERS = "0236d84"  # the last commit before jupyterhub-systemdspawner
@@ -42,7 +43,7 @@ def has_server(token: str) -> bool:
     return bool(r.json()["server"])
 
 
-def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_and_start_again_as_units(
+def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_again_as_units_and_back(
         container, child_servers_release):
     old = child_servers_release
     if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
@@ -72,4 +73,14 @@ def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_and_sta
     user.spawn()
     assert container.run(f"systemctl is-active jupyter-{USER}-singleuser").stdout.strip() == "active"
     assert user.execute("import getpass; print(getpass.getuser())").strip() == USER
+
+    # and back: that release's hub cannot see server units, so the rollback stops them first
+    r = container.run(f"barehub rollback --prefix {PREFIX}", timeout=600)
+    assert f"release {OLD} cannot see user servers as units: stopping them" in r.stderr + r.stdout
+    assert container.run(f"systemctl is-active jupyter-{USER}-singleuser", check=False).returncode != 0
+    assert singleuser_processes(container) == []
+    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)["release"] == OLD
+    user.spawn()  # a child of the old hub again
+    assert singleuser_processes(container) == [USER]
     container.run(f"barehub uninstall --prefix {PREFIX} --purge")

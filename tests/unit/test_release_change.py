@@ -63,6 +63,9 @@ class FakeSystemctl:
     def stop(self, unit):
         self.calls.append(("stop", unit))
 
+    def run(self, *args, check=True):
+        self.calls.append(args)
+
 
 def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install, monkeypatch):
     upgrade = release_change.begin(install, OLD)
@@ -80,7 +83,8 @@ def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install
                                      error=BarehubError("the database migration failed"))
     assert "rolled back: release 2026.10.0 serves again, with its database" in error.message
     assert "the database migration failed" in error.message
-    assert systemctl.calls == [("stop", "jupyterhub.service")]
+    # release 2026.10.0's env here has no jupyterhub-systemdspawner: its hub could not see server units
+    assert systemctl.calls == [("stop", "jupyterhub.service"), ("stop", "jupyterhub-users.slice")]
     assert users(install.db_file) == ["alice"]
     assert releases.read_release(install, install.release_file) == OLD
     assert install.env.resolve() == (install.envs / "2026.10.0").resolve()
@@ -132,3 +136,13 @@ def test_an_upgrade_on_a_systemd_too_old_for_server_units_changes_nothing(instal
         release_change.preflight(install, OLD, OldSystemd())
     assert releases.read_release(install, install.release_file) == OLD
     assert not install.upgrade_file.exists() and not install.backups.exists()
+
+
+def test_going_back_to_a_release_with_server_units_leaves_them_running(install):
+    systemctl = FakeSystemctl()
+    assert release_change.stop_servers_unknown_to(install, OLD, systemctl) is True
+    assert systemctl.calls == [("stop", "jupyterhub-users.slice")]
+    (install.envs / "2026.10.0" / "lib" / "python3.11" / "site-packages" / "systemdspawner").mkdir(parents=True)
+    systemctl.calls.clear()
+    assert release_change.stop_servers_unknown_to(install, OLD, systemctl) is False
+    assert systemctl.calls == []

@@ -49,6 +49,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
                            f"reinstall it: python3 bootstrap.py --version {target.version}")
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
+    release_change.stop_servers_unknown_to(paths, target, systemctl)
     releases.restore(paths, chosen)
     shared.switch_current_env(paths, env)
     release_change.finish(paths)  # an upgrade that was under way is over
