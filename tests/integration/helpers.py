@@ -34,6 +34,12 @@ def hub_run(container, prefix: str = PREFIX) -> dict:
     return json.loads(container.run(f"cat {prefix}/state/hub-run.json").stdout)
 
 
+def unit_properties(container, unit: str, *names: str) -> dict[str, str]:
+    """systemd's properties of a unit in the container (`systemctl show -p ...`)."""
+    out = container.run(f"systemctl show {unit} " + " ".join(f"-p {n}" for n in names)).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
 def place_release(container, work: Path, ref: str, edits: dict[str, tuple[str, str]], name: str) -> Path:
     """A past release made the way it was made: this repository's tree at `ref` with `edits`
     ({file: (old, new)}), its own hash lock and wheelhouse (both cached by its pyproject), placed

@@ -15,7 +15,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
 from tests.integration.browser import Browser
-from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX
+from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX, unit_properties
 
 USER, PASSWORD = "bob", "bob-Secret-2"
 LAB = ".jp-LabShell"
@@ -57,7 +57,7 @@ def choose_profile(b: Browser, label: str) -> None:
 
 
 def memory_max(container) -> int:
-    return int(container.run(f"systemctl show -p MemoryMax --value jupyter-{USER}-singleuser").stdout)
+    return int(unit_properties(container, f"jupyter-{USER}-singleuser", "MemoryMax")["MemoryMax"])
 
 
 @pytest.fixture

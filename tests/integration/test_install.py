@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER, hub_run,
-                                       RequestLoop, bootstrap_cmd, status_code, wait_until)
+                                       RequestLoop, bootstrap_cmd, status_code, unit_properties, wait_until)
 from tests.integration.hubclient import HubUser
 
 def token_header(token: str) -> dict:
@@ -82,11 +82,6 @@ def test_secrets_never_appear_in_output_or_journal(container, installed):
 
 
 SERVER_UNIT = f"jupyter-{USER}-singleuser.service"
-
-
-def unit_properties(container, unit: str, *names: str) -> dict[str, str]:
-    out = container.run(f"systemctl show {unit} " + " ".join(f"-p {n}" for n in names)).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
 
 
 def test_local_user_logs_in_with_pam_and_runs_code_in_own_server_unit(container, alice):
