@@ -1,16 +1,25 @@
-"""What certificate the proxy serves, as a client sees it (for `barehub status`)."""
+"""What certificate the proxy serves, as a client sees it (for `barehub status`), and traefik's default
+certificate when the site gives none."""
 from __future__ import annotations
 
 import socket
 import ssl
 import stat
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from barehub.fsutil import FileSpec, atomic_write, read_private
 
 from barehub.paths import Paths
 from barehub.settings import Settings
+
+DEFAULT_CERT_NAME = "barehub default certificate (self-signed)"
+DEFAULT_CERT_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -53,3 +62,30 @@ def describe(paths: Paths, settings: Settings) -> dict:
     if problem:
         info["error"] = problem
     return info
+
+
+def default_certificate(paths: Paths) -> tuple[str, str]:
+    """(certificate, key) PEM of traefik's default certificate when the site has none: made once (ECDSA
+    P-256: cheap for traefik to load at every reload), kept 0600 root in paths.traefik_default_tls."""
+    try:
+        text = read_private(paths.traefik_default_tls)
+    except FileNotFoundError:
+        text = new_self_signed(DEFAULT_CERT_NAME, DEFAULT_CERT_DAYS)
+        atomic_write(paths.traefik_default_tls, FileSpec(text, 0o600))
+    cert_start = text.index("-----BEGIN CERTIFICATE-----")
+    return text[cert_start:], text[:cert_start]
+
+
+def new_self_signed(common_name: str, days: int) -> str:
+    """A new key and a certificate for it, signed by itself: key PEM then certificate PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem + cert.public_bytes(serialization.Encoding.PEM).decode()

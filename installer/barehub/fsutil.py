@@ -96,8 +96,8 @@ def chown_contents(directory: Path, uid: int, gid: int, keep: tuple[str, ...] = 
     warning (chowning it would chown whatever it is linked to, /etc/shadow say).
     """
     for child in sorted(directory.iterdir()):
-        if child.name in keep:
-            continue
+        if child.name in keep or (child.is_dir() and not child.is_symlink()):
+            continue  # a directory has its own entry in the layout
         try:
             fd = open_no_follow(child)
         except BarehubError as e:
@@ -134,8 +134,19 @@ def atomic_write(path: Path, spec: FileSpec) -> bool:
 
 
 def ensure_dir(path: Path, mode: int, owner: str = "root", group: str = "root") -> None:
-    """Create `path` (and parents) and set its exact mode and owner."""
+    """Create `path` (and parents) and set its exact mode and owner, on the open directory: its parent may be
+    another user's (proxy/dynamic/ is the hub user's), and a link planted in its place is refused, never
+    followed (chown through it would give away whatever it points to)."""
     path.mkdir(parents=True, exist_ok=True)
-    uid, gid = uid_gid(owner, group)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise BarehubError(f"{path} is a link or not a directory: root does not follow links in a directory "
+                               "another user can write", "remove it (and find out who put it there), then run again")
+        raise
+    try:
+        os.fchown(fd, *uid_gid(owner, group))
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

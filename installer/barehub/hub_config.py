@@ -64,6 +64,9 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.TraefikProxy.traefik_entrypoint = "web"  # plain or TLS: see proxy_config
     c.TraefikProxy.traefik_api_entrypoint = "traefik"
     c.TraefikFileProviderProxy.dynamic_config_file = str(paths.traefik_rules)
+    c.BarehubTraefikProxy.routes_file = str(paths.proxy_routes)
+    c.BarehubTraefikProxy.staging_dir = str(paths.traefik_staging_dir)
+    c.BarehubTraefikProxy.legacy_rules_file = str(paths.traefik_legacy_rules)
 
     apply_user_units(c)
     # user servers run JupyterLab from the hub env; absolute, as sudo-based spawners reset PATH

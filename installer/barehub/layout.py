@@ -37,6 +37,9 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         # tls.toml (the site's key, inline) stays root:proxy 0640, never the hub user's
         paths.traefik_dynamic_dir: DirSpec(0o2750, hub, proxy, owns_contents=True,
                                            root_files=(paths.traefik_tls.name, paths.traefik_middlewares.name)),
+        # the hub's rules file before its rename into rules.yaml (setgid: the proxy's group, which traefik
+        # needs to read the directory, as it reads subdirectories of dynamic/ too)
+        paths.traefik_staging_dir: DirSpec(0o2750, hub, proxy, owns_contents=True),
         # traefik refuses an acme.json that is not 0600 (and then silently serves its default cert)
         paths.acme_dir: DirSpec(0o700, proxy, proxy, owns_contents=True),
     }

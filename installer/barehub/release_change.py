@@ -15,9 +15,11 @@ left the link on the new env with the old schema, and the next hub restart died.
 """
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from barehub import __version__, releases, shared, units
 from barehub.commands.check import check_fragments
-from barehub.fsutil import FileSpec, atomic_write
+from barehub.fsutil import FileSpec, atomic_write, read_private
 from barehub.paths import Paths, base_config_file
 from barehub.settings import Settings
 from barehub.shared import BarehubError, InstallLock
@@ -123,6 +125,7 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
     try:
         systemctl.stop(units.HUB_UNIT)
         stop_servers_unknown_to(paths, old, systemctl)
+        give_routes_back_to(paths, old)
         releases.restore(paths, upgrade.backup)
         shared.switch_current_env(paths, paths.prefix / old.env)
         converge_with_installer_of(paths, old, lock)
@@ -144,6 +147,28 @@ def stop_servers_unknown_to(paths: Paths, release: releases.Release, systemctl: 
     log.warning("release %s cannot see user servers as units: stopping them (users start them again)",
                 release.version)
     systemctl.run("stop", units.USERS_SLICE, check=False)
+    return True
+
+
+def give_routes_back_to(paths: Paths, release: releases.Release) -> bool:
+    """Before going back to a release that kept its routes and their bookkeeping in one rules.toml (no
+    barehub/route_table.py in its env): write them there, so that its hub finds every route and traefik
+    serves the same ones throughout (both files hold the same routers for a moment: traefik keeps one)."""
+    if any((paths.prefix / release.env).glob("lib/python3*/site-packages/barehub/route_table.py")) \
+            or not paths.proxy_routes.exists():
+        return False
+    import toml
+
+    rules = json.loads(read_private(paths.traefik_rules)) if paths.traefik_rules.exists() else {}
+    records = json.loads(read_private(paths.proxy_routes)).get("routes", {})
+    owner = paths.traefik_dynamic_dir.stat()
+    atomic_write(paths.traefik_legacy_rules, FileSpec(toml.dumps({**rules, "jupyterhub": {"routes": records}}),
+                                                      0o640, pwd.getpwuid(owner.st_uid).pw_name,
+                                                      grp.getgrgid(owner.st_gid).gr_name))
+    paths.traefik_rules.unlink(missing_ok=True)
+    paths.proxy_routes.unlink(missing_ok=True)
+    log.info("release %s keeps its routes in %s: %d routes written there", release.version,
+             paths.traefik_legacy_rules.name, len(records))
     return True
 
 

@@ -182,7 +182,31 @@ class Paths:
 
     @property
     def traefik_rules(self) -> Path:
+        """The hub's routes for traefik: JSON, which traefik reads as YAML (barehub.traefik_proxy says why)."""
+        return self.traefik_dynamic_dir / "rules.yaml"
+
+    @property
+    def traefik_legacy_rules(self) -> Path:
+        """Routes and the hub's bookkeeping in one TOML file, as releases before barehub.route_table kept them."""
         return self.traefik_dynamic_dir / "rules.toml"
+
+    @property
+    def traefik_staging_dir(self) -> Path:
+        """Where the hub writes the next rules file before renaming it into dynamic/: inside it, as a rename
+        needs one mount (the hub's sandbox mounts dynamic/ on its own), but not watched (traefik watches
+        dynamic/ itself only, and reads only *.toml/*.yaml/*.yml): traefik sees each version once, finished."""
+        return self.traefik_dynamic_dir / ".staging"
+
+    @property
+    def proxy_routes(self) -> Path:
+        """The hub's bookkeeping of its routes (targets and JupyterHub's data), which traefik never reads."""
+        return self.state / "proxy_routes.json"
+
+    @property
+    def traefik_default_tls(self) -> Path:
+        """A self-signed ECDSA key and certificate, made once, for traefik's default TLS store when the
+        site gives none (root's, 0600; inlined into tls.toml)."""
+        return self.proxy / "default_tls.pem"
 
     @property
     def traefik_middlewares(self) -> Path:
@@ -191,7 +215,7 @@ class Paths:
 
     @property
     def traefik_tls(self) -> Path:
-        """TLS options and the site's own certificate, when HTTPS is on."""
+        """TLS options and the default certificate (the site's own, or traefik_default_tls)."""
         return self.traefik_dynamic_dir / "tls.toml"
 
     @property

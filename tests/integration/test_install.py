@@ -70,8 +70,15 @@ def test_state_is_private_and_nothing_under_the_prefix_is_writable_by_others(con
         assert any(line.endswith(f"/{name}") for line in modes[1:]), name
     world_writable = container.run(f"find {PREFIX} -perm -o+w ! -type l").stdout
     assert world_writable == ""
-    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/rules.toml").stdout.split() == \
+    # the routes: traefik's part readable by its group, the hub's bookkeeping private, nothing else staged
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/rules.yaml").stdout.split() == \
         ["640", "root", "barehub-proxy"]
+    assert container.run(f"stat -c '%a %U' {PREFIX}/state/proxy_routes.json").stdout.split() == ["600", "root"]
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/.staging").stdout.split() == \
+        ["2750", "root", "barehub-proxy"]
+    assert container.run(f"ls -A {PREFIX}/proxy/dynamic/.staging").stdout == ""
+    assert container.run(f"ls -A {PREFIX}/proxy/dynamic").stdout.split() == \
+        [".staging", "barehub.toml", "rules.yaml", "tls.toml"]
 
 
 def test_secrets_never_appear_in_output_or_journal(container, installed):

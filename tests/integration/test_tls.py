@@ -103,6 +103,15 @@ def test_hub_is_served_over_https_with_a_certificate_from_the_acme_ca(acme_insta
     assert served(DOMAIN)["version"] in ("TLSv1.2", "TLSv1.3")
 
 
+def test_the_self_signed_default_certificate_is_served_only_where_no_real_one_applies(container, acme_install):
+    """traefik has barehub's default certificate (it would make an RSA key at every route change without
+    one); a client asking for the ACME name gets pebble's certificate, one asking for nothing gets it."""
+    assert subject_cn(served(None)["der"]) == "CN=barehub default certificate (self-signed)"
+    assert subject_cn(served("other.barehub.test")["der"]) == "CN=barehub default certificate (self-signed)"
+    assert subject_cn(served(DOMAIN, cafile=acme_install)["der"]) != "CN=barehub default certificate (self-signed)"
+    assert container.run(f"stat -c '%a %U' {PREFIX}/proxy/default_tls.pem").stdout.split() == ["600", "root"]
+
+
 def test_http_redirects_to_https(acme_install):
     r = requests.get(f"http://127.0.0.1:{HTTP_PORT}/hub/login", allow_redirects=False, timeout=10)
     assert r.status_code in (301, 308)

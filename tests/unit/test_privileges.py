@@ -106,3 +106,24 @@ def test_a_legacy_record_that_is_a_link_is_not_adopted(prefix, victim):
     prefix.legacy_record(prefix.settings_file).symlink_to(victim)
     assert adopt_legacy_records(prefix) == []
     assert not prefix.settings_file.exists()
+
+
+def test_a_link_planted_as_the_routes_staging_directory_is_refused_not_chowned(tmp_path, victim):
+    """proxy/dynamic/ is the hub user's: it could put a link where the installer makes .staging/."""
+    from barehub.paths import Paths
+
+    paths = Paths.from_prefix(tmp_path / "hub")
+    settings = Settings(hub_user="nobody", proxy_user="daemon")  # a group of that name must exist
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o755)
+    paths.traefik_dynamic_dir.mkdir(parents=True)
+    paths.traefik_staging_dir.symlink_to(elsewhere)
+    with pytest.raises(BarehubError, match=r"\.staging is a link"):
+        layout.make_directories(paths, settings)
+    st = elsewhere.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
+    paths.traefik_staging_dir.unlink()
+    layout.make_directories(paths, settings)
+    st = paths.traefik_staging_dir.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_uid, 0o2750)

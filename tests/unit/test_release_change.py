@@ -7,7 +7,7 @@ from collections import namedtuple
 import pytest
 
 from barehub import __version__, release_change, releases
-from barehub.shared import BarehubError, read_json_dict
+from barehub.shared import BarehubError, Paths, read_json_dict
 from tests.unit.test_releases import names as users
 
 OLD = releases.Release("2026.10.0", "envs/2026.10.0")
@@ -146,3 +146,27 @@ def test_going_back_to_a_release_with_server_units_leaves_them_running(install):
     systemctl.calls.clear()
     assert release_change.stop_servers_unknown_to(install, OLD, systemctl) is False
     assert systemctl.calls == []
+
+
+def test_routes_go_back_to_rules_toml_only_for_a_release_without_the_route_table(tmp_path):
+    import json
+    import tomllib
+
+    paths = Paths.from_prefix(tmp_path)
+    paths.traefik_dynamic_dir.mkdir(parents=True)
+    paths.state.mkdir()
+    paths.traefik_rules.write_text('{"http":{"routers":{"r":{"rule":"PathPrefix(`/user/a/`)","service":"s"}}}}')
+    paths.proxy_routes.write_text(json.dumps({"routes": {"r": {"routespec": "/user/a/", "target": "http://x:1",
+                                                                "data": {"user": "a"}}}}))
+    new_env = tmp_path / "envs" / "new" / "lib" / "python3.11" / "site-packages" / "barehub"
+    new_env.mkdir(parents=True)
+    (new_env / "route_table.py").write_text("")
+    assert not release_change.give_routes_back_to(paths, releases.Release("2026.12.0", "envs/new"))
+    assert paths.traefik_rules.exists() and not paths.traefik_legacy_rules.exists()
+
+    assert release_change.give_routes_back_to(paths, releases.Release("2026.10.0", "envs/old"))
+    legacy = tomllib.loads(paths.traefik_legacy_rules.read_text())
+    assert legacy["http"]["routers"]["r"]["rule"] == "PathPrefix(`/user/a/`)"
+    assert legacy["jupyterhub"]["routes"]["r"]["target"] == "http://x:1"
+    assert not paths.traefik_rules.exists() and not paths.proxy_routes.exists()
+    assert paths.traefik_legacy_rules.stat().st_mode & 0o777 == 0o640

@@ -102,7 +102,7 @@ def test_units_change_when_the_base_config_changes(monkeypatch):
 
 
 def static(settings) -> dict:
-    spec = render_proxy_config(PATHS, settings)[PATHS.traefik_static]
+    spec = render_proxy_config(PATHS, settings, "C", "K")[PATHS.traefik_static]
     assert (spec.mode, spec.owner, spec.group) == (0o640, "root", "barehub-proxy")
     return tomllib.loads(spec.text)
 
@@ -118,7 +118,9 @@ def test_traefik_static_config_plain_http():
     assert config["providers"]["file"] == {"directory": "/srv/hub/proxy/dynamic", "watch": True}
     assert config["global"]["sendAnonymousUsage"] is False
     assert "certificatesResolvers" not in config
-    assert PATHS.traefik_tls not in render_proxy_config(PATHS, SETTINGS)
+    tls = tomllib.loads(render_proxy_config(PATHS, SETTINGS, "CERT-PEM", "KEY-PEM")[PATHS.traefik_tls].text)["tls"]
+    # always a default certificate, HTTPS or not: else traefik makes an RSA key at every reload of the routes
+    assert tls["stores"]["default"]["defaultCertificate"] == {"certFile": "CERT-PEM", "keyFile": "KEY-PEM"}
 
 
 def test_traefik_metrics_on_their_own_loopback_entrypoint_without_user_route_labels():
@@ -151,7 +153,7 @@ def test_letsencrypt_https_keeps_the_routes_entrypoint_and_redirects_http():
 def test_hub_route_retries_while_the_hub_restarts():
     from barehub.traefik_proxy import BarehubTraefikProxy
 
-    retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS)[PATHS.traefik_middlewares].text)
+    retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS, "C", "K")[PATHS.traefik_middlewares].text)
     assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 150, "initialInterval": "100ms"}
     assert retry["http"]["serversTransports"]["hub-transport"] == {"maxIdleConnsPerHost": -1}
     proxy = BarehubTraefikProxy.__new__(BarehubTraefikProxy)  # no traefik to talk to: only the route text

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import (__version__, hub_run, known_good, layout, proxy_config, release_change, releases,
-                     secret_files, shared, units)
+from barehub import (__version__, certificates, hub_run, known_good, layout, proxy_config, release_change,
+                     releases, secret_files, shared, units)
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
@@ -52,8 +52,7 @@ class Report:
     health_seconds: float = 0.0
 
 
-def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str] = ("", ""),
-               traefik: str = "unknown") -> dict[str, dict[Path, FileSpec]]:
+def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str], traefik: str = "unknown") -> dict[str, dict[Path, FileSpec]]:
     """Every file the installer owns, grouped by the unit that must restart when one changes."""
     unit_files = units.render_units(paths, settings, traefik_version=traefik)
     unit_file = {path.name: {path: spec} for path, spec in unit_files.items()}
@@ -152,10 +151,8 @@ def prepare_layout(paths: Paths, settings: Settings, report: Report) -> None:
 def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemctl: Systemctl,
                 report: Report) -> dict[str, str]:
     """Write every rendered file that differs; returns each unit's inputs digest."""
-    if not settings.https and paths.traefik_tls.exists():
-        paths.traefik_tls.unlink()  # traefik notices: its dynamic directory is watched
-        report.changed_files.append(paths.traefik_tls)
     if not settings.tls_cert:
+        tls_pem = certificates.default_certificate(paths)  # traefik always has one: see proxy_config.tls_config
         remove_units(systemctl, units.CERT_UNITS, report)
     examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
     desired = {}

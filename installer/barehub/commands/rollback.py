@@ -50,6 +50,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
     release_change.stop_servers_unknown_to(paths, target, systemctl)
+    release_change.give_routes_back_to(paths, target)
     releases.restore(paths, chosen)
     shared.switch_current_env(paths, env)
     release_change.finish(paths)  # an upgrade that was under way is over

@@ -1,0 +1,83 @@
+"""The upgrade from the last release that kept the hub's routes in one rules.toml (routes and the hub's
+bookkeeping together, written with toml) to this one (rules.yaml for traefik, the bookkeeping in state/),
+and the rollback to it: a running user server answers throughout, and neither hub loses a route.
+
+That release is this repository's tree at LAST_TOML_ROUTES, given an older release number. Runs after
+test_upgrade_from_child_servers.py: it starts from a fresh install.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON, RequestLoop,
+                                       place_release, status_code, this_release, wait_until)
+from tests.integration.hubclient import HubUser
+
+LAST_TOML_ROUTES = "544d823"  # the last commit before barehub.route_table
+OLD = "2026.10.2"
+USER, PASSWORD = "ivan", "ivan-Secret-7"
+BASE = f"http://127.0.0.1:{HTTP_PORT}"
+DYNAMIC = f"{PREFIX}/proxy/dynamic"
+
+
+@pytest.fixture(scope="module")
+def toml_routes_release(container, tmp_path_factory):
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{LAST_TOML_ROUTES}^{{commit}}"]).returncode:
+        pytest.skip(f"this clone does not have commit {LAST_TOML_ROUTES} (a shallow clone)")
+    return place_release(container, tmp_path_factory.mktemp("toml-routes"), LAST_TOML_ROUTES,
+                         {"bootstrap.py": ('VERSION = "2026.11.0"', f'VERSION = "{OLD}"')}, "toml-routes")
+
+
+def journal_since(container, cursor: str) -> str:
+    return container.run(f"journalctl -u {HUB} --no-pager -o cat --after-cursor='{cursor}'", check=False).stdout
+
+
+def cursor(container) -> str:
+    return container.run("journalctl -n 0 --show-cursor --no-pager", check=False).stdout.split("cursor: ")[-1].strip()
+
+
+def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(container, toml_routes_release):
+    old = toml_routes_release
+    if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
+        container.run(f"barehub uninstall --prefix {PREFIX} --purge")
+    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
+    container.run(f"{SYSTEM_PYTHON} {old}/bootstrap.py --env-backend pip --wheelhouse {old}/wheelhouse "
+                  f"--http-port {HTTP_PORT}", timeout=900)
+    user = HubUser(BASE, USER, PASSWORD)
+    assert user.login().status_code == 302
+    user.spawn()
+    token = user.token()
+    assert f"/user/{USER}/" in container.run(f"cat {DYNAMIC}/rules.toml").stdout  # the old release's file
+    server = f"{BASE}/user/{USER}/api/status"
+
+    mark = cursor(container)
+    with RequestLoop(server, {"Authorization": f"token {token}"}) as during_upgrade:
+        start = time.monotonic()
+        r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse",
+                          timeout=900)
+        MEASUREMENTS["upgrade from a release with rules.toml (s)"] = round(time.monotonic() - start, 1)
+    assert f"release {OLD} -> {this_release()}" in r.stdout
+    assert during_upgrade.failed == 0 and during_upgrade.ok > 5, during_upgrade.failures
+    assert container.run(f"ls -A {DYNAMIC}").stdout.split() == [".staging", "barehub.toml", "rules.yaml", "tls.toml"]
+    routes = json.loads(container.run(f"cat {PREFIX}/state/proxy_routes.json").stdout)["routes"]
+    assert [r["routespec"] for r in routes.values() if r["data"].get("user") == USER] == [f"/user/{USER}/"]
+    journal = journal_since(container, mark)
+    assert "Taking" in journal and "routes over from" in journal
+    assert "Adding missing route" not in journal  # the new hub found the old one's routes
+
+    mark = cursor(container)
+    with RequestLoop(server, {"Authorization": f"token {token}"}) as during_rollback:
+        container.run(f"barehub rollback --prefix {PREFIX}", timeout=600)
+    assert during_rollback.failed == 0 and during_rollback.ok > 5, during_rollback.failures
+    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)["release"] == OLD
+    assert "rules.yaml" not in container.run(f"ls -A {DYNAMIC}").stdout
+    assert f"/user/{USER}/" in container.run(f"cat {DYNAMIC}/rules.toml").stdout
+    assert container.run(f"test -e {PREFIX}/state/proxy_routes.json", check=False).returncode != 0
+    assert "Adding missing route" not in journal_since(container, mark)  # the old hub found them too
+    assert user.execute("import getpass; print(getpass.getuser())").strip() == USER
+    container.run(f"barehub uninstall --prefix {PREFIX} --purge")
