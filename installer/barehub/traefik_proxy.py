@@ -67,6 +67,8 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
     _next: Batch | None = None
     _writer: asyncio.Task | None = None
 
+    # barehub's base config sets routes_file and staging_dir (barehub.hub_config); these defaults, next to
+    # the rules, only serve a bare use of the class (each write of the bookkeeping is then a traefik event)
     @default("routes_file")
     def _default_routes_file(self):
         return str(Path(self.dynamic_config_file).parent / "proxy_routes.json")

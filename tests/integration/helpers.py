@@ -69,6 +69,33 @@ def place_release(container, work: Path, ref: str, edits: dict[str, tuple[str, s
     return Path(f"/opt/{name}")
 
 
+def place_past_commit(container, work: Path, ref: str, version: str, name: str) -> Path:
+    """place_release of a past commit of this repository, its release number made `version` (older than this
+    one); skips, saying why, in a clone without that commit (a shallow one)."""
+    import pytest
+
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{ref}^{{commit}}"]).returncode:
+        pytest.skip(f"this clone does not have commit {ref} (a shallow clone)")
+    return place_release(container, work, ref, {"bootstrap.py": ('VERSION = "2026.11.0"', f'VERSION = "{version}"')},
+                         name)
+
+
+def install_past_release_with_a_server(container, release: Path, user: str, password: str):
+    """A fresh install of a placed past release (pip backend, its wheelhouse) with `user`'s server running;
+    returns the logged-in HubUser."""
+    from tests.integration.hubclient import HubUser
+
+    if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
+        container.run(f"barehub uninstall --prefix {PREFIX} --purge")
+    container.run(f"id {user} || (useradd --create-home {user} && echo '{user}:{password}' | chpasswd)")
+    container.run(f"{SYSTEM_PYTHON} {release}/bootstrap.py --env-backend pip --wheelhouse {release}/wheelhouse "
+                  f"--http-port {HTTP_PORT}", timeout=900)
+    hub_user = HubUser(f"http://127.0.0.1:{HTTP_PORT}", user, password)
+    assert hub_user.login().status_code == 302
+    hub_user.spawn()
+    return hub_user
+
+
 def this_release() -> str:
     for line in (REPO / "bootstrap.py").read_text().splitlines():
         if line.startswith("VERSION = "):

@@ -8,15 +8,13 @@ test_upgrade.py: it starts from a fresh install.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 import requests
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON, place_release,
-                                       status_code, this_release, wait_until)
-from tests.integration.hubclient import HubUser
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, install_past_release_with_a_server,
+                                       place_past_commit, status_code, this_release, wait_until)
 
 LAST_CHILD_SERVERS = "0236d84"  # the last commit before jupyterhub-systemdspawner
 OLD = "2026.10.1"
@@ -26,10 +24,7 @@ BASE = f"http://127.0.0.1:{HTTP_PORT}"
 
 @pytest.fixture(scope="module")
 def child_servers_release(container, tmp_path_factory):
-    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{LAST_CHILD_SERVERS}^{{commit}}"]).returncode:
-        pytest.skip(f"this clone does not have commit {LAST_CHILD_SERVERS} (a shallow clone)")
-    return place_release(container, tmp_path_factory.mktemp("children"), LAST_CHILD_SERVERS,
-                         {"bootstrap.py": ('VERSION = "2026.11.0"', f'VERSION = "{OLD}"')}, "children")
+    return place_past_commit(container, tmp_path_factory.mktemp("children"), LAST_CHILD_SERVERS, OLD, "children")
 
 
 def singleuser_processes(container) -> list[str]:
@@ -45,15 +40,7 @@ def has_server(token: str) -> bool:
 
 def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_again_as_units_and_back(
         container, child_servers_release):
-    old = child_servers_release
-    if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
-        container.run(f"barehub uninstall --prefix {PREFIX} --purge")
-    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
-    container.run(f"{SYSTEM_PYTHON} {old}/bootstrap.py --env-backend pip --wheelhouse {old}/wheelhouse "
-                  f"--http-port {HTTP_PORT}", timeout=900)
-    user = HubUser(BASE, USER, PASSWORD)
-    assert user.login().status_code == 302
-    user.spawn()
+    user = install_past_release_with_a_server(container, child_servers_release, USER, PASSWORD)
     token = user.token()
     # the old release's server: a child of the hub, in the hub's cgroup, no unit of its own
     assert singleuser_processes(container) == [USER]

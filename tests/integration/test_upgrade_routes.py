@@ -8,14 +8,13 @@ test_upgrade_from_child_servers.py: it starts from a fresh install.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON, RequestLoop,
-                                       place_release, status_code, this_release, wait_until)
-from tests.integration.hubclient import HubUser
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, RequestLoop,
+                                       install_past_release_with_a_server, place_past_commit, status_code,
+                                       this_release, wait_until)
 
 LAST_TOML_ROUTES = "544d823"  # the last commit before barehub.route_table
 OLD = "2026.10.2"
@@ -26,10 +25,7 @@ DYNAMIC = f"{PREFIX}/proxy/dynamic"
 
 @pytest.fixture(scope="module")
 def toml_routes_release(container, tmp_path_factory):
-    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{LAST_TOML_ROUTES}^{{commit}}"]).returncode:
-        pytest.skip(f"this clone does not have commit {LAST_TOML_ROUTES} (a shallow clone)")
-    return place_release(container, tmp_path_factory.mktemp("toml-routes"), LAST_TOML_ROUTES,
-                         {"bootstrap.py": ('VERSION = "2026.11.0"', f'VERSION = "{OLD}"')}, "toml-routes")
+    return place_past_commit(container, tmp_path_factory.mktemp("toml-routes"), LAST_TOML_ROUTES, OLD, "toml-routes")
 
 
 def journal_since(container, cursor: str) -> str:
@@ -41,15 +37,7 @@ def cursor(container) -> str:
 
 
 def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(container, toml_routes_release):
-    old = toml_routes_release
-    if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
-        container.run(f"barehub uninstall --prefix {PREFIX} --purge")
-    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
-    container.run(f"{SYSTEM_PYTHON} {old}/bootstrap.py --env-backend pip --wheelhouse {old}/wheelhouse "
-                  f"--http-port {HTTP_PORT}", timeout=900)
-    user = HubUser(BASE, USER, PASSWORD)
-    assert user.login().status_code == 302
-    user.spawn()
+    user = install_past_release_with_a_server(container, toml_routes_release, USER, PASSWORD)
     token = user.token()
     assert f"/user/{USER}/" in container.run(f"cat {DYNAMIC}/rules.toml").stdout  # the old release's file
     server = f"{BASE}/user/{USER}/api/status"
