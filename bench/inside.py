@@ -42,7 +42,7 @@ async def api(hub: str, token: str, method: str, path: str, body=None):
                                                                               else "{}"))
 
 
-async def spawn_one(hub: str, public: str, token: str, name: str, timeout: float = 600) -> float:
+async def spawn_one(hub: str, public: str, token: str, name: str, timeout: float = 300) -> float:
     """Seconds from the spawn request until the server answers through the proxy."""
     await api(hub, token, "POST", f"/users/{name}")
     client = AsyncHTTPClient()
@@ -127,19 +127,9 @@ async def overhead(args: dict) -> dict:
 
 
 async def routes(args: dict) -> dict:
-    """add/delete latency of one route with `background` routes present, through the proxy class the hub uses."""
-    from traitlets.config import Config
-
-    config = Config(json.loads(args["config"]))
-    if args["kind"] == "chp":
-        from jupyterhub.proxy import ConfigurableHTTPProxy as cls
-    elif args["kind"] == "traefik-default":
-        from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy as cls
-    else:
-        from barehub.traefik_proxy import BarehubTraefikProxy as cls
-    proxy = cls(config=config)
-    if getattr(proxy, "_start_future", None):
-        await proxy._start_future
+    """add/delete latency of one route with `background` routes present, through the proxy class the hub uses;
+    with `proxied` given, also the round trip of a request through the proxy to a live server meanwhile."""
+    proxy = await proxy_of(args["kind"], json.loads(args["config"]))
     await add_background(proxy, args["kind"], args["background"])
     add, delete = [], []
     for i in range(args["n"]):
@@ -149,8 +139,56 @@ async def routes(args: dict) -> dict:
         start = time.monotonic()
         await proxy.delete_route(f"/bench-rt/{i}/")
         delete.append(time.monotonic() - start)
-    await asyncio.gather(*(proxy.delete_route(f"/bench-bg/{i}/") for i in range(args["background"])))
-    return {"add": stats(add), "delete": stats(delete)}
+    result = {"add": stats(add), "delete": stats(delete)}
+    if args.get("proxied"):
+        result["proxied_http"] = await round_trips(args["proxied"], args.get("requests", 300))
+    await remove_background(proxy, args["kind"], args["background"])
+    return result
+
+
+async def round_trips(url: str, n: int) -> dict:
+    client = AsyncHTTPClient()
+    times = []
+    for _ in range(n):
+        start = time.monotonic()
+        await client.fetch(url + "/")
+        times.append(time.monotonic() - start)
+    return stats(times)
+
+
+async def behind_traefik(args: dict) -> dict:
+    """The option of an in-memory router for user routes behind traefik, measured with CHP as that router:
+    `background` routes in CHP, one user route in barehub's traefik leading to CHP, and the request round
+    trip to a live server three ways (direct, CHP alone, traefik -> CHP)."""
+    chp = await proxy_of("chp", json.loads(args["chp_config"]))
+    traefik = await proxy_of("barehub", json.loads(args["traefik_config"]))
+    await add_background(chp, "chp", args["background"])
+    await traefik.add_route(args["routespec"], args["chp_public"], {"bench": "behind"})
+    try:
+        target = (await chp.get_all_routes())[args["routespec"]]["target"].rstrip("/") + args["routespec"].rstrip("/")
+        return {"direct": await round_trips(target, args["requests"]),
+                "chp": await round_trips(args["chp_public"] + args["routespec"].rstrip("/"), args["requests"]),
+                "traefik_then_chp": await round_trips(args["traefik_public"] + args["routespec"].rstrip("/"),
+                                                      args["requests"])}
+    finally:
+        await traefik.delete_route(args["routespec"])
+        await remove_background(chp, "chp", args["background"])
+
+
+async def proxy_of(kind: str, config: dict):
+    """The proxy class the setup's hub uses, configured as the hub configures it."""
+    from traitlets.config import Config
+
+    if kind == "chp":
+        from jupyterhub.proxy import ConfigurableHTTPProxy as cls
+    elif kind == "traefik-default":
+        from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy as cls
+    else:
+        from barehub.traefik_proxy import BarehubTraefikProxy as cls
+    proxy = cls(config=Config(config))
+    if getattr(proxy, "_start_future", None):
+        await proxy._start_future
+    return proxy
 
 
 async def add_background(proxy, kind: str, n: int) -> None:
@@ -170,19 +208,23 @@ async def add_background(proxy, kind: str, n: int) -> None:
     await proxy._wait_for_route(specs[-1][0])
 
 
-async def route_target(kind: str, config: dict, routespec: str) -> str:
-    from traitlets.config import Config
-
+async def remove_background(proxy, kind: str, n: int) -> None:
+    """The background routes go in one write for traefik (one by one, upstream's file provider would
+    rewrite its whole file 5000 times: over an hour at 5000 routes)."""
+    specs = [f"/bench-bg/{i}/" for i in range(n)]
     if kind == "chp":
-        from jupyterhub.proxy import ConfigurableHTTPProxy as cls
-    elif kind == "traefik-default":
-        from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy as cls
-    else:
-        from barehub.traefik_proxy import BarehubTraefikProxy as cls
-    proxy = cls(config=Config(config))
-    if getattr(proxy, "_start_future", None):
-        await proxy._start_future
-    return (await proxy.get_all_routes())[routespec]["target"]
+        await asyncio.gather(*(proxy.delete_route(spec) for spec in specs))
+        return
+    traefik_keys, jupyterhub_keys = [], []
+    for spec in specs:
+        t, j = proxy._keys_for_route(spec)
+        traefik_keys += t
+        jupyterhub_keys += j
+    await proxy._delete_dynamic_config(traefik_keys, jupyterhub_keys)
+
+
+async def route_target(kind: str, config: dict, routespec: str) -> str:
+    return (await (await proxy_of(kind, config)).get_all_routes())[routespec]["target"]
 
 
 def main() -> None:
@@ -190,7 +232,8 @@ def main() -> None:
     if command == "bare_start":
         result = bare_start(args)
     else:
-        result = asyncio.run({"spawns": spawns, "overhead": overhead, "routes": routes}[command](args))
+        result = asyncio.run({"spawns": spawns, "overhead": overhead, "routes": routes,
+                              "behind_traefik": behind_traefik}[command](args))
     print(json.dumps(result))
 
 

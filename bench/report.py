@@ -29,7 +29,9 @@ def write_report(r: dict, path: Path) -> None:
         "one after another, in the same systemd container, with the same JupyterHub version. The single-user",
         "server is `bench/tinyserver.py` (tornado: HTTP + websocket echo), so that the numbers measure hub and",
         "proxy, not JupyterLab's start-up. Servers are spawned through the hub's REST API by an admin service,",
-        "with SimpleLocalProcessSpawner. Medians, with min-max; re-run with `sudo bench/run`.",
+        "with SimpleLocalProcessSpawner (for barehub's restart and reload rows, its own SystemdSpawner: servers",
+        "as units, as shipped). Medians, with min-max; re-run with `sudo bench/run`. Route add and delete return",
+        "when the proxy serves (or no longer serves) the route; upstream's delete returns after its file write.",
         "",
         f"Bare tiny-server start (exec until it answers): median {bare:.3f} s "
         f"({spread(r['bare_server_start']['latency'])} s, n={r['bare_server_start']['latency']['n']}).",
@@ -43,19 +45,28 @@ def write_report(r: dict, path: Path) -> None:
 
     row("hub cold start (start -> /hub/health via proxy)", lambda s: f"{fmt(s['hub_cold_start_s'])} "
                                                                      f"({spread(s['hub_cold_start_s'])})")
-    for n in (1, 50, 100):
-        row(f"spawn to reachable through proxy, {n} concurrent", lambda s, n=n: (
-            f"{fmt(s[f'spawn_{n}']['latency'])} (max {fmt(s[f'spawn_{n}']['latency'], 'max')}), "
-            f"{s[f'spawn_{n}']['errors']} errors"))
+    for n in SPAWNS:
+        label = "a class at 9:00: " if n == 200 else ""
+        row(f"{label}spawn to reachable through proxy, {n} at once: median; all reachable after (worst round)",
+            lambda s, n=n: (f"{fmt(s[f'spawn_{n}']['latency'])}; {fmt(s[f'spawn_{n}']['latency'], 'max')}, "
+                            f"{s[f'spawn_{n}']['errors']} errors"))
     row("spawn, 1 user: ratio to bare server start", lambda s: f"{s['spawn_1']['latency']['median'] / bare:.2f}x")
-    row("route add, 1000 routes present", lambda s: f"{fmt(s['routes_1000']['add'], scale=1000, unit='ms')} "
-                                                    f"(p90 {fmt(s['routes_1000']['add'], 'p90', 1000, 'ms')})")
-    row("route delete, 1000 routes present", lambda s: fmt(s["routes_1000"]["delete"], scale=1000, unit="ms"))
+    for routes in ROUTES:
+        row(f"route add, {routes} routes present", lambda s, k=routes: (
+            f"{fmt(s[f'routes_{k}']['add'], scale=1000, unit='ms')} (p90 {fmt(s[f'routes_{k}']['add'], 'p90', 1000, 'ms')})"))
+        row(f"route delete, {routes} routes present", lambda s, k=routes: fmt(s[f"routes_{k}"]["delete"], scale=1000,
+                                                                                unit="ms"))
     for kind in ("http", "websocket"):
         row(f"{kind} round trip: direct / through proxy", lambda s, k=kind: (
             f"{fmt(s['overhead']['direct'][k], scale=1000, unit='ms')} / "
             f"{fmt(s['overhead']['proxied'][k], scale=1000, unit='ms')}"))
+    for routes in ROUTES:
+        row(f"http round trip through proxy, {routes} routes present", lambda s, k=routes: (
+            f"{fmt(s[f'routes_{k}']['proxied_http'], scale=1000, unit='ms')} "
+            f"(p90 {fmt(s[f'routes_{k}']['proxied_http'], 'p90', 1000, 'ms')})"))
     row("idle memory, hub + proxy (RSS)", lambda s: f"{s['idle_memory_mb']} MB")
+    row("idle memory by process (RSS)", lambda s: ", ".join(f"{k} {v} MB"
+                                                            for k, v in sorted(s["idle_memory_by_process_mb"].items())))
     for action in ("restart", "reload"):
         def cell(s, a=action):
             d = s.get(f"{a}_disruption")
@@ -69,55 +80,120 @@ def write_report(r: dict, path: Path) -> None:
     lines += ["", f"Bootstrap on a warm local package cache (the wheelhouse): {b['bootstrap_full_install']} s for the "
               f"whole install (env, units, start, hub answering through traefik), against "
               f"{b['bare_pip_install_same_set']} s for a bare `pip install` of the same locked set.", ""]
+    targets = evaluate_targets(r)
+    lines += ["## Targets", "", "| target | met | measured (this run) |", "|---|---|---|"]
+    lines += [f"| {t} | {'yes' if met else 'NO'} | {m} |" for t, met, m, _ in targets]
+    lines += ["", "## How barehub gets there", "", *HOW, "", "## Targets missed, by how much, and what limits them", ""]
+    missed = [f"- {t}: {why}" for t, met, _, why in targets if not met]
+    lines += missed or ["- none in this run."]
+    lines += ["", *in_memory_router(r), ""]
+    path.write_text("\n".join(lines) + "\n")
 
-    bh = r["barehub"]
-    ratio = bh["spawn_1"]["latency"]["median"] / bare
-    route = bh["routes_1000"]["add"]["median"]
+
+SPAWNS = (1, 50, 100, 200)
+ROUTES = (1000, 5000)
+HOW = [
+    "- Reloads and restarts: traefik keeps serving user servers from its routes file while the hub is",
+    "  down. The hub's own route carries a retry middleware (150 attempts ~0.1 s apart, ~15 s in all)",
+    "  and a transport without idle connections, and the hub process (barehub.hub) stops listening",
+    "  first when it is told to stop: a request to /hub during a restart meets a refused connection,",
+    "  which traefik retries until the next hub answers, instead of a dropped one (a 502). Chosen over",
+    "  socket handover (systemd socket activation) because JupyterHub cannot take a listening socket.",
+    "- Route changes (barehub.traefik_proxy, barehub.route_table): traefik's file provider at throttle 0, with",
+    "  a default certificate (without one traefik makes an RSA key at every reload), rules written as JSON",
+    "  from each route's kept text (no serialisation of all routes per change), written aside and renamed",
+    "  into traefik's directory (one reload per write), the hub's bookkeeping outside it, one API request",
+    "  every 5 ms until the change is live, and group commit: changes arriving while a write is on its way",
+    "  to traefik go into the next single write, so a class spawning at once costs a few rebuilds.",
+    "- Stock CHP loses its routing table when the hub that started it stops; traefik runs as its own",
+    "  unit, so nothing is re-added after a hub restart.",
+]
+
+
+def evaluate_targets(r: dict) -> list[tuple[str, bool, str, str]]:
+    """(target, met, measured, why it was missed): each a ratio or a figure of this run."""
+    bh, chp, bare = r["barehub"], r["stock-chp"], r["bare_server_start"]["latency"]["median"]
+    med = {k: bh[f"routes_{k}"]["add"]["median"] for k in ROUTES}
+    spawn1, chp1 = bh["spawn_1"]["latency"]["median"], chp["spawn_1"]["latency"]["median"]
     disruption = [bh[f"{a}_disruption"] for a in ("restart", "reload")]
     failed = sum(d[k]["failed"] for d in disruption for k in ("hub", "server"))
-    stock_start = r["stock-chp"]["hub_cold_start_s"]["median"]
+    rebuild = ("traefik's own rebuild of every router at each reload: the hub's part (writing the file, one API "
+               "request every 5 ms) is a few ms of it (tests/unit/test_traefik_proxy.py; bench/results.json)")
     targets = [
-        ("spawn-to-reachable <= 1.1x the bare server start", ratio <= 1.1, f"{ratio:.2f}x"),
-        ("route registration overhead <= 0.2 s (1000 routes present)", route <= 0.2, f"{route * 1000:.0f} ms"),
-        ("100 concurrent spawns, zero errors", bh["spawn_100"]["errors"] == 0, f"{bh['spawn_100']['errors']} errors"),
-        ("reload and restart: 0 failed requests to user servers and /hub", failed == 0, f"{failed} failed"),
-        ("hub cold start well under stock's", bh["hub_cold_start_s"]["median"] < stock_start,
-         f"{bh['hub_cold_start_s']['median']:.2f} s vs {stock_start:.2f} s"),
+        ("route add at 1000 routes <= 120 ms median", med[1000] <= 0.120, f"{med[1000] * 1000:.0f} ms",
+         f"missed by {med[1000] * 1000 - 120:.0f} ms; what remains is {rebuild}."),
+        ("route add at 5000 routes <= 1.2 s median", med[5000] <= 1.2, f"{med[5000]:.2f} s",
+         f"missed by {med[5000] - 1.2:.2f} s; what remains is {rebuild}."),
+        ("1-user spawn within 1.15x of CHP's", spawn1 <= 1.15 * chp1, f"{spawn1 / chp1:.2f}x ({spawn1:.3f} s vs "
+         f"{chp1:.3f} s)", f"missed by {(spawn1 - 1.15 * chp1) * 1000:.0f} ms: the route is live after one traefik "
+         f"rebuild plus polling, CHP's after one in-memory insert."),
     ]
-    lines += ["## Targets", "", "| target | met | measured |", "|---|---|---|"]
-    lines += [f"| {t} | {'yes' if met else 'NO'} | {m} |" for t, met, m in targets]
-    lines += ["", "## How barehub gets there", "",
-              "- Reloads and restarts: traefik keeps serving user servers from its routes file while the hub is",
-              "  down. The hub's own route carries a retry middleware (150 attempts ~0.1 s apart, ~15 s in all)",
-              "  and a transport without idle connections, and the hub process (barehub.hub) stops listening",
-              "  first when it is told to stop: a request to /hub during a restart meets a refused connection,",
-              "  which traefik retries until the next hub answers, instead of a dropped one (a 502). Chosen over",
-              "  socket handover (systemd socket activation) because JupyterHub cannot take a listening socket.",
-              "- Route registration: traefik's file provider with providersThrottleDuration=0s.",
-              "- Stock CHP loses its routing table when the hub that started it stops; traefik runs as its own",
-              "  unit, so nothing is re-added after a hub restart.",
-              "", "## Targets missed, by how much, and what limits them", ""]
-    stock = r["stock-chp"]
-    stock_ratio = stock["spawn_1"]["latency"]["median"] / bare
-    lines += [
-        f"- Spawn-to-reachable {ratio:.2f}x the bare server start, against 1.1x: missed by "
-        f"{(ratio - 1.1) * bare * 1000:.0f} ms. The tiny server starts in {bare * 1000:.0f} ms; JupyterHub's own "
-        f"spawn path (API, database, spawner, polling the server) costs about as much again even with CHP "
-        f"({stock_ratio:.2f}x here), so 1.1x of a {bare * 1000:.0f} ms server is out of reach for any proxy. "
-        f"barehub adds {(bh['spawn_1']['latency']['median'] - stock['spawn_1']['latency']['median']) * 1000:.0f} ms "
-        "over CHP for the route.",
-        f"- Route registration with 1000 routes: {route * 1000:.0f} ms, against 200 ms. jupyterhub-traefik-proxy's "
-        "file provider rewrites the whole rules file on every change and traefik re-reads all of it, so the "
-        "cost grows with the number of routes (with a few routes it is the difference to CHP in the 1-user spawn). "
-        "traefik's default 2 s throttle makes it ~2 s (traefik-default column); CHP keeps routes in memory. "
-        "A key-value provider (redis/etcd) would avoid the full rewrite, at the price of another service.",
-        f"- 50 and 100 concurrent spawns take {bh['spawn_50']['latency']['median']:.1f} s / "
-        f"{bh['spawn_100']['latency']['median']:.1f} s (median) against CHP's "
-        f"{stock['spawn_50']['latency']['median']:.1f} s / {stock['spawn_100']['latency']['median']:.1f} s: the same "
-        "per-route file rewrite, serialised by the proxy's lock; no errors either way.",
+    for n in (100, 200):
+        ours, theirs = bh[f"spawn_{n}"], chp[f"spawn_{n}"]
+        all_ours, all_theirs = ours["latency"]["max"], theirs["latency"]["max"]
+        met = all_ours <= all_theirs and ours["errors"] == 0
+        targets.append((f"{n} at once no slower than CHP (all reachable), 0 errors", met,
+                        f"{all_ours:.1f} s vs {all_theirs:.1f} s ({all_ours / all_theirs:.2f}x), {ours['errors']} errors",
+                        f"{all_ours - all_theirs:.1f} s slower ({all_ours / all_theirs:.2f}x). JupyterHub's spawn path "
+                        "(database, spawner, polling each server) is most of both; what barehub adds is that a "
+                        "spawn's route waits for the write already on its way to traefik and then for its own "
+                        "batch's rebuild, and on 2 cores traefik's rebuilds share the CPU with the servers starting. "
+                        "Between runs on this machine the ratio moves by about 0.15, so the two are close, not apart."))
+    targets += [
+        ("restart and reload: 0 failed requests to user servers and /hub", failed == 0, f"{failed} failed",
+         "see the disruption rows."),
+        ("spawn-to-reachable <= 1.1x the bare server start (older target)", spawn1 / bare <= 1.1,
+         f"{spawn1 / bare:.2f}x", f"the tiny server starts in {bare * 1000:.0f} ms; JupyterHub's own spawn path "
+         f"costs about as much again even with CHP ({chp1 / bare:.2f}x here): out of reach for any proxy."),
+    ]
+    return targets
+
+
+def in_memory_router(r: dict) -> list[str]:
+    """Issue 12's question 4, answered from this run's figures."""
+    behind = r["stock-chp"].get("chp_behind_traefik")
+    if not behind:
+        return []
+    bh, chp = r["barehub"], r["stock-chp"]
+    ms = lambda stat: stat["median"] * 1000  # noqa: E731
+    gain = ms(bh["routes_5000"]["proxied_http"]) - ms(behind["traefik_then_chp"])
+    class_ratio = bh["spawn_200"]["latency"]["max"] / chp["spawn_200"]["latency"]["max"]
+    return [
+        "## An in-memory router for user routes behind traefik?",
         "",
+        "Measured in this run with configurable-http-proxy as that router (5000 routes in it), one traefik route "
+        "leading to it, and a live server:",
+        "",
+        "| | http round trip |",
+        "|---|---|",
+        f"| direct | {ms(behind['direct']):.3f} ms |",
+        f"| CHP alone | {ms(behind['chp']):.3f} ms |",
+        f"| traefik -> CHP | {ms(behind['traefik_then_chp']):.3f} ms |",
+        f"| traefik alone, 5000 routes | {ms(bh['routes_5000']['proxied_http']):.3f} ms |",
+        "",
+        f"Route add at 5000 routes: {ms(chp['routes_5000']['add']):.1f} ms in CHP against "
+        f"{ms(bh['routes_5000']['add']):.0f} ms through traefik's file provider; at 1000, "
+        f"{ms(chp['routes_1000']['add']):.1f} ms against {ms(bh['routes_1000']['add']):.0f} ms.",
+        "",
+        f"So at 5000 routes such a router makes a route change "
+        f"{ms(bh['routes_5000']['add']) / ms(chp['routes_5000']['add']):.0f}x cheaper in this run, and a request "
+        f"{abs(gain):.1f} ms {'faster' if gain > 0 else 'slower'} through traefik -> CHP than through traefik alone "
+        "(traefik tries its routers' rules one after another; CHP looks the path up in a trie). At 1000 routes a "
+        f"request through traefik alone took {ms(bh['routes_1000']['proxied_http']):.1f} ms.",
+        "",
+        "What it would cost an admin: another unit to supervise and upgrade, node.js (conda-forge has CHP; the "
+        "pip backend and an offline wheelhouse have no node.js, so a Python port of CHP's trie would be needed), "
+        f"its memory ({chp['idle_memory_by_process_mb'].get('configurable-http-proxy (node)', 'n/a')} MB idle here), "
+        "and a second routing table that lives only in memory: when that unit restarts (an upgrade, a crash, an "
+        "OOM kill) every user route is gone until the hub adds them all again, which is the outage the restart "
+        "row shows for stock CHP, and what barehub promises users never notice.",
+        "",
+        f"Recommendation: not built. The class case, the one that hurts on the day, takes {class_ratio:.2f}x CHP's "
+        "time with group commit; what remains is about one traefik rebuild per single spawn or stop on hubs with "
+        "thousands of running servers (the 5000-routes rows), against a new way for every server to become "
+        "unreachable at once. For a site at that scale the better next step is a router that keeps its table "
+        "outside its process (or one that traefik's own providers feed), not CHP.",
     ]
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,16 @@ c.Spawner.http_timeout = 300
 c.JupyterHub.authenticator_class = "dummy"  # users are made through the API: no system accounts needed
 c.Authenticator.allow_all = True
 c.JupyterHub.concurrent_spawn_limit = 0
+
+
+# Each server its own port. JupyterHub's random_port (bind to port 0, close, hand the number over) gave two of
+# 100 concurrent spawns the same port in one run: one user then waited on the other's server until the spawn
+# timed out. The same for every setup; 30000-38999 is clear of the bench's other ports.
+def unique_port(spawner, ports=__import__("itertools").cycle(range(30000, 39000))):
+    spawner.port = next(ports)
+
+
+c.Spawner.pre_spawn_hook = unique_port
 services = c.JupyterHub.services if "services" in c.JupyterHub else []  # barehub's base config sets some
 roles = c.JupyterHub.load_roles if "load_roles" in c.JupyterHub else []
 c.JupyterHub.services = [s for s in services if s["name"] != "bench"] + [
