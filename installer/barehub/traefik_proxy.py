@@ -58,7 +58,7 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
 
     routes_file = Unicode(config=True, help="The hub's bookkeeping of its routes (outside traefik's directory).")
     staging_dir = Unicode(config=True, help="Where the rules file is written before its rename into "
-                                            "traefik's directory (same file system, not watched).")
+                                            "traefik's directory: on the same mount, not watched by traefik.")
     legacy_rules_file = Unicode(config=True, help="rules.toml, where earlier releases kept routes and bookkeeping: "
                                                   "read once, then removed.")
     poll_interval = Float(0.005, config=True, help="Seconds between two looks at traefik's API for a route.")
