@@ -44,6 +44,10 @@ RULES_MODE = 0o640  # read by traefik through the directory's group
 ROUTES_MODE = 0o600  # the hub's alone
 
 
+class TraefikSilent(Exception):
+    """traefik's API did not say whether it serves a route (not running, or an error)."""
+
+
 @dataclass
 class Batch:
     """Changes that go to traefik in one write, and who waits for it."""
@@ -189,29 +193,32 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
         router = f"{traefik_utils.generate_alias(routespec, 'router')}@{self.provider_name}"
         path = f"/api/http/services/{service}@{self.provider_name}"
         deadline = time.monotonic() + self.check_route_timeout
+        warned = False
         while True:
-            serves = await self._serves(path, router, target)
-            if serves is None and gone:
-                return  # traefik does not answer: it reads the written file when it does
-            if serves is not None and serves != gone:
-                return
+            try:
+                if await self._serves(path, router, target) != gone:
+                    return
+            except TraefikSilent as e:
+                if gone:
+                    return  # the file is written: traefik reads it when it is back
+                if not warned:  # once per route, not at every poll (200 a second)
+                    self.log.warning("traefik API %s: %s (asking again until the route is live)", path, e)
+                    warned = True
             if time.monotonic() > deadline:
                 what = "still served" if gone else "not ready"
                 raise TimeoutError(f"Traefik route for {routespec}: {what} after {self.check_route_timeout} s")
             await asyncio.sleep(self.poll_interval)
 
-    async def _serves(self, path: str, router: str, target: str | None) -> bool | None:
-        """Whether traefik serves the route (None: traefik did not say)."""
+    async def _serves(self, path: str, router: str, target: str | None) -> bool:
+        """Whether traefik serves the route; TraefikSilent when traefik does not say."""
         try:
             service = json.loads((await self._traefik_api_request(path)).body)
         except HTTPClientError as e:
             if e.code == 404:
                 return False
-            self.log.warning("traefik API %s: %s", path, e)
-            return None
+            raise TraefikSilent(str(e)) from None
         except (OSError, ValueError) as e:
-            self.log.warning("traefik API %s: %s", path, e)
-            return None
+            raise TraefikSilent(str(e)) from None
         urls = [server.get("url") for server in service.get("loadBalancer", {}).get("servers", [])]
         return router in service.get("usedBy", []) and (target is None or target in urls)
 

@@ -192,6 +192,23 @@ def test_a_cancelled_spawn_does_not_fail_the_others_in_its_batch(traefik):
     asyncio.run(scenario())
 
 
+def test_while_traefik_is_down_an_add_fails_in_time_with_one_warning_and_a_delete_does_not_wait(traefik, caplog):
+    async def scenario():
+        proxy = await started(traefik, poll_interval=0.005)
+        proxy.check_route_timeout = 1
+        traefik.stop()
+        with caplog.at_level("WARNING"):
+            with pytest.raises(TimeoutError):
+                await proxy.add_route("/user/down/", backend("down"), {})
+            start = time.monotonic()
+            await proxy.delete_route("/user/down/")
+            assert time.monotonic() - start < 0.5
+        warnings = [r for r in caplog.records if "traefik API" in r.getMessage()]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]  # not one per poll (~200 in that second)
+        assert "/user/down/" not in traefik.paths.traefik_rules.read_text()  # the delete is written all the same
+    asyncio.run(scenario())
+
+
 def test_a_restarted_hub_finds_its_routes_and_traefik_serves_them_throughout(traefik):
     async def scenario():
         proxy = await started(traefik)
