@@ -139,10 +139,15 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
                         "fix the cause, then run the upgrade again")
 
 
+def release_ships(paths: Paths, release: releases.Release, package_path: str) -> bool:
+    """Whether `release`'s env (still in PREFIX/envs) has `package_path` in its site-packages."""
+    return any((paths.prefix / release.env).glob(f"lib/python3*/site-packages/{package_path}"))
+
+
 def stop_servers_unknown_to(paths: Paths, release: releases.Release, systemctl: Systemctl) -> bool:
     """Before going back to a release whose servers were the hub's children (no jupyterhub-systemdspawner
     in its env): stop the server units, which its hub cannot see and would leave running unreachable."""
-    if any((paths.prefix / release.env).glob("lib/python3*/site-packages/systemdspawner")):
+    if release_ships(paths, release, "systemdspawner"):
         return False
     log.warning("release %s cannot see user servers as units: stopping them (users start them again)",
                 release.version)
@@ -154,8 +159,7 @@ def give_routes_back_to(paths: Paths, release: releases.Release) -> bool:
     """Before going back to a release that kept its routes and their bookkeeping in one rules.toml (no
     barehub/route_table.py in its env): write them there, so that its hub finds every route and traefik
     serves the same ones throughout (both files hold the same routers for a moment: traefik keeps one)."""
-    if any((paths.prefix / release.env).glob("lib/python3*/site-packages/barehub/route_table.py")) \
-            or not paths.proxy_routes.exists():
+    if release_ships(paths, release, "barehub/route_table.py") or not paths.proxy_routes.exists():
         return False
     import toml
 
