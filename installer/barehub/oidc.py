@@ -1,0 +1,283 @@
+"""Logins through a site's OpenID Connect provider (Keycloak, Azure AD, LemonLDAP::NG, ...).
+
+oauthenticator's GenericOAuthenticator (17.4, the newest) does the OAuth work: the code flow, the
+token exchange, allowed and admin groups, auth_state, the refresh of expired access tokens. This class
+adds only what a site needs and it does not do:
+
+- **endpoints from the provider's discovery document** (`issuer` + /.well-known/openid-configuration),
+  read by the hub when a login starts and kept `discovery_max_age` seconds. A fragment that fetched it
+  while the configuration loads would keep the hub from starting whenever the provider is down.
+- **the client secret read from a file** at each token request: no fragment holds it, a rotated secret
+  needs no reload, and a file others can read (or a link) is refused, named in the hub's log.
+- **what went wrong, said twice**: when the provider cannot be reached, its certificate is not trusted,
+  or it refuses the hub's client credentials, the user gets a page that says so (not "500: Unhandled
+  error") and the admin one log line that names the URL and the setting to fix. A provider that is down
+  does not sign out users who are signed in: their refresh waits until it is back.
+- **usernames**: a site's mail domain is removed from the claim (`carol@example.org` -> `carol`); case
+  is JupyterHub's (it lowercases names).
+- **logout at the provider**: the hub's logout ends the provider's session too (its end_session_endpoint,
+  with the user's ID token), so a shared lab machine does not stay signed in there; the provider sends
+  the browser back to the hub's login page.
+"""
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.github import GitHubOAuthenticator
+from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthenticator, OAuthLoginHandler, OAuthLogoutHandler
+from tornado import web
+from tornado.httpclient import HTTPClientError
+from tornado.log import app_log
+from traitlets import Bool, Float, Unicode, default, observe
+
+from barehub.errors import BarehubError
+from barehub.fsutil import open_no_follow
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+USER_PAGE = {  # what the person at the browser is told, by problem
+    "unreachable": (503, "The sign-in service cannot be reached right now. Please try again in a few minutes; "
+                         "if it keeps happening, tell the hub's administrators."),
+    "untrusted": (502, "The hub cannot sign you in: it does not trust the certificate of the sign-in service. "
+                       "The hub's administrators can see why in the hub's log."),
+    "client refused": (502, "The sign-in service refused the hub's own credentials, so the hub cannot sign you "
+                            "in. The hub's administrators can see why in the hub's log."),
+    "misconfigured": (502, "The hub's sign-in is misconfigured, so it cannot sign you in. The hub's "
+                           "administrators can see why in the hub's log."),
+    "provider error": (502, "The sign-in service answered with an error. Please try again; if it keeps "
+                            "happening, tell the hub's administrators."),
+}
+
+
+class ProviderProblem(web.HTTPError):
+    """A problem between the hub and the provider: the user's page says `kind`'s text, the hub's log says
+    `admin_message` (logged once, where it is raised)."""
+
+    def __init__(self, kind: str, admin_message: str):
+        status, user_message = USER_PAGE[kind]
+        super().__init__(status, reason=None)
+        self.kind = kind
+        self.jupyterhub_message = user_message  # JupyterHub's error page shows this text
+        self.admin_message = admin_message
+        app_log.error("OIDC: %s", admin_message)
+
+
+def classify(error: BaseException, url: str, ca_file: str, secret_file: str) -> ProviderProblem:
+    """The ProviderProblem for an exception from a request to the provider at `url`."""
+    if isinstance(error, ProviderProblem):
+        return error
+    where = urlunsplit(urlsplit(url)._replace(query=""))
+    if isinstance(error, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
+        trust = f"CA_FILE {ca_file} did not verify it" if ca_file else "the system's CAs did not verify it"
+        detail = getattr(error, "verify_message", "") or str(error)
+        return ProviderProblem("untrusted", f"the identity provider's certificate at {where} is not trusted "
+                                            f"({detail}; {trust}): set CA_FILE in the fragment to the CA that "
+                                            f"signed it")
+    if isinstance(error, HTTPClientError) and error.code != 599:
+        body = error.response.body.decode("utf8", "replace")[:300] if error.response is not None else ""
+        if error.code == 401 or "invalid_client" in body:
+            return ProviderProblem("client refused", f"the identity provider refused the hub's client credentials "
+                                                     f"at {where} (HTTP {error.code} {body.strip()}): check "
+                                                     f"CLIENT_ID and the secret in {secret_file}")
+        return ProviderProblem("provider error", f"{where} answered HTTP {error.code}: {body.strip()}")
+    if isinstance(error, (OSError, HTTPClientError)):  # refused, no route, unknown name, timeout (599)
+        return ProviderProblem("unreachable", f"the identity provider at {where} cannot be reached from the "
+                                              f"hub: {error}")
+    raise error
+
+
+def strip_domain(name: str, domain: str) -> str:
+    """`name` without "@`domain`" (compared without case); names of other domains are left whole, so they
+    can never become a local user's name."""
+    local, at, theirs = name.rpartition("@")
+    if domain and at and theirs.lower() == domain.lower().lstrip("@"):
+        return local
+    return name
+
+
+def read_client_secret(path: str, allowed_owners: tuple[int, ...]) -> str:
+    """The client secret from `path`: a regular file (a link is refused, never followed), no group or other
+    permission bits, owned by root or the hub's user. Raises BarehubError naming the file."""
+    try:
+        fd = open_no_follow(Path(path))
+    except FileNotFoundError:
+        raise BarehubError(f"the client secret file {path} does not exist",
+                           f"write the secret from the provider there: install -m 600 /dev/stdin {path}")
+    with os.fdopen(fd) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BarehubError(f"the client secret file {path} is not a regular file", "make it one, mode 0600")
+        if st.st_mode & 0o077 or st.st_uid not in allowed_owners:
+            raise BarehubError(f"the client secret file {path} has mode {st.st_mode & 0o777:04o} and owner uid "
+                               f"{st.st_uid}: others could read or change it",
+                               f"chown root {path} && chmod 600 {path} (or the hub's user, for --hub-user)")
+        secret = f.read().strip()
+    if not secret:
+        raise BarehubError(f"the client secret file {path} is empty", "write the secret from the provider there")
+    return secret
+
+
+class OIDCLoginHandler(OAuthLoginHandler):
+    async def get(self):
+        await self.authenticator.prepare_provider()  # the authorize URL comes from the discovery document
+        super().get()
+
+
+class OIDCLogoutHandler(OAuthLogoutHandler):
+    """Remembers the user's ID token before the hub forgets the user, then sends the browser to the
+    provider's end_session_endpoint."""
+
+    _id_token = None
+
+    async def handle_logout(self):
+        await super().handle_logout()
+        user = self.current_user
+        if user is not None and self.authenticator.enable_auth_state:
+            auth_state = await user.get_auth_state() or {}
+            self._id_token = auth_state.get("id_token")
+
+    async def render_logout_page(self):
+        url = await self.authenticator.end_session_url(self._id_token, self)
+        if url:
+            self.redirect(url)
+        else:
+            await super().render_logout_page()
+
+
+class ProviderLogin(OAuthenticator):
+    """What every provider's login gets here: the client secret from a file, and a problem with the
+    provider said to the user (a page) and to the admin (a log line) instead of an unhandled error."""
+
+    client_secret_file = Unicode(config=True, help="""File with the client secret (0600, root's or the hub
+        user's). Read at each token request: a rotated secret needs no reload.""")
+    ca_file = Unicode(config=True, help="""CA certificate(s) the provider's HTTPS certificate is checked
+        against (a site CA); empty: the system's CAs.""")
+
+    @observe("ca_file")
+    def _ca_file_changed(self, change):
+        if change.new:
+            self.http_request_kwargs = {**self.http_request_kwargs, "ca_certs": change.new}
+
+    async def prepare_provider(self) -> None:
+        """Before each exchange with the provider: the CA file exists, the secret is read."""
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise ProviderProblem("misconfigured", f"CA_FILE {self.ca_file} does not exist: set CA_FILE in the "
+                                                   f"fragment to the CA certificate that signed the provider's")
+        if self.client_secret_file:
+            try:
+                self.client_secret = read_client_secret(self.client_secret_file, (0, os.getuid()))
+            except BarehubError as e:
+                raise ProviderProblem("misconfigured", f"{e.message}: {e.hint}") from None
+
+    def problem(self, error: BaseException, url: str) -> ProviderProblem:
+        return classify(error, url, self.ca_file, self.client_secret_file)
+
+    async def authenticate(self, handler, data=None, **kwargs):
+        await self.prepare_provider()
+        try:
+            return await super().authenticate(handler, data, **kwargs)
+        except Exception as e:  # noqa: BLE001 (classify re-raises what it does not know)
+            raise self.problem(e, self.token_url) from e
+
+    async def refresh_user(self, user, handler=None, **kwargs):
+        """Upstream's refresh: a new access token from the refresh token when the provider refuses the old
+        one, a new login when it refuses both (a user disabled there). While the hub cannot ask the provider
+        (down, untrusted, the hub misconfigured: each logged), the user stays signed in with what the hub
+        has, and the refresh is tried again at the next request after `auth_refresh_age`: signing everybody
+        out would only send them to the error page."""
+        try:
+            await self.prepare_provider()
+            return await super().refresh_user(user, handler, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            self.problem(e, self.token_url)  # logs it, or re-raises what it does not know
+            app_log.warning("OIDC: %s stays signed in until the provider can be asked again", user.name)
+            return True
+
+
+class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
+    login_handler = OIDCLoginHandler
+    callback_handler = OAuthCallbackHandler
+    logout_handler = OIDCLogoutHandler
+
+    issuer = Unicode(config=True, help="""The provider's issuer URL, as its discovery document says it
+        (Keycloak: https://HOST/realms/REALM). authorize_url, token_url and userdata_url come from
+        ISSUER/.well-known/openid-configuration.""")
+    username_domain = Unicode(config=True, help="""Removed from the end of the username claim
+        (carol@example.org -> carol when "example.org"); names of other domains stay whole.""")
+    logout_from_provider = Bool(True, config=True, help="""The hub's logout also ends the provider's
+        session (its end_session_endpoint), then the provider sends the browser to the hub's login page.""")
+    discovery_max_age = Float(600, config=True, help="Seconds the discovery document is kept.")
+
+    _provider: dict | None = None
+    _provider_read_at = 0.0
+
+    # what an OpenID Connect provider releases: the variants (Keycloak, Azure AD) set only what differs
+    @default("scope")
+    def _scope_default(self):
+        return ["openid", "profile", "email"]
+
+    @default("username_claim")
+    def _username_claim_default(self):
+        return "preferred_username"
+
+    @default("auth_state_groups_key")
+    def _auth_state_groups_key_default(self):
+        return "oauth_user.groups"
+
+    @default("enable_auth_state")
+    def _enable_auth_state_default(self):
+        return True  # tokens encrypted with the crypt key barehub generates; needed for refresh and logout
+
+    async def discover(self) -> dict:
+        """The provider's discovery document (kept `discovery_max_age` s); sets the endpoints from it."""
+        if self._provider and time.monotonic() - self._provider_read_at < self.discovery_max_age:
+            return self._provider
+        url = self.issuer.rstrip("/") + DISCOVERY_PATH
+        try:
+            document = await self.httpfetch(url, label="reading the discovery document")
+        except Exception as e:  # noqa: BLE001
+            raise self.problem(e, url) from e
+        if (document.get("issuer") or "").rstrip("/") != self.issuer.rstrip("/"):
+            raise ProviderProblem("misconfigured", f"{url} says its issuer is {document.get('issuer')!r}, the "
+                                                   f"fragment's ISSUER is {self.issuer!r}: set ISSUER to the "
+                                                   f"provider's")
+        self.authorize_url = document["authorization_endpoint"]
+        self.token_url = document["token_endpoint"]
+        self.userdata_url = document["userinfo_endpoint"]
+        self._provider, self._provider_read_at = document, time.monotonic()
+        return document
+
+    async def prepare_provider(self) -> None:
+        await super().prepare_provider()
+        await self.discover()
+
+    def user_info_to_username(self, user_info):
+        return strip_domain(super().user_info_to_username(user_info), self.username_domain)
+
+    async def end_session_url(self, id_token: str | None, handler) -> str | None:
+        """Where the hub's logout sends the browser: the provider's end_session_endpoint, back to the hub's
+        login page; None (the hub's own logout page) when not wanted or the provider cannot say."""
+        if not self.logout_from_provider:
+            return None
+        try:
+            await super().prepare_provider()  # the CA file; the secret is not needed
+            endpoint = (await self.discover()).get("end_session_endpoint")
+        except ProviderProblem:
+            return None  # logged; the user is signed out of the hub all the same
+        if not endpoint:
+            app_log.warning("OIDC: the provider has no end_session_endpoint; only the hub's session ended")
+            return None
+        login = self.get_callback_url(handler).rsplit("/oauth_callback", 1)[0] + "/login"
+        params = {"post_logout_redirect_uri": login, "client_id": self.client_id}
+        if id_token:
+            params["id_token_hint"] = id_token
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(params)}"
+
+
+class GitHubAuthenticator(ProviderLogin, GitHubOAuthenticator):
+    """GitHub logins (not OpenID Connect: fixed endpoints), with the secret file and the clear pages."""

@@ -1,0 +1,130 @@
+"""barehub.oidc's own parts, as pure functions: the secret file, usernames, what a failed request to the
+provider tells the user and the admin. The logins themselves run against a real provider (LemonLDAP::NG)
+in tests/integration/test_oidc.py."""
+import asyncio
+import logging
+import os
+import ssl
+from types import SimpleNamespace
+
+from io import BytesIO
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+
+from barehub.errors import BarehubError
+from barehub.oidc import OIDCAuthenticator, ProviderProblem, classify, read_client_secret, strip_domain
+
+ROOT_OR_ME = (0, os.getuid())
+
+
+@pytest.mark.parametrize("claim, domain, name", [
+    ("carol@example.org", "example.org", "carol"),
+    ("Grace@Example.ORG", "example.org", "Grace"),  # JupyterHub lowercases it after
+    ("carol@example.org", "@example.org", "carol"),
+    ("mallory@evil.org", "example.org", "mallory@evil.org"),  # never a local user's name
+    ("carol", "example.org", "carol"),
+    ("carol@example.org", "", "carol@example.org"),
+    ("a@b@example.org", "example.org", "a@b"),
+])
+def test_the_site_domain_is_removed_from_usernames_and_only_it(claim, domain, name):
+    assert strip_domain(claim, domain) == name
+
+
+def secret_file(tmp_path, text="s3cret\n", mode=0o600):
+    path = tmp_path / "client-secret"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_the_client_secret_is_read_from_a_private_file(tmp_path):
+    assert read_client_secret(str(secret_file(tmp_path)), ROOT_OR_ME) == "s3cret"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o622])
+def test_a_secret_file_others_can_read_or_write_is_refused_naming_it_and_the_fix(tmp_path, mode):
+    path = secret_file(tmp_path, mode=mode)
+    with pytest.raises(BarehubError) as e:
+        read_client_secret(str(path), ROOT_OR_ME)
+    assert str(path) in e.value.message and f"{mode:04o}" in e.value.message
+    assert f"chmod 600 {path}" in e.value.hint
+
+
+def test_a_secret_file_of_another_owner_is_refused(tmp_path):
+    path = secret_file(tmp_path)
+    with pytest.raises(BarehubError, match="owner uid"):
+        read_client_secret(str(path), (os.getuid() + 4242,))
+
+
+def test_a_link_planted_as_the_secret_file_is_refused_not_followed(tmp_path):
+    target = secret_file(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(BarehubError) as e:
+        read_client_secret(str(link), ROOT_OR_ME)
+    assert "s3cret" not in str(e.value.message) + e.value.hint
+
+
+@pytest.mark.parametrize("text, says", [("\n", "is empty"), (None, "does not exist")])
+def test_an_empty_or_missing_secret_file_is_named(tmp_path, text, says):
+    path = secret_file(tmp_path, text=text) if text is not None else tmp_path / "missing"
+    with pytest.raises(BarehubError, match=says) as e:
+        read_client_secret(str(path), ROOT_OR_ME)
+    assert str(path) in e.value.message
+
+
+def http_error(code: int, body: bytes) -> HTTPClientError:
+    request = HTTPRequest("https://idp.example.org/oauth2/token?code=x")
+    return HTTPClientError(code, response=HTTPResponse(request, code, buffer=BytesIO(body)))
+
+
+def problem(error: BaseException, caplog) -> tuple[ProviderProblem, str]:
+    with caplog.at_level(logging.ERROR):
+        p = classify(error, "https://idp.example.org/oauth2/token?code=secret-code", "/etc/site-ca.pem",
+                     "/etc/barehub/oidc-client-secret")
+    return p, caplog.text
+
+
+def test_an_untrusted_certificate_tells_the_admin_to_set_ca_file(caplog):
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    p, log = problem(error, caplog)
+    assert p.status_code == 502 and "does not trust the certificate" in p.jupyterhub_message
+    assert "https://idp.example.org/oauth2/token is not trusted" in log and "CA_FILE /etc/site-ca.pem" in log
+
+
+def test_a_refused_client_secret_names_the_secret_file(caplog):
+    p, log = problem(http_error(401, b'{"error":"invalid_client"}'), caplog)
+    assert p.kind == "client refused" and p.status_code == 502
+    assert "refused the hub's own credentials" in p.jupyterhub_message
+    assert "/etc/barehub/oidc-client-secret" in log and "invalid_client" in log
+    assert "secret-code" not in log  # the query (an authorization code) is not logged
+
+
+def test_invalid_client_with_400_is_a_refused_client_too(caplog):
+    assert problem(http_error(400, b'{"error":"invalid_client"}'), caplog)[0].kind == "client refused"
+
+
+@pytest.mark.parametrize("error", [ConnectionRefusedError(111, "Connection refused"),
+                                   OSError(-2, "Name or service not known"), HTTPClientError(599, "Timeout")])
+def test_an_unreachable_provider_says_try_again_later(caplog, error):
+    p, log = problem(error, caplog)
+    assert p.status_code == 503 and "cannot be reached right now" in p.jupyterhub_message
+    assert "cannot be reached from the hub" in log
+
+
+def test_an_error_it_does_not_know_is_not_disguised(caplog):
+    with pytest.raises(KeyError):
+        problem(KeyError("access_token"), caplog)
+
+
+def test_the_logout_goes_to_the_providers_end_session_and_back_to_the_hubs_login_page():
+    auth = OIDCAuthenticator(issuer="https://idp.example.org", client_id="jupyterhub",
+                             oauth_callback_url="https://hub.example.org/sub/hub/oauth_callback")
+    auth._provider = {"end_session_endpoint": "https://idp.example.org/oauth2/logout"}
+    auth._provider_read_at = float("inf")  # read: the discovery document is not asked for again
+    url = asyncio.run(auth.end_session_url("ID.TOKEN", SimpleNamespace()))
+    assert url == ("https://idp.example.org/oauth2/logout?post_logout_redirect_uri="
+                   "https%3A%2F%2Fhub.example.org%2Fsub%2Fhub%2Flogin&client_id=jupyterhub&id_token_hint=ID.TOKEN")
+    auth.logout_from_provider = False
+    assert asyncio.run(auth.end_session_url("ID.TOKEN", SimpleNamespace())) is None
