@@ -5,7 +5,7 @@ token exchange, allowed and admin groups, auth_state, the refresh of expired acc
 adds only what a site needs and it does not do:
 
 - **endpoints from the provider's discovery document** (`issuer` + /.well-known/openid-configuration),
-  read by the hub when a login starts and kept `discovery_max_age` seconds. A fragment that fetched it
+  read by the hub when a login starts (and kept `discovery_max_age` seconds for refreshes and logouts). A fragment that fetched it
   while the configuration loads would keep the hub from starting whenever the provider is down.
 - **the client secret read from a file** at each token request: no fragment holds it, a rotated secret
   needs no reload, and a file others can read (or a link) is refused, named in the hub's log.
@@ -22,6 +22,7 @@ adds only what a site needs and it does not do:
 from __future__ import annotations
 
 import os
+import pwd
 import ssl
 import stat
 import time
@@ -108,6 +109,10 @@ def read_client_secret(path: str, allowed_owners: tuple[int, ...]) -> str:
     except FileNotFoundError:
         raise BarehubError(f"the client secret file {path} does not exist",
                            f"write the secret from the provider there: install -m 600 /dev/stdin {path}")
+    except PermissionError:
+        me = pwd.getpwuid(os.getuid()).pw_name
+        raise BarehubError(f"the client secret file {path} cannot be read by the hub's user {me}",
+                           f"chown {me} {path} (a --hub-user install runs the hub as {me})")
     with os.fdopen(fd) as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -122,9 +127,25 @@ def read_client_secret(path: str, allowed_owners: tuple[int, ...]) -> str:
     return secret
 
 
+def ca_file_problem(path: str, allowed_owners: tuple[int, ...]) -> str | None:
+    """Why the hub must not use `path` as the CA it trusts for the provider, if it must not: whoever can
+    change the file can make the hub accept their own "provider" (and its users)."""
+    try:
+        st = os.stat(path)  # a link is fine (/etc/ssl/certs has them); what it leads to is checked
+    except OSError as e:
+        return f"CA_FILE {path} cannot be read ({e.strerror}): set CA_FILE to the CA certificate of the provider's"
+    if st.st_mode & 0o022 or st.st_uid not in allowed_owners:
+        return (f"CA_FILE {path} (mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}) can be changed by others, "
+                f"who could then make the hub trust their own provider: chown root {path} && chmod 644 {path}")
+    return None
+
+
 class OIDCLoginHandler(OAuthLoginHandler):
     async def get(self):
-        await self.authenticator.prepare_provider()  # the authorize URL comes from the discovery document
+        """A login starts with the provider's discovery document read afresh (one small request per login):
+        a provider that is down or untrusted is then the hub's clear page, not the browser's connection
+        error after a redirect to it."""
+        await self.authenticator.prepare_provider(fresh=True)
         super().get()
 
 
@@ -163,11 +184,12 @@ class ProviderLogin(OAuthenticator):
         if change.new:
             self.http_request_kwargs = {**self.http_request_kwargs, "ca_certs": change.new}
 
-    async def prepare_provider(self) -> None:
+    async def prepare_provider(self, fresh: bool = False) -> None:
         """Before each exchange with the provider: the CA file exists, the secret is read."""
-        if self.ca_file and not os.path.isfile(self.ca_file):
-            raise ProviderProblem("misconfigured", f"CA_FILE {self.ca_file} does not exist: set CA_FILE in the "
-                                                   f"fragment to the CA certificate that signed the provider's")
+        if self.ca_file:
+            problem = ca_file_problem(self.ca_file, (0, os.getuid()))
+            if problem:
+                raise ProviderProblem("misconfigured", problem)
         if self.client_secret_file:
             try:
                 self.client_secret = read_client_secret(self.client_secret_file, (0, os.getuid()))
@@ -229,13 +251,17 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
     def _auth_state_groups_key_default(self):
         return "oauth_user.groups"
 
+    @default("manage_groups")
+    def _manage_groups_default(self):
+        return True  # oauthenticator 17 takes allowed_groups/admin_groups only with it; the hub's groups follow the provider's
+
     @default("enable_auth_state")
     def _enable_auth_state_default(self):
         return True  # tokens encrypted with the crypt key barehub generates; needed for refresh and logout
 
-    async def discover(self) -> dict:
+    async def discover(self, fresh: bool = False) -> dict:
         """The provider's discovery document (kept `discovery_max_age` s); sets the endpoints from it."""
-        if self._provider and time.monotonic() - self._provider_read_at < self.discovery_max_age:
+        if not fresh and self._provider and time.monotonic() - self._provider_read_at < self.discovery_max_age:
             return self._provider
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         try:
@@ -252,9 +278,9 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         self._provider, self._provider_read_at = document, time.monotonic()
         return document
 
-    async def prepare_provider(self) -> None:
+    async def prepare_provider(self, fresh: bool = False) -> None:
         await super().prepare_provider()
-        await self.discover()
+        await self.discover(fresh)
 
     def user_info_to_username(self, user_info):
         return strip_domain(super().user_info_to_username(user_info), self.username_domain)

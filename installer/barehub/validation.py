@@ -158,9 +158,30 @@ def validate(paths: Paths, hub_pids: tuple[int, ...] = ()) -> tuple[list[Path], 
             raise
         return fragments, [problem_from_exception(e, fragments)]
     problems = check_config(config, fragments)
+    problems += check_authenticator(config, fragments, problems)
     problems += check_hub_rules(config, fragments)
     problems += check_ports(config, fragments, load_settings(paths), hub_pids)
     return fragments, sorted(problems, key=lambda p: (str(p.file), p.line or 0))
+
+
+def check_authenticator(config: Config, fragments: list[Path], found: list[Problem]) -> list[Problem]:
+    """The authenticator made from the config as the hub makes it, so that its own validators run: checking
+    each value alone missed that oauthenticator 17 refuses allowed_groups without manage_groups (the shipped
+    Keycloak drop-in passed `barehub check`, and the hub did not start). An authenticator's constructor only
+    sets traits; the network, the database and PAM are used at login."""
+    if found:  # a bad value is already named with its line
+        return []
+    _, chosen = configurable_classes(config)
+    from jupyterhub.auth import Authenticator
+
+    for cls in chosen:
+        if isinstance(cls, type) and issubclass(cls, Authenticator):
+            try:
+                cls(config=config)
+            except Exception as e:  # noqa: BLE001 (whatever the hub would die of at start)
+                file, line = locate("JupyterHub", "authenticator_class", fragments)
+                return [Problem(file, line, f"{cls.__name__} refuses this config: {type(e).__name__}: {e}")]
+    return []
 
 
 # ---------------------------------------------------------------- JupyterHub's own rules, without side effects

@@ -27,9 +27,11 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 
 class Browser:
     def __init__(self, name: str, artifacts: Path = ARTIFACTS, accept_certs: bool = False,
-                 driver_cmd_prefix: tuple[str, ...] = ()):
+                 driver_cmd_prefix: tuple[str, ...] = (), loopback_names: tuple[str, ...] = ()):
         """`name` groups the screenshots; `driver_cmd_prefix` runs chromedriver (and so Chromium) through
-        another command, e.g. ("ip", "netns", "exec", NS) to browse from inside a test network namespace."""
+        another command, e.g. ("ip", "netns", "exec", NS) to browse from inside a test network namespace;
+        `loopback_names` are resolved to 127.0.0.1 by this browser only (the machine's /etc/hosts untouched)."""
+        self.loopback_names = loopback_names
         self.dir = artifacts / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.profile = tempfile.mkdtemp(prefix="barehub-chromium-")
@@ -46,6 +48,8 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         if self.accept_certs:
             options.add_argument("--ignore-certificate-errors")
+        if self.loopback_names:
+            options.add_argument("--host-resolver-rules=" + ", ".join(f"MAP {n} 127.0.0.1" for n in self.loopback_names))
         executable = CHROMEDRIVER
         if self.driver_cmd_prefix:
             executable = self._wrapped_driver()

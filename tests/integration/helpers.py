@@ -4,6 +4,7 @@ The machinery itself (container, request loops, wheelhouse) lives in testbed/, w
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -101,3 +102,22 @@ def this_release() -> str:
         if line.startswith("VERSION = "):
             return line.split('"')[1]
     raise AssertionError("no VERSION in bootstrap.py")
+
+
+@contextlib.contextmanager
+def resolving_to_loopback(*names: str):
+    """requests (urllib3) in this process connects to 127.0.0.1 for `names`, as a client whose DNS says so
+    would: the TLS name check and the Host header stay the names'. The machine's /etc/hosts is not touched."""
+    from urllib3.util import connection
+
+    original = connection.create_connection
+
+    def resolve(address, *args, **kwargs):
+        host, port = address
+        return original(("127.0.0.1" if host in names else host, port), *args, **kwargs)
+
+    connection.create_connection = resolve
+    try:
+        yield
+    finally:
+        connection.create_connection = original

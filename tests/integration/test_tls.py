@@ -15,7 +15,7 @@ import requests
 
 from tests.integration import pki
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, PROXY, bootstrap_cmd,
-                                       status_code, wait_until)
+                                       resolving_to_loopback, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 HTTPS_PORT = 28443
@@ -59,20 +59,9 @@ def served(server_name: str | None, cafile: str | None = None) -> dict:
 
 def https_get(path: str, cafile: str, server_name: str = DOMAIN, headers: dict | None = None) -> requests.Response:
     """GET through traefik's HTTPS port as a client that resolves `server_name` to 127.0.0.1."""
-    from urllib3.util import connection
-
-    original = connection.create_connection
-
-    def resolve(address, *args, **kwargs):
-        host, port = address
-        return original(("127.0.0.1" if host == server_name else host, port), *args, **kwargs)
-
-    connection.create_connection = resolve
-    try:
+    with resolving_to_loopback(server_name):
         return requests.get(f"https://{server_name}:{HTTPS_PORT}{path}", verify=cafile, timeout=10,
                             allow_redirects=False, headers=headers)
-    finally:
-        connection.create_connection = original
 
 
 @pytest.fixture(scope="module")

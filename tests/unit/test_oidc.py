@@ -13,7 +13,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
 from barehub.errors import BarehubError
-from barehub.oidc import OIDCAuthenticator, ProviderProblem, classify, read_client_secret, strip_domain
+from barehub.oidc import (OIDCAuthenticator, ProviderProblem, ca_file_problem, classify, read_client_secret,
+                          strip_domain)
 
 ROOT_OR_ME = (0, os.getuid())
 
@@ -72,6 +73,21 @@ def test_an_empty_or_missing_secret_file_is_named(tmp_path, text, says):
     with pytest.raises(BarehubError, match=says) as e:
         read_client_secret(str(path), ROOT_OR_ME)
     assert str(path) in e.value.message
+
+
+def test_a_ca_file_others_can_change_is_not_trusted(tmp_path):
+    ca = tmp_path / "site-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.chmod(0o644)
+    assert ca_file_problem(str(ca), ROOT_OR_ME) is None
+    link = tmp_path / "link.pem"
+    link.symlink_to(ca)  # as in /etc/ssl/certs
+    assert ca_file_problem(str(link), ROOT_OR_ME) is None
+    ca.chmod(0o666)
+    assert "can be changed by others" in ca_file_problem(str(ca), ROOT_OR_ME)
+    ca.chmod(0o644)
+    assert "owner uid" in ca_file_problem(str(ca), (os.getuid() + 4242,))
+    assert "cannot be read" in ca_file_problem(str(tmp_path / "missing.pem"), ROOT_OR_ME)
 
 
 def http_error(code: int, body: bytes) -> HTTPClientError:

@@ -144,3 +144,13 @@ def test_the_hubs_port_must_not_collide(prefix):
         # the running hub may hold it (a reload that keeps the port)
         import os
         assert validate(prefix, hub_pids=(os.getpid(),))[1] == []
+
+
+def test_an_authenticator_that_refuses_its_config_at_start_is_named(prefix):
+    """oauthenticator 17 raises at construction for allowed_groups without manage_groups: checking each value
+    alone passed it, and the hub did not start (the Keycloak drop-in shipped before 2026-11-30 did this)."""
+    problems = check(prefix, 'c.JupyterHub.authenticator_class = "generic-oauth"\n'
+                             'c.GenericOAuthenticator.allowed_groups = {"jupyter-users"}\n')
+    assert len(problems) == 1
+    assert re.match(r".*50-site\.py:1: GenericOAuthenticator refuses this config: ValueError: .*allowed_groups "
+                    r"requires .*manage_groups", problems[0]), problems
