@@ -4,8 +4,8 @@
 # (Every other setting, and what each does, is in oidc.py.)
 #
 # In Entra: an app registration with web redirect URI CALLBACK_URL and front-channel logout URL the
-# hub's login page; token configuration: add the "groups" claim (security groups) to the ID token and
-# userinfo. Entra sends group OBJECT IDs, not names: ALLOWED_GROUPS and ADMIN_GROUPS hold those ids.
+# hub's login page; token configuration: add the "groups" claim (security groups) to the ID token
+# (the claims are read from the ID token: Entra's userinfo has neither groups nor preferred_username). Entra sends group OBJECT IDs, not names: ALLOWED_GROUPS and ADMIN_GROUPS hold those ids.
 # Secret (a client secret value): install -m 600 /dev/stdin SECRET_FILE
 
 # --- site values -----------------------------------------------------------------------
@@ -25,5 +25,7 @@ c.OIDCAuthenticator.client_secret_file = CLIENT_SECRET_FILE
 c.OIDCAuthenticator.oauth_callback_url = CALLBACK_URL
 c.OIDCAuthenticator.login_service = "Microsoft"
 c.OIDCAuthenticator.username_domain = USERNAME_DOMAIN
+c.OIDCAuthenticator.username_claim = "preferred_username"  # the UPN; Entra's "email" may be unverified
+c.OIDCAuthenticator.userdata_from_id_token = True  # Entra's userinfo has neither preferred_username nor groups
 c.OIDCAuthenticator.allowed_groups = ALLOWED_GROUPS
 c.OIDCAuthenticator.admin_groups = ADMIN_GROUPS

@@ -25,7 +25,8 @@ CLIENT_SECRET_FILE = "/etc/barehub/oidc-client-secret"  # 0600, never the secret
 CALLBACK_URL = "https://hub.example.org/hub/oauth_callback"
 LOGIN_SERVICE = "the university's single sign-on"  # the login button says "Sign in with ..."
 SCOPES = ["openid", "profile", "email"]  # add the scope that releases GROUPS_CLAIM if the provider needs one
-USERNAME_CLAIM = "preferred_username"  # or "email" with USERNAME_DOMAIN
+USERNAME_CLAIM = "preferred_username"  # or "email" with USERNAME_DOMAIN, if users cannot change their mail
+#                                       at the provider (a mail it says is unverified is refused)
 USERNAME_DOMAIN = ""  # e.g. "example.org": carol@example.org -> carol (case: JupyterHub lowercases names)
 GROUPS_CLAIM = "groups"  # the claim (a list) that carries the user's groups
 ALLOWED_GROUPS = {"jupyter-users"}  # members of these may log in (admins too)

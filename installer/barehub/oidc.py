@@ -52,6 +52,8 @@ USER_PAGE = {  # what the person at the browser is told, by problem
                            "administrators can see why in the hub's log."),
     "provider error": (502, "The sign-in service answered with an error. Please try again; if it keeps "
                             "happening, tell the hub's administrators."),
+    "unverified": (403, "Your mail address is not verified at the sign-in service, so the hub cannot use it as "
+                        "your name. Verify it there, then sign in again."),
 }
 
 
@@ -68,11 +70,15 @@ class ProviderProblem(web.HTTPError):
         app_log.error("OIDC: %s", admin_message)
 
 
-def classify(error: BaseException, url: str, ca_file: str, secret_file: str) -> ProviderProblem:
-    """The ProviderProblem for an exception from a request to the provider at `url`."""
+def classify(error: BaseException, url: str, ca_file: str, secret_file: str, token_url: str = "") -> ProviderProblem:
+    """The ProviderProblem for an exception from a request to the provider (at `url`, unless the answer
+    says which); re-raises what is not about the provider."""
     if isinstance(error, ProviderProblem):
         return error
-    where = urlunsplit(urlsplit(url)._replace(query=""))
+    if not isinstance(error, (OSError, HTTPClientError)):
+        raise error
+    response = getattr(error, "response", None)
+    where = urlunsplit(urlsplit(getattr(response, "effective_url", None) or url)._replace(query=""))
     if isinstance(error, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
         trust = f"CA_FILE {ca_file} did not verify it" if ca_file else "the system's CAs did not verify it"
         detail = getattr(error, "verify_message", "") or str(error)
@@ -80,16 +86,15 @@ def classify(error: BaseException, url: str, ca_file: str, secret_file: str) -> 
                                             f"({detail}; {trust}): set CA_FILE in the fragment to the CA that "
                                             f"signed it")
     if isinstance(error, HTTPClientError) and error.code != 599:
-        body = error.response.body.decode("utf8", "replace")[:300] if error.response is not None else ""
-        if error.code == 401 or "invalid_client" in body:
+        body = response.body.decode("utf8", "replace")[:300].strip() if response is not None else ""
+        at_token_endpoint = not token_url or where == urlunsplit(urlsplit(token_url)._replace(query=""))
+        if "invalid_client" in body or (error.code == 401 and at_token_endpoint):
             return ProviderProblem("client refused", f"the identity provider refused the hub's client credentials "
-                                                     f"at {where} (HTTP {error.code} {body.strip()}): check "
+                                                     f"at {where} (HTTP {error.code} {body}): check "
                                                      f"CLIENT_ID and the secret in {secret_file}")
-        return ProviderProblem("provider error", f"{where} answered HTTP {error.code}: {body.strip()}")
-    if isinstance(error, (OSError, HTTPClientError)):  # refused, no route, unknown name, timeout (599)
-        return ProviderProblem("unreachable", f"the identity provider at {where} cannot be reached from the "
-                                              f"hub: {error}")
-    raise error
+        return ProviderProblem("provider error", f"{where} answered HTTP {error.code}: {body}")
+    return ProviderProblem("unreachable", f"the identity provider at {where} cannot be reached from the hub: "
+                                          f"{error}")  # refused, no route, unknown name, timeout (599)
 
 
 def strip_domain(name: str, domain: str) -> str:
@@ -137,6 +142,11 @@ def ca_file_problem(path: str, allowed_owners: tuple[int, ...]) -> str | None:
     if st.st_mode & 0o022 or st.st_uid not in allowed_owners:
         return (f"CA_FILE {path} (mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}) can be changed by others, "
                 f"who could then make the hub trust their own provider: chown root {path} && chmod 644 {path}")
+    for directory in Path(path).resolve().parents:  # or replaced, by whoever may write its directory
+        st = os.stat(directory)
+        if (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX) or st.st_uid not in allowed_owners:
+            return (f"CA_FILE {path} is in {directory} (mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}), "
+                    f"where others can replace it: keep the CA in a directory only root can write")
     return None
 
 
@@ -185,19 +195,21 @@ class ProviderLogin(OAuthenticator):
             self.http_request_kwargs = {**self.http_request_kwargs, "ca_certs": change.new}
 
     async def prepare_provider(self, fresh: bool = False) -> None:
-        """Before each exchange with the provider: the CA file exists, the secret is read."""
-        if self.ca_file:
-            problem = ca_file_problem(self.ca_file, (0, os.getuid()))
-            if problem:
-                raise ProviderProblem("misconfigured", problem)
+        """Before each exchange with the provider: the CA file is one to trust, the secret is read."""
+        self.check_ca_file()
         if self.client_secret_file:
             try:
                 self.client_secret = read_client_secret(self.client_secret_file, (0, os.getuid()))
             except BarehubError as e:
                 raise ProviderProblem("misconfigured", f"{e.message}: {e.hint}") from None
 
+    def check_ca_file(self) -> None:
+        problem = ca_file_problem(self.ca_file, (0, os.getuid())) if self.ca_file else None
+        if problem:
+            raise ProviderProblem("misconfigured", problem)
+
     def problem(self, error: BaseException, url: str) -> ProviderProblem:
-        return classify(error, url, self.ca_file, self.client_secret_file)
+        return classify(error, url, self.ca_file, self.client_secret_file, self.token_url)
 
     async def authenticate(self, handler, data=None, **kwargs):
         await self.prepare_provider()
@@ -206,19 +218,44 @@ class ProviderLogin(OAuthenticator):
         except Exception as e:  # noqa: BLE001 (classify re-raises what it does not know)
             raise self.problem(e, self.token_url) from e
 
+    async def check_allowed(self, username, auth_model):
+        """Upstream's check (GitHub asks the provider here, for organization membership)."""
+        try:
+            return await super().check_allowed(username, auth_model)
+        except Exception as e:  # noqa: BLE001
+            raise self.problem(e, self.token_url) from e
+
     async def refresh_user(self, user, handler=None, **kwargs):
-        """Upstream's refresh: a new access token from the refresh token when the provider refuses the old
-        one, a new login when it refuses both (a user disabled there). While the hub cannot ask the provider
-        (down, untrusted, the hub misconfigured: each logged), the user stays signed in with what the hub
-        has, and the refresh is tried again at the next request after `auth_refresh_age`: signing everybody
-        out would only send them to the error page."""
+        """Upstream's refresh (the provider asked again with the access token, a new one got with the refresh
+        token when it is refused, a new login when both are), and then the same check as at login: upstream
+        updates the groups of a refreshed user but does not ask again whether they may still use the hub, so
+        a user the site removed from the allowed groups stayed signed in until the cookie expired.
+
+        While the hub cannot ask the provider (unreachable, untrusted, an error of the provider or of the hub's
+        own settings: each logged), the user stays signed in with what the hub has, and the next request
+        after `auth_refresh_age` asks again: signing everybody out would only send them to the error page.
+        (When the access token has expired and the token endpoint fails, upstream asks for a new login.)"""
         try:
             await self.prepare_provider()
-            return await super().refresh_user(user, handler, **kwargs)
+            refreshed = await super().refresh_user(user, handler, **kwargs)
         except Exception as e:  # noqa: BLE001
-            self.problem(e, self.token_url)  # logs it, or re-raises what it does not know
+            if self.problem(e, self.token_url).kind == "unverified":  # logged; or re-raised, if not the provider's
+                return False
             app_log.warning("OIDC: %s stays signed in until the provider can be asked again", user.name)
             return True
+        if isinstance(refreshed, dict) and not await self.still_allowed(user.name, refreshed):
+            return False
+        return refreshed
+
+    async def still_allowed(self, name: str, auth_model: dict) -> bool:
+        if auth_model.get("name") != name:
+            app_log.warning("OIDC: %s's claims now name %r: a new login is needed", name, auth_model.get("name"))
+            return False
+        blocked = await self.check_blocked_users(name, auth_model)
+        allowed = blocked and await self.check_allowed(name, auth_model)
+        if not allowed:
+            app_log.warning("OIDC: %s may no longer use the hub (allowed groups or blocked users): signed out", name)
+        return bool(allowed)
 
 
 class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
@@ -266,15 +303,25 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         try:
             document = await self.httpfetch(url, label="reading the discovery document")
+        except ValueError:
+            raise ProviderProblem("misconfigured", f"{url} is not a discovery document (not JSON): set ISSUER to "
+                                                   f"the provider's issuer URL") from None
         except Exception as e:  # noqa: BLE001
             raise self.problem(e, url) from e
-        if (document.get("issuer") or "").rstrip("/") != self.issuer.rstrip("/"):
-            raise ProviderProblem("misconfigured", f"{url} says its issuer is {document.get('issuer')!r}, the "
+        wanted = ["issuer", "authorization_endpoint", "token_endpoint"]
+        wanted += [] if self.userdata_from_id_token else ["userinfo_endpoint"]
+        missing = [key for key in wanted if not isinstance(document, dict) or not document.get(key)]
+        if missing:
+            raise ProviderProblem("misconfigured", f"{url} has no {', '.join(missing)}: set ISSUER to the "
+                                                   f"provider's issuer URL")
+        if document["issuer"].rstrip("/") != self.issuer.rstrip("/"):
+            raise ProviderProblem("misconfigured", f"{url} says its issuer is {document['issuer']!r}, the "
                                                    f"fragment's ISSUER is {self.issuer!r}: set ISSUER to the "
                                                    f"provider's")
         self.authorize_url = document["authorization_endpoint"]
         self.token_url = document["token_endpoint"]
-        self.userdata_url = document["userinfo_endpoint"]
+        if not self.userdata_from_id_token:  # the claims come from the ID token (Entra ID) or from userinfo
+            self.userdata_url = document["userinfo_endpoint"]
         self._provider, self._provider_read_at = document, time.monotonic()
         return document
 
@@ -283,6 +330,11 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         await self.discover(fresh)
 
     def user_info_to_username(self, user_info):
+        """The claim, the site's domain removed. A mail address the provider says it has not verified is not a
+        name: whoever set it could otherwise sign in as that address's local user."""
+        if self.username_claim == "email" and user_info.get("email_verified") is False:
+            raise ProviderProblem("unverified", f"{user_info.get('email')!r} is not verified at the provider, and "
+                                                f"USERNAME_CLAIM is email: refused")
         return strip_domain(super().user_info_to_username(user_info), self.username_domain)
 
     async def end_session_url(self, id_token: str | None, handler) -> str | None:
@@ -291,7 +343,7 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         if not self.logout_from_provider:
             return None
         try:
-            await super().prepare_provider()  # the CA file; the secret is not needed
+            self.check_ca_file()  # the secret is not needed for this
             endpoint = (await self.discover()).get("end_session_endpoint")
         except ProviderProblem:
             return None  # logged; the user is signed out of the hub all the same

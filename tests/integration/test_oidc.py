@@ -221,9 +221,8 @@ def test_an_unreachable_idp_gives_a_clear_page_and_log_line_and_signed_in_users_
 
 def test_an_untrusted_idp_certificate_gives_a_clear_page_and_log_line(container, provider, carol):
     other_ca = pki.make_ca(container, "/etc/barehub-test/oidc-other", "other")
-    container.run(f"sed -i 's|^CA_FILE = .*|CA_FILE = \"{other_ca}\"|' {FRAGMENT} && systemctl reload {HUB}")
+    reload_with(container, "CA_FILE", f'"{other_ca}"')
     try:
-        wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
         since = now(container)
         page = person("erin", provider).login()
         assert page.status_code == 502 and "does not trust the certificate" in shown(page)
@@ -231,8 +230,31 @@ def test_an_untrusted_idp_certificate_gives_a_clear_page_and_log_line(container,
         assert "certificate at" in log and "is not trusted" in log and other_ca in log
         assert_hub_serves(carol)
     finally:
-        container.run(f"sed -i 's|^CA_FILE = .*|CA_FILE = \"{idp.CA}\"|' {FRAGMENT} && systemctl reload {HUB}")
-        wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
+        reload_with(container, "CA_FILE", f'"{idp.CA}"')
+
+
+def reload_with(container, setting: str, value: str) -> None:
+    """The fragment's site value `setting` changed, and the hub reloaded, as an admin does."""
+    container.run(f"sed -i 's|^{setting} = .*|{setting} = {value}|' {FRAGMENT} && systemctl reload {HUB}")
+    time.sleep(1)
+    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
+
+
+def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(container, provider):
+    """oauthenticator refreshes a signed-in user's groups but never asks again whether she may use the hub;
+    barehub's refresh does (here after auth_refresh_age, 2 s in this test)."""
+    grace = person("grace", provider)
+    assert grace.login().status_code == 200
+    reload_with(container, "ALLOWED_GROUPS", '{"jupyter-admins"}')  # the site narrows who may use the hub
+    try:
+        time.sleep(3)
+        page = grace.get(f"{BASE}/hub/home")
+        assert page.url.startswith(f"{BASE}/hub/login"), page.url  # signed out ...
+        page = grace.login()  # ... and refused at her next login (her IdP session still holds)
+        assert not grace.saw_idp_form and page.status_code == 403
+        assert "not in a group allowed to use this hub" in shown(page)
+    finally:
+        reload_with(container, "ALLOWED_GROUPS", '{"jupyter-users"}')
 
 
 def test_check_and_the_hub_name_the_authenticator(container, provider):

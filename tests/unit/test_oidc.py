@@ -88,6 +88,9 @@ def test_a_ca_file_others_can_change_is_not_trusted(tmp_path):
     ca.chmod(0o644)
     assert "owner uid" in ca_file_problem(str(ca), (os.getuid() + 4242,))
     assert "cannot be read" in ca_file_problem(str(tmp_path / "missing.pem"), ROOT_OR_ME)
+    tmp_path.chmod(0o777)  # others could rename another file over it
+    assert "where others can replace it" in ca_file_problem(str(ca), ROOT_OR_ME)
+    tmp_path.chmod(0o755)
 
 
 def http_error(code: int, body: bytes) -> HTTPClientError:
@@ -117,6 +120,13 @@ def test_a_refused_client_secret_names_the_secret_file(caplog):
     assert "secret-code" not in log  # the query (an authorization code) is not logged
 
 
+def test_a_401_from_userinfo_is_not_blamed_on_the_client_secret(caplog):
+    request = HTTPRequest("https://idp.example.org/oauth2/userinfo")
+    error = HTTPClientError(401, response=HTTPResponse(request, 401, buffer=BytesIO(b"")))
+    p = classify(error, "https://idp.example.org/oauth2/token", "", "/s", token_url="https://idp.example.org/oauth2/token")
+    assert p.kind == "provider error" and "https://idp.example.org/oauth2/userinfo answered HTTP 401" in caplog.text
+
+
 def test_invalid_client_with_400_is_a_refused_client_too(caplog):
     assert problem(http_error(400, b'{"error":"invalid_client"}'), caplog)[0].kind == "client refused"
 
@@ -132,6 +142,17 @@ def test_an_unreachable_provider_says_try_again_later(caplog, error):
 def test_an_error_it_does_not_know_is_not_disguised(caplog):
     with pytest.raises(KeyError):
         problem(KeyError("access_token"), caplog)
+    with pytest.raises(ValueError):  # a message that mentions certificates is not a certificate problem
+        problem(ValueError("No email in {'note': 'CERTIFICATE_VERIFY_FAILED'}"), caplog)
+
+
+def test_a_mail_address_the_provider_has_not_verified_is_not_a_username():
+    auth = OIDCAuthenticator(issuer="https://idp.example.org", username_claim="email", username_domain="example.org")
+    assert auth.user_info_to_username({"email": "carol@example.org", "email_verified": True}) == "carol"
+    assert auth.user_info_to_username({"email": "carol@example.org"}) == "carol"  # not said: the provider's mail
+    with pytest.raises(ProviderProblem) as e:
+        auth.user_info_to_username({"email": "carol@example.org", "email_verified": False})
+    assert e.value.status_code == 403 and "not verified" in e.value.jupyterhub_message
 
 
 def test_the_logout_goes_to_the_providers_end_session_and_back_to_the_hubs_login_page():
