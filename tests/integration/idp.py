@@ -27,14 +27,14 @@ CA = f"{DIR}/idp-ca.crt"
 CLIENT_ID, CLIENT_SECRET = "jupyterhub", "hub-client-secret-1"
 GROUPS_SCOPE = "groups"  # the scope that releases the groups claim
 ACCESS_TOKEN_SECONDS = 20  # short, so that the refresh test sees one expire
-GRACE_PASSWORD = "grace-Ldap-5"
+JUDY_PASSWORD = "judy-Ldap-5"
 UNITS = ("test-idp-fastcgi", "test-idp-nginx")
 HUB = f"http://127.0.0.1:{HTTP_PORT}/hub"
 
 
 def setup_idp(box: Container) -> str:
     """Starts the provider (slapd must run); returns the path of its CA certificate in the container."""
-    add_grace(box)
+    add_judy(box)
     pki.make_ca(box, DIR, "idp")
     cert, key = pki.issue(box, DIR, "idp", "idp", [HOST])
     box.run(f"grep -q ' {HOST}$' /etc/hosts || echo '127.0.0.1 {HOST}' >> /etc/hosts")
@@ -69,23 +69,24 @@ def stop_idp(box: Container) -> None:
     box.run("systemctl stop " + " ".join(UNITS), check=False)
 
 
-def add_grace(box: Container) -> None:
-    """A user whose LDAP uid and mail have capitals (uid Grace, Grace@Barehub.Test), in jupyter-users; her
-    local account is "grace", the name the hub makes of her mail."""
-    hashed = box.run(f"slappasswd -s {GRACE_PASSWORD}").stdout.strip()
+def add_judy(box: Container) -> None:
+    """A user whose LDAP uid and mail have capitals (uid Judy, Judy@Barehub.Test), in jupyter-users; her
+    local account is "judy", the name the hub makes of her mail (a name no other test module uses: theirs set
+    a password when the account does not exist yet)."""
+    hashed = box.run(f"slappasswd -s {JUDY_PASSWORD}").stdout.strip()
     ldap = f"-x -H ldap://127.0.0.1:{cluster.LDAP_PORT} -D '{cluster.ROOT_DN}' -w {cluster.ROOT_PW}"
     box.run(f"ldapadd {ldap}", input=textwrap.dedent(f"""\
-        dn: uid=Grace,ou=people,{cluster.BASE}
+        dn: uid=Judy,ou=people,{cluster.BASE}
         objectClass: inetOrgPerson
-        uid: Grace
-        cn: Grace Tester
+        uid: Judy
+        cn: Judy Tester
         sn: Tester
-        mail: Grace@Barehub.Test
+        mail: Judy@Barehub.Test
         userPassword: {hashed}
         """))
     box.run(f"ldapmodify {ldap}", input=f"dn: cn=jupyter-users,ou=groups,{cluster.BASE}\nchangetype: modify\n"
-                                        f"add: member\nmember: uid=Grace,ou=people,{cluster.BASE}\n")
-    box.run("id grace || useradd --create-home --shell /bin/bash grace")
+                                        f"add: member\nmember: uid=Judy,ou=people,{cluster.BASE}\n")
+    box.run("id judy || useradd --create-home --shell /bin/bash judy")
 
 
 def ini() -> str:

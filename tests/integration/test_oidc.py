@@ -3,7 +3,7 @@ values set, against LemonLDAP::NG (Debian's package, behind nginx with HTTPS fro
 users in against the test slapd, as Keycloak in front of a university's LDAP would.
 
 Its own install; the module ends by purging it. Users: carol (jupyter-users), erin (jupyter-admins), dave
-(no group), Grace (mail Grace@Barehub.Test, jupyter-users: the username claim is the mail address).
+(no group), Judy (mail Judy@Barehub.Test, jupyter-users: the username claim is the mail address).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.integration.idp_client import OidcUser
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
 FRAGMENT = f"{PREFIX}/jupyterhub_config.d/30-oidc.py"
 SECRET_FILE = "/etc/barehub/oidc-client-secret"
-PASSWORDS = {**{uid: pw for uid, (pw, _) in cluster.USERS.items()}, "grace": idp.GRACE_PASSWORD}
+PASSWORDS = {**{uid: pw for uid, (pw, _) in cluster.USERS.items()}, "judy": idp.JUDY_PASSWORD}
 
 
 def site_fragment(ca_file: str) -> str:
@@ -136,13 +136,13 @@ def test_a_user_outside_the_allowed_groups_is_refused_with_a_page_that_says_why(
 
 
 def test_an_admin_group_member_is_admin_and_the_username_claim_is_normalised(provider, carol):
-    grace = person("grace", provider)
-    page = grace.login()
+    judy = person("judy", provider)
+    page = judy.login()
     assert page.status_code == 200, page.text[:300]
     users = {u["name"]: u for u in admin_api(provider, "users")}
     assert users["erin"]["admin"] is True and users["carol"]["admin"] is False
-    assert "grace" in users and "Grace" not in users  # Grace@Barehub.Test -> grace
-    assert grace.token()  # her own session works under the normalised name
+    assert "judy" in users and "Judy" not in users  # Judy@Barehub.Test -> judy
+    assert judy.token()  # her own session works under the normalised name
 
 
 def test_tokens_are_kept_encrypted_in_auth_state(container, provider, carol):
@@ -243,15 +243,15 @@ def reload_with(container, setting: str, value: str) -> None:
 def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(container, provider):
     """oauthenticator refreshes a signed-in user's groups but never asks again whether she may use the hub;
     barehub's refresh does (here after auth_refresh_age, 2 s in this test)."""
-    grace = person("grace", provider)
-    assert grace.login().status_code == 200
+    judy = person("judy", provider)
+    assert judy.login().status_code == 200
     reload_with(container, "ALLOWED_GROUPS", '{"jupyter-admins"}')  # the site narrows who may use the hub
     try:
         time.sleep(3)
-        page = grace.get(f"{BASE}/hub/home")
+        page = judy.get(f"{BASE}/hub/home")
         assert page.url.startswith(f"{BASE}/hub/login"), page.url  # signed out ...
-        page = grace.login()  # ... and refused at her next login (her IdP session still holds)
-        assert not grace.saw_idp_form and page.status_code == 403
+        page = judy.login()  # ... and refused at her next login (her IdP session still holds)
+        assert not judy.saw_idp_form and page.status_code == 403
         assert "not in a group allowed to use this hub" in shown(page)
     finally:
         reload_with(container, "ALLOWED_GROUPS", '{"jupyter-users"}')
@@ -287,11 +287,11 @@ def test_a_person_signs_in_through_the_idps_form_in_chromium_and_signs_out_of_bo
     times = []
     with Browser("oidc", accept_certs=True, loopback_names=(idp.HOST,)) as b:
         for round_ in range(3):
-            stop_server(provider, "grace")  # each round starts her server, as a morning login does
-            times.append(browser_login_to_lab(b, "grace"))
-            assert b.url.startswith(f"{BASE}/user/grace/lab")
+            stop_server(provider, "judy")  # each round starts her server, as a morning login does
+            times.append(browser_login_to_lab(b, "judy"))
+            assert b.url.startswith(f"{BASE}/user/judy/lab")
             if round_ == 0:
-                b.shot("grace-jupyterlab")
+                b.shot("judy-jupyterlab")
             b.get(f"{BASE}/hub/logout")
             b.wait_for(lambda b: idp.HOST in b.url or "/hub/login" in b.url, 30, "logout")
             if idp.HOST in b.url:  # LemonLDAP::NG asks "Do you want to logout?"

@@ -21,7 +21,7 @@ ROOT_OR_ME = (0, os.getuid())
 
 @pytest.mark.parametrize("claim, domain, name", [
     ("carol@example.org", "example.org", "carol"),
-    ("Grace@Example.ORG", "example.org", "Grace"),  # JupyterHub lowercases it after
+    ("Judy@Example.ORG", "example.org", "Judy"),  # JupyterHub lowercases it after
     ("carol@example.org", "@example.org", "carol"),
     ("mallory@evil.org", "example.org", "mallory@evil.org"),  # never a local user's name
     ("carol", "example.org", "carol"),
