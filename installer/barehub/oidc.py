@@ -26,6 +26,7 @@ import pwd
 import ssl
 import stat
 import time
+from inspect import isawaitable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -251,8 +252,10 @@ class ProviderLogin(OAuthenticator):
         if auth_model.get("name") != name:
             app_log.warning("OIDC: %s's claims now name %r: a new login is needed", name, auth_model.get("name"))
             return False
-        blocked = await self.check_blocked_users(name, auth_model)
-        allowed = blocked and await self.check_allowed(name, auth_model)
+        not_blocked = self.check_blocked_users(name, auth_model)  # JupyterHub's is plain, a subclass's may be async
+        if isawaitable(not_blocked):
+            not_blocked = await not_blocked
+        allowed = not_blocked and await self.check_allowed(name, auth_model)
         if not allowed:
             app_log.warning("OIDC: %s may no longer use the hub (allowed groups or blocked users): signed out", name)
         return bool(allowed)
@@ -303,10 +306,10 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         try:
             document = await self.httpfetch(url, label="reading the discovery document")
-        except ValueError:
-            raise ProviderProblem("misconfigured", f"{url} is not a discovery document (not JSON): set ISSUER to "
-                                                   f"the provider's issuer URL") from None
         except Exception as e:  # noqa: BLE001
+            if isinstance(e, ValueError) and not isinstance(e, OSError):  # ssl's errors are ValueErrors too
+                raise ProviderProblem("misconfigured", f"{url} is not a discovery document (not JSON): set "
+                                                       f"ISSUER to the provider's issuer URL") from None
             raise self.problem(e, url) from e
         wanted = ["issuer", "authorization_endpoint", "token_endpoint"]
         wanted += [] if self.userdata_from_id_token else ["userinfo_endpoint"]

@@ -165,3 +165,14 @@ def test_the_logout_goes_to_the_providers_end_session_and_back_to_the_hubs_login
                    "https%3A%2F%2Fhub.example.org%2Fsub%2Fhub%2Flogin&client_id=jupyterhub&id_token_hint=ID.TOKEN")
     auth.logout_from_provider = False
     assert asyncio.run(auth.end_session_url("ID.TOKEN", SimpleNamespace())) is None
+
+
+def test_a_refreshed_user_is_asked_again_whether_she_may_use_the_hub():
+    """What refresh_user does with upstream's refreshed model (the provider's answer is the integration test's)."""
+    auth = OIDCAuthenticator(issuer="https://idp.example.org", allowed_groups={"jupyter-users"},
+                             blocked_users={"mallory"})
+    still = lambda name, groups: asyncio.run(auth.still_allowed(name, {"name": name, "admin": None, "groups": groups}))  # noqa: E731
+    assert still("carol", ["jupyter-users"]) is True
+    assert still("carol", ["other"]) is False
+    assert still("mallory", ["jupyter-users"]) is False
+    assert asyncio.run(auth.still_allowed("carol", {"name": "carol2", "admin": None, "groups": ["jupyter-users"]})) is False
