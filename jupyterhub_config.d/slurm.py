@@ -20,7 +20,8 @@ HUB_URL = "http://hub.example.org:8081"  # how compute nodes reach the hub's API
 PORT_RANGE = "40000-40999"  # ports user servers may listen on, on the compute nodes
 ENV_BIN = Path(sys.executable).parent  # the hub env's bin; absolute, as sudo resets PATH
 SINGLEUSER = str(ENV_BIN / "jupyterhub-singleuser")
-# Spawn page choices: label -> Slurm request. Keys: partition, runtime, memory, nprocs, gres, options.
+# Spawn page choices: label -> Slurm request. Keys: partition, runtime, memory, nprocs, gres, options,
+# account, qos, reservation. Users choose only among these, on the spawn page and through the REST API.
 PROFILES = {
     "CPU only: 2 CPUs, 4 GB, 8 hours": {"partition": "cpu", "nprocs": "2", "memory": "4G", "runtime": "8:00:00"},
     "1 GPU: 8 CPUs, 32 GB, 4 hours": {"partition": "gpu", "nprocs": "8", "memory": "32G", "runtime": "4:00:00",
@@ -30,7 +31,9 @@ PROFILES = {
 
 os.environ["SLURM_CONF"] = SLURM_CONF  # for the hub's own sbatch/squeue/scancel calls
 
-c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
+# batchspawner's SlurmSpawner; barehub's says Slurm's reason on the spawn page while the job waits, and
+# notices at once a job that ended before its server answered (upstream waited for start_timeout)
+c.JupyterHub.spawner_class = "barehub.slurm_spawner.SlurmSpawner"
 c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"  # reachable from the compute nodes ...
 c.JupyterHub.hub_connect_url = HUB_URL  # ... at this address
 c.Spawner.cmd = [SINGLEUSER]
@@ -62,20 +65,44 @@ c.SlurmSpawner.options_form = f"""
 """
 
 
+_REQUEST_KEYS = {"partition", "runtime", "memory", "nprocs", "gres", "options", "account", "qos", "reservation"}
+for _label, _request in PROFILES.items():
+    if set(_request) - _REQUEST_KEYS:
+        raise ValueError(f"profile {_label!r}: {sorted(set(_request) - _REQUEST_KEYS)} are not Slurm request keys; "
+                         f"use {sorted(_REQUEST_KEYS)}")
+
+
 def _options_from_form(formdata):
-    """The chosen profile's Slurm request; unknown labels are refused, not passed to sbatch."""
-    label = formdata.get("profile", [next(iter(PROFILES))])[0]
-    if label not in PROFILES:
-        raise ValueError(f"unknown profile {label!r}")
-    return dict(PROFILES[label])
+    """The spawn page sends a profile's label; _apply_profile checks it."""
+    return {"profile": formdata.get("profile", [""])[0]}
+
+
+def _apply_profile(spawner, user_options):
+    """The chosen profile's Slurm request, for the spawn page and for the REST API alike
+    (POST /hub/api/users/NAME/server with a JSON body is user_options, unchecked by the form).
+    batchspawner also merges user_options into the batch script, over the profile's values: anything
+    but a known profile's label would reach sbatch (partition, gres, "--account=..."), so it is refused."""
+    from tornado import web
+
+    refused = sorted(set(user_options) - {"profile"})
+    label = user_options.get("profile") or next(iter(PROFILES))
+    if refused or not isinstance(label, str) or label not in PROFILES:
+        what = f"options {', '.join(refused)} are not accepted" if refused else f"unknown profile {label!r}"
+        raise web.HTTPError(400, f"{what}: choose one of the profiles: {'; '.join(PROFILES)}")
+    for key, value in PROFILES[label].items():
+        setattr(spawner, f"req_{key}", value)
 
 
 c.SlurmSpawner.options_from_form = _options_from_form
+c.SlurmSpawner.apply_user_options = _apply_profile
 
 # --- a non-root hub (bootstrap.py --hub-user jupyterhub --hub-sudo yes) ---------------------
 # --hub-sudo yes lets the hub run the setuid sudo (its sandbox then cannot filter system calls).
-# The hub user must be allowed to run the Slurm commands as the users, keeping the environment.
+# The hub user may run the three Slurm commands as the users, passing on only the server's own
+# variables (no SETENV: `sudo -u carol LD_PRELOAD=... squeue` and `sudo -E` are refused).
 # /etc/sudoers.d/barehub-slurm (visudo -f), for users in the unix group "jupyterhub-users":
 #   Cmnd_Alias BAREHUB_SLURM = /usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel
-#   Defaults!BAREHUB_SLURM !requiretty, setenv
-#   jupyterhub ALL=(%jupyterhub-users) NOPASSWD:SETENV: BAREHUB_SLURM
+#   Defaults!BAREHUB_SLURM !requiretty, env_keep += "JUPYTERHUB_* JPY_API_TOKEN BAREHUB_PORT_RANGE SLURM_CONF"
+#   jupyterhub ALL=(%jupyterhub-users) NOPASSWD: BAREHUB_SLURM
+if os.geteuid() != 0:  # the rule above keeps the variables; -E would need SETENV
+    c.SlurmSpawner.exec_prefix = "sudo -u {username}"

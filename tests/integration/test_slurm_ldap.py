@@ -148,6 +148,98 @@ def test_stopping_the_server_cancels_the_job(container, base_url, carol_token):
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
+def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container, base_url, carol_token):
+    """A user calling the REST API directly: batchspawner merges user_options into the batch script, so an
+    option sent there (here a job comment, it could be --account or --partition) would reach sbatch."""
+    url, headers = f"{base_url}/hub/api/users/carol/server", {"Authorization": f"token {carol_token}"}
+    for body in ({"options": "--comment=bypassed"}, {"partition": "cpu", "gres": "gpu:8"},
+                 {"profile": CPU_PROFILE, "options": "--comment=bypassed"}, {"profile": "--comment=bypassed"}):
+        r = requests.post(url, json=body, headers=headers, timeout=60)
+        assert r.status_code == 400 and "choose one of the profiles" in r.json()["message"], (body, r.text)
+    assert jobs(container, "carol") == []
+    r = requests.post(url, json={"profile": CPU_PROFILE}, headers=headers, timeout=60)  # what the API may do
+    assert r.status_code in (201, 202), r.text
+    wait_until(lambda: [j[1:] for j in jobs(container, "carol")] == [["RUNNING", "cpu", "2", "4G"]], 120)
+    assert requests.delete(url, headers=headers, timeout=60).status_code in (202, 204)
+    wait_until(lambda: jobs(container, "carol") == [], 60)
+
+
+def progress_events(base_url: str, token: str, until, timeout: float) -> list[dict]:
+    """carol's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with requests.get(f"{base_url}/hub/api/users/carol/server/progress", headers={"Authorization": f"token {token}"},
+                      stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[len("data:"):]))
+                if until(events[-1]):
+                    return events
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
+
+
+def request_server(base_url: str, token: str, may_fail: bool = False) -> None:
+    """Start carol's server through the REST API. A spawn that fails within JupyterHub's slow_spawn_timeout
+    (10 s) answers 500 here; the spawn page then shows why."""
+    r = requests.post(f"{base_url}/hub/api/users/carol/server", json={"profile": CPU_PROFILE},
+                      headers={"Authorization": f"token {token}"}, timeout=60)
+    assert r.status_code in ((201, 202, 500) if may_fail else (201, 202)), r.text
+
+
+def test_the_spawn_page_shows_slurms_reason_while_the_job_waits_and_cancel_scancels_it(container, base_url,
+                                                                                     carol_token):
+    blocker = container.run("runuser -u erin -- sbatch --parsable -c 2 --mem=100M -o /dev/null "
+                            "--wrap 'sleep 600'").stdout.strip()  # the node's 2 CPUs are taken
+    try:
+        wait_until(lambda: [j[1] for j in jobs(container, "erin")] == ["RUNNING"], 60)
+        request_server(base_url, carol_token)
+        events = progress_events(base_url, carol_token, timeout=60,
+                                 until=lambda e: "Waiting in Slurm's queue (PENDING, Resources)" in e.get("message", ""))
+        assert "in use; it starts when they are free" in events[-1]["message"]
+        [[_, state, *_]] = jobs(container, "carol")
+        assert state == "PENDING"
+        start = time.monotonic()
+        r = requests.delete(f"{base_url}/hub/api/users/carol/server", headers={"Authorization": f"token {carol_token}"},
+                            timeout=60)  # the user cancels the pending spawn
+        assert r.status_code in (202, 204), r.text
+        wait_until(lambda: jobs(container, "carol") == [], 60)
+        MEASUREMENTS["Slurm: a pending spawn cancelled, job gone from the queue after (s)"] = \
+            round(time.monotonic() - start, 1)
+    finally:
+        container.run(f"scancel {blocker}")
+        wait_until(lambda: jobs(container, "erin") == [], 60)
+
+
+def test_a_server_that_dies_at_start_is_reported_at_once_with_slurms_state(container, base_url, carol_token):
+    """A broken config in the user's home: the job starts, reports its port, and its server exits."""
+    container.run("mkdir -p /home/carol/.jupyter && echo 'import os; os._exit(3)' > "
+                  "/home/carol/.jupyter/jupyter_server_config.py && chown -R carol: /home/carol/.jupyter")
+    try:
+        start = time.monotonic()
+        request_server(base_url, carol_token, may_fail=True)
+        events = progress_events(base_url, carol_token, until=lambda e: e.get("failed"), timeout=120)
+        elapsed = time.monotonic() - start
+        MEASUREMENTS["Slurm: server dies at start, spawn request to the user's error (s)"] = round(elapsed, 1)
+        message = events[-1]["message"]
+        assert "ended before the server started (FAILED, reason: NonZeroExitCode)" in message, message
+        assert "/home/carol/.jupyterhub_slurm_" in message and elapsed < 60  # not the 300 s start timeout
+    finally:
+        container.run("rm -rf /home/carol/.jupyter")
+    assert jobs(container, "carol") == []
+
+
+def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(container, base_url, carol, carol_token):
+    carol.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    [[job_id, *_]] = jobs(container, "carol")
+    container.run(f"scancel {job_id}")  # an admin, or the user on the command line
+    headers = {"Authorization": f"token {carol_token}"}
+    waited = wait_until(lambda: not requests.get(f"{base_url}/hub/api/user", headers=headers, timeout=10)
+                        .json()["servers"], 90, interval=1)
+    MEASUREMENTS["Slurm: a job scancelled outside the hub, shown as stopped after (s)"] = round(waited, 1)
+
+
 def test_idle_culler_stops_an_idle_slurm_backed_server(container, base_url, carol):
     put_fragment(container, "60-idle-culler.py", filled("idle-culler.py", {
         "c.Barehub.idle_timeout = 2 * 3600": "c.Barehub.idle_timeout = 20"}))  # it checks every 10 s
@@ -177,6 +269,13 @@ def test_non_root_hub_spawns_slurm_jobs_with_exactly_the_documented_sudoers_rule
     container.run("getent group jupyterhub-users || groupadd jupyterhub-users; usermod -aG jupyterhub-users carol")
     container.run("cat > /etc/sudoers.d/barehub-slurm && chmod 0440 /etc/sudoers.d/barehub-slurm", input=rule)
     container.run("visudo -cf /etc/sudoers.d/barehub-slurm")
+    assert "SETENV" not in rule and "setenv" not in rule  # the hub user may not set the users' environment:
+    as_hub = "runuser -u jupyterhub -- sudo -n -u carol"
+    refused = container.run(f"{as_hub} LD_PRELOAD=/tmp/planted.so /usr/bin/squeue", check=False)
+    assert refused.returncode != 0 and "not allowed to set" in refused.stderr, refused.stderr
+    refused = container.run("runuser -u jupyterhub -- sudo -n -E -u carol /usr/bin/squeue", check=False)
+    assert refused.returncode != 0 and "not allowed to preserve the environment" in refused.stderr, refused.stderr
+    assert container.run(f"{as_hub} /usr/bin/squeue -h -u carol", check=False).returncode == 0  # what it needs
     container.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-idle-culler.py")  # its 20 s timeout is for the test above
     container.run(bootstrap_cmd("--hub-user", "jupyterhub", "--hub-sudo", "yes"), timeout=900)  # as slurm.py says
     assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jupyterhub"

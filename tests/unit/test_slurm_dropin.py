@@ -6,6 +6,7 @@ import pytest
 from barehub.batch_singleuser import free_port_in, parse_range
 from barehub.paths import shipped
 from barehub.validation import load_config
+from traitlets.config import Config
 
 
 @pytest.fixture
@@ -14,13 +15,45 @@ def slurm(prefix):
     return load_config(prefix).SlurmSpawner
 
 
+def applied(slurm, user_options: dict) -> dict:
+    """The Slurm request the spawner submits after the drop-in's apply_user_options (as JupyterHub calls it)."""
+    from batchspawner import SlurmSpawner
+
+    spawner = SlurmSpawner(config=Config({"SlurmSpawner": slurm}))
+    slurm.apply_user_options(spawner, user_options)
+    return {key: getattr(spawner, f"req_{key}") for key in ("partition", "nprocs", "memory", "runtime", "gres",
+                                                             "options")}
+
+
 def test_profiles_become_the_job_request(slurm):
     assert 'name="profile"' in slurm.options_form and "1 GPU" in slurm.options_form
-    gpu = slurm.options_from_form({"profile": ["1 GPU: 8 CPUs, 32 GB, 4 hours"]})
-    assert gpu == {"partition": "gpu", "nprocs": "8", "memory": "32G", "runtime": "4:00:00", "gres": "gpu:1"}
-    assert slurm.options_from_form({})["partition"] == "cpu"  # the first profile is the default
-    with pytest.raises(ValueError, match="unknown profile"):
-        slurm.options_from_form({"profile": ["--partition=admin"]})
+    label = "1 GPU: 8 CPUs, 32 GB, 4 hours"
+    assert slurm.options_from_form({"profile": [label]}) == {"profile": label}
+    assert applied(slurm, {"profile": label}) == {"partition": "gpu", "nprocs": "8", "memory": "32G",
+                                                  "runtime": "4:00:00", "gres": "gpu:1", "options": ""}
+    assert applied(slurm, {})["partition"] == "cpu"  # the first profile is the default
+
+
+@pytest.mark.parametrize("user_options, says", [
+    ({"profile": "--partition=admin"}, "unknown profile"),
+    ({"partition": "gpu", "gres": "gpu:8"}, "options gres, partition are not accepted"),
+    ({"profile": "CPU only: 2 CPUs, 4 GB, 8 hours", "options": "--account=x"}, "options options are not accepted"),
+    ({"profile": ["CPU only: 2 CPUs, 4 GB, 8 hours"]}, "unknown profile"),
+])
+def test_user_options_other_than_a_profile_are_refused_with_the_profiles_named(slurm, user_options, says):
+    """They come unchecked through the REST API, and batchspawner would merge them into the batch script."""
+    from tornado import web
+
+    with pytest.raises(web.HTTPError) as e:
+        applied(slurm, user_options)
+    assert e.value.status_code == 400 and says in e.value.log_message and "CPU only" in e.value.log_message
+
+
+def test_a_profile_with_a_key_that_is_not_a_slurm_request_is_named_at_load(prefix):
+    text = (shipped("jupyterhub_config.d") / "slurm.py").read_text().replace('"gres": "gpu:1"', '"gpus": "1"')
+    (prefix.config_d / "40-slurm.py").write_text(text)
+    with pytest.raises(ValueError, match=r"\['gpus'\] are not Slurm request keys"):
+        load_config(prefix)
 
 
 def test_job_script_renders_the_request(slurm):

@@ -1,0 +1,152 @@
+"""batchspawner's SlurmSpawner, telling the user what Slurm says while the job waits, and noticing at once
+when the job ends before its server answers.
+
+Upstream (batchspawner 1.3) shows "Pending in queue..." whatever the reason, and once the job is RUNNING it
+waits for the server's port without looking at the job again: a job that died at start (a broken
+~/.jupyter config, a node that failed it) left the user waiting for the whole start_timeout (300 s in
+slurm.py) before a generic error. Here:
+- one squeue call per poll asks for the state, the node, Slurm's reason and its expected start time
+  (`-t all`, so that a job that already ended is still seen with its final state: slurmctld keeps it for
+  MinJobAge, 300 s by default), and the spawn page shows them, refreshed as they change;
+- while the server starts (until its port takes connections: batchspawner-singleuser reports the port
+  before the server runs), the job is polled too: when it ended, the user is told at once, with Slurm's
+  state and reason and where the job's log is.
+Everything else (submission, sudo, stop, poll, state) is upstream's.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
+from batchspawner.batchspawner import JobStatus
+from traitlets import default
+
+QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S'"
+# Slurm's reasons a job waits, as a user would say them (squeue(1), "JOB REASON CODES")
+REASONS = {
+    "Priority": "jobs with a higher priority are ahead of yours",
+    "Resources": "the resources you asked for are in use; it starts when they are free",
+    "ReqNodeNotAvail": "the nodes it needs are not available (down, drained or reserved)",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is not taking jobs",
+    "PartitionNodeLimit": "it asks for more nodes than the partition has",
+    "QOSMaxJobsPerUserLimit": "you already run as many jobs as your QOS allows",
+    "AssocMaxJobsLimit": "your account already runs as many jobs as it may",
+    "BeginTime": "it may not start before its begin time",
+    "Dependency": "it waits for another job",
+    "JobHeldAdmin": "an administrator holds it",
+    "JobHeldUser": "it is held",
+}
+
+
+def parse_status(line: str) -> dict[str, str]:
+    """`squeue -o '%T %B|%r|%S'`'s line: state, node, reason, expected start ("" when Slurm has none)."""
+    if "|" not in line:  # an error instead (an id slurmctld no longer knows, a controller that does not answer)
+        return {"state": "", "host": "", "reason": "", "start": ""}
+    head, _, rest = line.strip().partition("|")
+    state, _, host = head.partition(" ")
+    reason, _, start = rest.partition("|")
+    start = "" if start.strip() in ("", "N/A", "Unknown") else start.strip()
+    return {"state": state.strip(), "host": host.strip(), "reason": reason.strip(), "start": start}
+
+
+def describe_wait(status: dict[str, str]) -> str:
+    """What the spawn page says while the job waits."""
+    reason = status["reason"]
+    why = REASONS.get(reason.split(",")[0], reason) if reason and reason != "None" else "Slurm is scheduling it"
+    text = f"Waiting in Slurm's queue ({status['state']}, {reason or 'no reason given'}): {why}."
+    if status["start"]:
+        text += f" Slurm expects it to start at {status['start'].replace('T', ' ')}."
+    return text
+
+
+def describe_end(job_id: str, status: dict[str, str], log: str) -> str:
+    """What the user is told when the job ended before the server answered."""
+    state = status["state"] or "gone from the queue"
+    reason = f", reason: {status['reason']}" if status["reason"] and status["reason"] != "None" else ""
+    return f"Slurm job {job_id} ended before the server started ({state}{reason}). Its output is in {log}."
+
+
+class SlurmSpawner(UpstreamSlurmSpawner):
+    @default("batch_query_cmd")
+    def _batch_query_cmd_default(self):
+        return QUERY
+
+    @default("state_exechost_re")
+    def _state_exechost_re_default(self):
+        return r"^\S+\s+([^\s|]+)\|"
+
+    def queue_status(self) -> dict[str, str]:
+        return parse_status(self.job_status or "")
+
+    async def progress(self):
+        """The spawn page's messages: Slurm's state and reason while the job waits, its node once it runs."""
+        said = None
+        while True:
+            if self.state_ispending():
+                message = describe_wait(self.queue_status())
+            elif self.state_isrunning():
+                message = f"Slurm job {self.job_id} is running on {self.queue_status()['host']}; the server starts."
+            elif self.state_isunknown():
+                message = "Slurm's controller does not answer; the job is kept and asked again."
+            elif self.job_id:
+                message = None  # it ended: start() says why
+            else:
+                message = "Submitting the job to Slurm."
+            if message and message != said:
+                said = message
+                yield {"message": message}
+            if self.state_isrunning():
+                return
+            await asyncio.sleep(1)
+
+    async def start(self):
+        """Upstream's start, with the job asked about while it waits and while its server starts."""
+        self.ip = self.traits()["ip"].default_value
+        self.port = self.traits()["port"].default_value
+        if self.server:
+            self.server.port = self.port
+        await self.submit_batch_script()
+        if not self.job_id:
+            raise RuntimeError("Slurm did not accept the job (no job id in sbatch's output)")
+        while await self.job_alive() != JobStatus.RUNNING:
+            await asyncio.sleep(self.startup_poll_interval)
+        self.ip = self.state_gethost()
+        while self.port == 0:  # batchspawner-singleuser reports its port to the hub's API first ...
+            await asyncio.sleep(self.startup_poll_interval)
+            await self.job_alive()
+        while not await self.server_listens():  # ... then starts the server, which may still die
+            await self.job_alive()
+            await asyncio.sleep(self.startup_poll_interval)
+        self.db.commit()
+        self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port}")
+        return self.ip, self.port
+
+    async def server_listens(self) -> bool:
+        """Whether the server's port takes connections. (Once start() returns, JupyterHub waits http_timeout
+        for the server without asking the job: a server that died after reporting its port was found only
+        then.)"""
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), timeout=2)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    async def job_alive(self) -> JobStatus:
+        """The job's state; raises, saying why, once it ended."""
+        status = await self.query_job_status()
+        if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
+            return status
+        job_id, queue = self.job_id, self.queue_status()
+        self.log.warning(f"Slurm job {job_id} of {self.user.name} ended before its server started: {self.job_status}")
+        self.clear_state()
+        raise RuntimeError(describe_end(job_id, queue, self.output_log(job_id)))
+
+    def output_log(self, job_id: str) -> str:
+        """Where the job wrote its output (the batch script's --output, %j its id)."""
+        for line in self.batch_script.splitlines():
+            if line.startswith("#SBATCH --output="):
+                path = line.split("=", 1)[1].replace("{{homedir}}", self.req_homedir)
+                return path.replace("{{username}}", self.user.name).replace("%j", job_id)
+        return f"slurm-{job_id}.out in {self.req_homedir}"
