@@ -6,8 +6,12 @@
 # - This host is a Slurm submit host: sbatch/squeue/scancel work here, munge runs, and every
 #   hub user is a unix account here and on the compute nodes (LDAP/sssd or local).
 # - sudo is installed: the hub submits jobs as the user with `sudo -E -u USER sbatch ...`.
-# - The compute nodes reach the hub at HUB_URL (HTTP, TCP port below), and this host reaches
-#   the nodes on PORT_RANGE (traefik proxies users' traffic straight to the node).
+# - The compute nodes reach the hub's public URL (HUB_URL: traefik's port, HTTPS in production)
+#   and trust its certificate (Let's Encrypt, or the site CA in the nodes' system store); this
+#   host reaches the nodes on PORT_RANGE (traefik proxies users' traffic straight to the node).
+#   Servers talk to the hub's API through traefik, so the hub itself keeps listening on loopback
+#   only: its plain-HTTP login pages are never on a cluster interface, and the only firewall
+#   opening from the nodes to this host is the one users use (see README, "Slurm").
 # - The hub env ($PREFIX/conda) is on a path the compute nodes can read at the same place
 #   (a shared filesystem), or an env with the same packages exists there (set SINGLEUSER).
 import os
@@ -16,7 +20,7 @@ from pathlib import Path
 
 # --- site values -----------------------------------------------------------------------
 SLURM_CONF = "/etc/slurm/slurm.conf"
-HUB_URL = "http://hub.example.org:8081"  # how compute nodes reach the hub's API
+HUB_URL = "https://hub.example.org"  # the hub's public URL, as the compute nodes reach it
 PORT_RANGE = "40000-40999"  # ports user servers may listen on, on the compute nodes
 ENV_BIN = Path(sys.executable).parent  # the hub env's bin; absolute, as sudo resets PATH
 SINGLEUSER = str(ENV_BIN / "jupyterhub-singleuser")
@@ -34,8 +38,7 @@ os.environ["SLURM_CONF"] = SLURM_CONF  # for the hub's own sbatch/squeue/scancel
 # batchspawner's SlurmSpawner; barehub's says Slurm's reason on the spawn page while the job waits, and
 # notices at once a job that ended before its server answered (upstream waited for start_timeout)
 c.JupyterHub.spawner_class = "barehub.slurm_spawner.SlurmSpawner"
-c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"  # reachable from the compute nodes ...
-c.JupyterHub.hub_connect_url = HUB_URL  # ... at this address
+c.SlurmSpawner.hub_connect_url = HUB_URL  # servers reach the hub's API through traefik
 c.Spawner.cmd = [SINGLEUSER]
 c.SlurmSpawner.batchspawner_singleuser_cmd = f"{ENV_BIN}/python -m barehub.batch_singleuser"
 c.SlurmSpawner.environment = {"BAREHUB_PORT_RANGE": PORT_RANGE, "SLURM_CONF": SLURM_CONF}

@@ -43,7 +43,7 @@ def site(container):
         "dc=example,dc=org": cluster.BASE,
     }))
     put_fragment(container, "40-slurm.py", filled("slurm.py", {
-        "http://hub.example.org:8081": "http://127.0.0.1:8081",
+        "https://hub.example.org": f"http://127.0.0.1:{HTTP_PORT}",  # traefik's port, as the nodes reach it
     }))
     container.run(bootstrap_cmd(), timeout=900)
     return node
@@ -80,6 +80,15 @@ def test_ldap_user_gets_a_server_inside_a_slurm_job_with_the_chosen_profile(cont
     assert (state, partition, cpus, memory) == ("RUNNING", "cpu", "2", "4G")
     out = carol.execute("import getpass, os; print(getpass.getuser(), os.environ['SLURM_JOB_ID'])")
     assert out.split() == ["carol", job_id]
+
+
+def test_servers_reach_the_hub_api_through_the_proxy_and_the_hub_listens_on_loopback_only(container, carol):
+    """The hub's plain-HTTP port is on no cluster interface: the job's server reports its port, its activity
+    and its OAuth through traefik's public port."""
+    api = carol.execute("import os; print(os.environ['JUPYTERHUB_API_URL'])").strip()
+    assert api == f"http://127.0.0.1:{HTTP_PORT}/hub/api"
+    listening = [line.split()[3] for line in container.run("ss -Hltn 'sport = :8081'").stdout.splitlines()]
+    assert listening == ["127.0.0.1:8081"]
 
 
 def test_the_server_listens_in_the_configured_port_range(carol):
