@@ -8,6 +8,8 @@ slurm.py) before a generic error. Here:
 - one squeue call per poll asks for the state, the node, Slurm's reason and its expected start time
   (`-t all`, so that a job that already ended is still seen with its final state: slurmctld keeps it for
   MinJobAge, 300 s by default), and the spawn page shows them, refreshed as they change;
+- a job Slurm will not start until an administrator acts (its partition down, a limit it exceeds) is
+  cancelled and the user told at once, instead of waiting start_timeout for nothing;
 - while the server starts (until its port takes connections: batchspawner-singleuser reports the port
   before the server runs), the job is polled too: when it ended, the user is told at once, with Slurm's
   state and reason and where the job's log is.
@@ -37,6 +39,12 @@ REASONS = {
     "JobHeldAdmin": "an administrator holds it",
     "JobHeldUser": "it is held",
 }
+
+
+# reasons a job waits for something only an administrator changes: the user is told at once, the job cancelled
+WILL_NOT_START = {"PartitionDown", "PartitionInactive", "PartitionNodeLimit", "PartitionTimeLimit",
+                  "InvalidAccount", "InvalidQOS", "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit",
+                  "BadConstraints"}
 
 
 def parse_status(line: str) -> dict[str, str]:
@@ -134,8 +142,14 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         return True
 
     async def job_alive(self) -> JobStatus:
-        """The job's state; raises, saying why, once it ended."""
+        """The job's state; raises, saying why, once it ended or when Slurm says it will not start."""
         status = await self.query_job_status()
+        if status == JobStatus.PENDING and self.queue_status()["reason"] in WILL_NOT_START:
+            job_id, queue = self.job_id, self.queue_status()
+            await self.cancel_batch_job()
+            self.clear_state()
+            raise RuntimeError(f"Slurm will not start job {job_id}: {describe_wait(queue)} The job was cancelled; "
+                               f"choose another profile, or ask the cluster's administrators.")
         if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
             return status
         job_id, queue = self.job_id, self.queue_status()

@@ -17,6 +17,7 @@ from tests.integration.hubclient import HubUser
 
 DROP_INS = REPO / "jupyterhub_config.d"
 CPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours"
+GPU_PROFILE = "1 GPU: 8 CPUs, 32 GB, 4 hours"  # the shipped profile; this test cluster has no gpu partition
 
 
 def filled(name: str, values: dict[str, str]) -> str:
@@ -189,10 +190,10 @@ def progress_events(base_url: str, token: str, until, timeout: float) -> list[di
     raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
 
 
-def request_server(base_url: str, token: str, may_fail: bool = False) -> None:
+def request_server(base_url: str, token: str, may_fail: bool = False, profile: str = CPU_PROFILE) -> None:
     """Start carol's server through the REST API. A spawn that fails within JupyterHub's slow_spawn_timeout
     (10 s) answers 500 here; the spawn page then shows why."""
-    r = requests.post(f"{base_url}/hub/api/users/carol/server", json={"profile": CPU_PROFILE},
+    r = requests.post(f"{base_url}/hub/api/users/carol/server", json={"profile": profile},
                       headers={"Authorization": f"token {token}"}, timeout=60)
     assert r.status_code in ((201, 202, 500) if may_fail else (201, 202)), r.text
 
@@ -237,6 +238,35 @@ def test_a_server_that_dies_at_start_is_reported_at_once_with_slurms_state(conta
     finally:
         container.run("rm -rf /home/carol/.jupyter")
     assert jobs(container, "carol") == []
+
+
+def failed_spawn_message(base_url: str, token: str, profile: str) -> tuple[str, float]:
+    start = time.monotonic()
+    request_server(base_url, token, may_fail=True, profile=profile)
+    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120)
+    return events[-1]["message"], time.monotonic() - start
+
+
+def test_a_profile_slurm_rejects_gives_the_user_sbatchs_message_at_once(container, base_url, carol_token):
+    """This one-node cluster has no GPU gres (nor a "gpu" partition): sbatch refuses the shipped GPU profile."""
+    message, elapsed = failed_spawn_message(base_url, carol_token, GPU_PROFILE)
+    assert message == "Spawn failed: sbatch: error: Invalid generic resource (gres) specification", message
+    assert elapsed < 30
+    assert jobs(container, "carol") == []
+
+
+def test_a_profile_whose_partition_is_down_is_refused_at_once_and_its_job_cancelled(container, base_url,
+                                                                                    carol_token):
+    container.run("scontrol update PartitionName=cpu State=DOWN")
+    try:
+        message, elapsed = failed_spawn_message(base_url, carol_token, CPU_PROFILE)
+        MEASUREMENTS["Slurm: a profile whose partition is down, spawn request to the user's error (s)"] = \
+            round(elapsed, 1)
+        assert "Slurm will not start job" in message and "PartitionDown" in message, message
+        assert "the partition is down" in message and elapsed < 30
+        wait_until(lambda: jobs(container, "carol") == [], 30)
+    finally:
+        container.run("scontrol update PartitionName=cpu State=UP")
 
 
 def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(container, base_url, carol, carol_token):

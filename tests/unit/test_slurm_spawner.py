@@ -30,3 +30,10 @@ def test_a_job_that_ended_is_told_with_its_state_reason_and_log():
 def test_an_error_instead_of_a_status_line_is_no_state():
     status = parse_status("slurm_load_jobs error: Invalid job id specified")
     assert status["state"] == "" and "gone from the queue" in describe_end("42", status, "x")
+
+
+def test_reasons_only_an_administrator_changes_are_the_ones_a_spawn_stops_waiting_for():
+    from barehub.slurm_spawner import WILL_NOT_START
+
+    assert "PartitionDown" in WILL_NOT_START
+    assert not {"Priority", "Resources", "ReqNodeNotAvail", "Dependency", "BeginTime"} & WILL_NOT_START
