@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from tests.integration import cluster
-from tests.integration.helpers import HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, status_code, wait_until
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, RequestLoop, bootstrap_cmd,
+                                       status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 DROP_INS = REPO / "jupyterhub_config.d"
@@ -174,11 +175,11 @@ def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container,
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
-def progress_events(base_url: str, token: str, until, timeout: float) -> list[dict]:
-    """carol's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
+def progress_events(base_url: str, token: str, until, timeout: float, user: str = "carol") -> list[dict]:
+    """The user's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
     events: list[dict] = []
     deadline = time.monotonic() + timeout
-    with requests.get(f"{base_url}/hub/api/users/carol/server/progress", headers={"Authorization": f"token {token}"},
+    with requests.get(f"{base_url}/hub/api/users/{user}/server/progress", headers={"Authorization": f"token {token}"},
                       stream=True, timeout=timeout) as r:
         for line in r.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
@@ -277,6 +278,39 @@ def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(contain
     waited = wait_until(lambda: not requests.get(f"{base_url}/hub/api/user", headers=headers, timeout=10)
                         .json()["servers"], 90, interval=1)
     MEASUREMENTS["Slurm: a job scancelled outside the hub, shown as stopped after (s)"] = round(waited, 1)
+
+
+def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clearly_and_recovers(
+        container, base_url, carol, carol_token):
+    carol.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    erin = HubUser(base_url, "erin", cluster.USERS["erin"][0])
+    assert erin.login().status_code == 302
+    erin_token = erin.token()
+    headers = {"Authorization": f"token {erin_token}"}
+    with RequestLoop(f"{base_url}/user/carol/api/status", {"Authorization": f"token {carol_token}"}) as loop:
+        container.run("systemctl stop slurmctld")
+        down = time.monotonic()
+        try:
+            r = requests.post(f"{base_url}/hub/api/users/erin/server", json={"profile": CPU_PROFILE}, headers=headers,
+                              timeout=120)
+            assert r.status_code in (201, 202, 500), r.text
+            events = progress_events(base_url, erin_token, until=lambda e: e.get("failed"), timeout=120, user="erin")
+            assert "Unable to contact slurm controller" in events[-1]["message"], events[-1]
+            MEASUREMENTS["Slurm: slurmctld down, a new spawn's error after (s)"] = round(time.monotonic() - down, 1)
+            time.sleep(max(0.0, 60 - (time.monotonic() - down)))  # the hub polls carol's job meanwhile (every 30 s)
+            assert status_code(f"{base_url}/hub/health") == 200
+        finally:
+            container.run("systemctl start slurmctld")
+    assert loop.failed == 0, loop.failures  # her server never noticed
+    assert requests.get(f"{base_url}/hub/api/user", headers={"Authorization": f"token {carol_token}"},
+                        timeout=10).json()["servers"][""]["ready"] is True
+    requests.delete(f"{base_url}/hub/api/users/carol/server", headers={"Authorization": f"token {carol_token}"},
+                    timeout=60)  # this one-node cluster runs one such job at a time
+    wait_until(lambda: jobs(container, "carol") == [], 60)
+    erin.spawn(timeout=180, form={"profile": CPU_PROFILE})  # all recovered: a new job runs
+    assert len(jobs(container, "erin")) == 1
+    requests.delete(f"{base_url}/hub/api/users/erin/server", headers=headers, timeout=60)
+    wait_until(lambda: jobs(container, "erin") == [], 60)
 
 
 def test_idle_culler_stops_an_idle_slurm_backed_server(container, base_url, carol):
