@@ -50,7 +50,6 @@ c.OIDCAuthenticator.allowed_groups = ALLOWED_GROUPS
 c.OIDCAuthenticator.admin_groups = ADMIN_GROUPS
 c.OIDCAuthenticator.ca_file = CA_FILE
 c.OIDCAuthenticator.logout_from_provider = LOGOUT_FROM_PROVIDER
-c.OIDCAuthenticator.enable_auth_state = True
 c.OIDCAuthenticator.custom_403_message = (
     "You signed in, but your account is not in a group allowed to use this hub. "
     "Ask the hub's administrators to add you to one of: " + ", ".join(sorted(ALLOWED_GROUPS)))

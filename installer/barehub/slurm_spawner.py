@@ -144,15 +144,14 @@ class SlurmSpawner(UpstreamSlurmSpawner):
     async def job_alive(self) -> JobStatus:
         """The job's state; raises, saying why, once it ended or when Slurm says it will not start."""
         status = await self.query_job_status()
-        if status == JobStatus.PENDING and self.queue_status()["reason"] in WILL_NOT_START:
-            job_id, queue = self.job_id, self.queue_status()
+        job_id, queue = self.job_id, self.queue_status()
+        if status == JobStatus.PENDING and queue["reason"] in WILL_NOT_START:
             await self.cancel_batch_job()
             self.clear_state()
             raise RuntimeError(f"Slurm will not start job {job_id}: {describe_wait(queue)} The job was cancelled; "
                                f"choose another profile, or ask the cluster's administrators.")
         if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
             return status
-        job_id, queue = self.job_id, self.queue_status()
         self.log.warning(f"Slurm job {job_id} of {self.user.name} ended before its server started: {self.job_status}")
         self.clear_state()
         raise RuntimeError(describe_end(job_id, queue, self.output_log(job_id)))

@@ -169,18 +169,17 @@ def check_authenticator(config: Config, fragments: list[Path], found: list[Probl
     each value alone missed that oauthenticator 17 refuses allowed_groups without manage_groups (the shipped
     Keycloak drop-in passed `barehub check`, and the hub did not start). An authenticator's constructor only
     sets traits; the network, the database and PAM are used at login."""
-    if found:  # a bad value is already named with its line
+    if found:  # a bad value is already named with its line, the authenticator class among them
         return []
-    _, chosen = configurable_classes(config)
-    from jupyterhub.auth import Authenticator
+    from jupyterhub.app import JupyterHub
 
-    for cls in chosen:
-        if isinstance(cls, type) and issubclass(cls, Authenticator):
-            try:
-                cls(config=config)
-            except Exception as e:  # noqa: BLE001 (whatever the hub would die of at start)
-                file, line = locate("JupyterHub", "authenticator_class", fragments)
-                return [Problem(file, line, f"{cls.__name__} refuses this config: {type(e).__name__}: {e}")]
+    trait = JupyterHub.class_traits(config=True)["authenticator_class"]
+    cls = trait.validate(None, config.JupyterHub.get("authenticator_class", trait.default_value))
+    try:
+        cls(config=config)
+    except Exception as e:  # noqa: BLE001 (whatever the hub would die of at start)
+        file, line = locate("JupyterHub", "authenticator_class", fragments)
+        return [Problem(file, line, f"{cls.__name__} refuses this config: {type(e).__name__}: {e}")]
     return []
 
 
