@@ -1,6 +1,8 @@
 """A real systemd, booted with systemd-nspawn over the host's /usr (tmpfs root, copy-on-write /etc).
 
-One container per test session; it shares the host's network, so tests use their own ports.
+One container per test session; it shares the host's network, so tests use their own ports. A cluster's
+nodes are containers booted into network namespaces the test made (`network_namespace`), each with its own
+hostname, sharing directories read-write (`shared`: a bind mount standing in for NFS).
 """
 from __future__ import annotations
 
@@ -12,9 +14,14 @@ from pathlib import Path
 
 
 class Container:
-    def __init__(self, name: str, binds: dict[str, str], log_path: Path):
+    def __init__(self, name: str, binds: dict[str, str], log_path: Path, shared: dict[str, str] | None = None,
+                 network_namespace: str | None = None, hostname: str | None = None, masked: tuple[str, ...] = ()):
         self.name = name
         self.binds = binds
+        self.shared = shared or {}
+        self.network_namespace = network_namespace
+        self.hostname = hostname
+        self.masked = masked  # units this container's systemd does not start (systemd.mask= on its command line)
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.pid = 0  # the container's systemd (PID 1 inside)
@@ -24,7 +31,12 @@ class Container:
                "--keep-unit", "-M", self.name, "--console=passive",
                "--tmpfs=/usr/local/bin"]  # the host's /usr is read-only in here
         cmd += [f"--bind-ro={src}:{dst}" for src, dst in self.binds.items()]
-        cmd += ["--boot", "--", "systemd.firstboot=off"]
+        cmd += [f"--bind={src}:{dst}" for src, dst in self.shared.items()]
+        if self.network_namespace:
+            cmd += [f"--network-namespace-path={self.network_namespace}"]
+        if self.hostname:
+            cmd += [f"--hostname={self.hostname}"]
+        cmd += ["--boot", "--", "systemd.firstboot=off", *(f"systemd.mask={unit}" for unit in self.masked)]
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -37,6 +49,8 @@ class Container:
                 self.pid = int(children[0])
                 state = self.run("systemctl is-system-running", check=False, timeout=10).stdout.strip()
                 if state in ("running", "degraded"):
+                    if self.hostname:  # the container's systemd set the machine's, from the shared /etc/hostname
+                        self.run(f"hostname {self.hostname}")
                     self.make_resource_controllers_writable()
                     return
             time.sleep(0.5)

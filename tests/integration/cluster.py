@@ -71,39 +71,50 @@ def setup_ldap(box: Container) -> None:
         box.run(f"useradd --create-home --shell /bin/bash {uid}")
 
 
-def setup_slurm(box: Container) -> str:
-    """Returns the node's name."""
-    node = box.run("hostname").stdout.strip()
-    box.run(f"grep -q ' {node}$' /etc/hosts || echo '127.0.1.1 {node}' >> /etc/hosts")
+# slurm.conf's settings every test cluster shares (no cgroups in these containers: linuxproc, task/none)
+SLURM_COMMON = """\
+SlurmUser=slurm
+AuthType=auth/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+"""
+
+
+def prepare_slurm_dirs(box: Container) -> None:
     box.run("mkdir -p /var/lib/munge /var/log/munge && chown munge:munge /var/lib/munge /var/log/munge "
             "&& chmod 0700 /var/lib/munge /var/log/munge")
-    box.run("test -s /etc/munge/munge.key || mungekey --create --force")
     box.run("mkdir -p /var/spool/slurmctld /var/spool/slurmd /var/log/slurm "
             "&& chown slurm:slurm /var/spool/slurmctld /var/log/slurm")
-    box.run("cat > /etc/slurm/slurm.conf", input=textwrap.dedent(f"""\
-        ClusterName=barehub-test
-        SlurmctldHost={node}
-        SlurmUser=slurm
-        AuthType=auth/munge
-        MpiDefault=none
-        ProctrackType=proctrack/linuxproc
-        TaskPlugin=task/none
-        JobAcctGatherType=jobacct_gather/none
-        AccountingStorageType=accounting_storage/none
-        SchedulerType=sched/backfill
-        SelectType=select/cons_tres
-        SelectTypeParameters=CR_Core_Memory
-        ReturnToService=2
-        StateSaveLocation=/var/spool/slurmctld
-        SlurmdSpoolDir=/var/spool/slurmd
-        SlurmctldPidFile=/run/slurmctld.pid
-        SlurmdPidFile=/run/slurmd.pid
-        SlurmctldLogFile=/var/log/slurm/slurmctld.log
-        SlurmdLogFile=/var/log/slurm/slurmd.log
-        NodeName={node} CPUs=2 RealMemory=8000 State=UNKNOWN
-        PartitionName=cpu Nodes={node} Default=YES MaxTime=INFINITE State=UP
-        """))
+
+
+def wait_for_nodes(box: Container, nodes: str) -> None:
+    """Until Slurm schedules on `nodes` (sinfo's node list syntax); bounded."""
+    box.run(f"for i in $(seq 100); do [ -z \"$(sinfo -h -o %t -n {nodes} | grep -vE '^(idle|mix|alloc)')\" ] "
+            f"&& [ -n \"$(sinfo -h -o %t -n {nodes})\" ] && exit 0; sleep 0.3; done; sinfo; exit 1", timeout=60)
+
+
+def setup_slurm(box: Container) -> str:
+    """A one-node Slurm in the session container. Returns the node's name."""
+    node = box.run("hostname").stdout.strip()
+    box.run(f"grep -q ' {node}$' /etc/hosts || echo '127.0.1.1 {node}' >> /etc/hosts")
+    prepare_slurm_dirs(box)
+    box.run("test -s /etc/munge/munge.key || mungekey --create --force")
+    box.run("cat > /etc/slurm/slurm.conf", input=f"ClusterName=barehub-test\nSlurmctldHost={node}\n{SLURM_COMMON}"
+            f"NodeName={node} CPUs=2 RealMemory=8000 State=UNKNOWN\n"
+            f"PartitionName=cpu Nodes={node} Default=YES MaxTime=INFINITE State=UP\n")
     box.run("systemctl restart munge && systemctl restart slurmctld && systemctl restart slurmd")
-    box.run(f"for i in $(seq 100); do sinfo -h -o %t -n {node} | grep -qE '^(idle|mix|alloc)' && exit 0; "
-            f"sleep 0.3; done; sinfo; exit 1", timeout=60)
+    wait_for_nodes(box, node)
     return node

@@ -22,12 +22,28 @@ HTTP_PORT = 28080
 PREFIX = "/opt/barehub"
 USER, PASSWORD = "alice", "alice-Secret-1"
 MEASUREMENTS: dict[str, float | str] = {}  # printed at the end of the run (conftest)
+DROP_INS = REPO / "jupyterhub_config.d"  # the shipped fragments
+# slurm.py's shipped profiles (the one-node Slurm has no "gpu" partition; the cluster has)
+CPU_PROFILE, GPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours", "1 GPU: 8 CPUs, 32 GB, 4 hours"
 
 
 def bootstrap_cmd(*extra: str) -> str:
     """bootstrap.py as the tests' site runs it: pip backend from the offline wheelhouse."""
     return " ".join([SYSTEM_PYTHON, "/mnt/src/bootstrap.py", "--env-backend", "pip",
                      "--wheelhouse", "/mnt/wheelhouse", "--http-port", str(HTTP_PORT), *extra])
+
+
+def filled(name: str, values: dict[str, str]) -> str:
+    """A shipped drop-in with its placeholder site values replaced, as an admin would edit it."""
+    text = (DROP_INS / name).read_text()
+    for placeholder, value in values.items():
+        assert placeholder in text, f"{placeholder!r} not in {name}"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def put_fragment(box, name: str, text: str) -> None:
+    box.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
 
 
 def hub_run(container, prefix: str = PREFIX) -> dict:

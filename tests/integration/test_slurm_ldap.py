@@ -12,26 +12,9 @@ import pytest
 import requests
 
 from tests.integration import cluster
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, RequestLoop, bootstrap_cmd,
-                                       status_code, wait_until)
+from tests.integration.helpers import (CPU_PROFILE, DROP_INS, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX,
+                                       RequestLoop, bootstrap_cmd, filled, put_fragment, status_code, wait_until)
 from tests.integration.hubclient import HubUser
-
-DROP_INS = REPO / "jupyterhub_config.d"
-CPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours"
-GPU_PROFILE = "1 GPU: 8 CPUs, 32 GB, 4 hours"  # the shipped profile; this test cluster has no gpu partition
-
-
-def filled(name: str, values: dict[str, str]) -> str:
-    """A shipped drop-in with its placeholder site values replaced, as an admin would edit it."""
-    text = (DROP_INS / name).read_text()
-    for placeholder, value in values.items():
-        assert placeholder in text, f"{placeholder!r} not in {name}"
-        text = text.replace(placeholder, value)
-    return text
-
-
-def put_fragment(box, name: str, text: str) -> None:
-    box.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
 
 
 @pytest.fixture(scope="module")

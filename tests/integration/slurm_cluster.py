@@ -1,0 +1,122 @@
+"""A Slurm cluster of booted systemd containers, as an OpenHPC site has it: a login node (slurmctld, munge;
+the hub and traefik once barehub is installed there) and two compute nodes (slurmd, munge), each in its own
+network namespace on a private bridge (testbed.netns: its addresses exist nowhere else, nothing leaves the
+machine). /home and the hub's prefix are directories every node mounts (a bind mount standing in for NFS);
+the munge key, slurm.conf and the users (local accounts, the same uids everywhere) are the same on every node.
+cn2 has two GPUs in the "gpu" partition: Slurm's gres/gpu with two stand-in device files (character devices
+with /dev/null's numbers). A count-only GRES (gres.conf without File=) is what the issue asked for, but Slurm
+22.05 (Debian 12's) drops it, with and without Flags=CountOnly ("Removing file-less GPU gpu:(null) from final
+GRES list": the node is then INVAL, 0 < 2); with the stand-ins a job gets what it gets on a real GPU node,
+CUDA_VISIBLE_DEVICES and SLURM_JOB_GPUS.
+
+Clients run on the login node: `with cluster.on_login_node(): requests.get(...)` (see testbed.netns.entered).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.integration import cluster as site
+from tests.integration.helpers import PREFIX, Container
+from testbed.netns import Network
+
+LOGIN, COMPUTE = "login", ("cn1", "cn2")
+ADDRESSES = {"login": "10.77.0.1", "cn1": "10.77.0.11", "cn2": "10.77.0.12"}
+USERS = {"kim": (3201, "kim-Secret-5"), "leo": (3202, "leo-Secret-6")}  # name: (uid = gid, password)
+SLURM_CONF = f"""\
+ClusterName=barehub-cluster
+SlurmctldHost={LOGIN}
+{site.SLURM_COMMON}GresTypes=gpu
+SlurmdParameters=config_overrides
+NodeName=cn1 NodeAddr={ADDRESSES['cn1']} CPUs=4 RealMemory=16000 State=UNKNOWN
+NodeName=cn2 NodeAddr={ADDRESSES['cn2']} CPUs=8 RealMemory=64000 Gres=gpu:2 State=UNKNOWN
+PartitionName=cpu Nodes=cn1 Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=cn2 MaxTime=INFINITE State=UP
+"""
+# config_overrides: the nodes announce what slurm.conf says (these containers share this machine's 2 cores)
+GPU_DEVICES = ("/dev/fakegpu0", "/dev/fakegpu1")
+GRES_CONF = f"NodeName=cn2 Name=gpu File=/dev/fakegpu[0-{len(GPU_DEVICES) - 1}]\n"
+# services this machine has enabled that no node needs (three PostgreSQLs starting at once held the boot > 30 s)
+NOT_ON_NODES = ("postgresql.service", "postgresql@15-main.service", "nginx.service", "prometheus.service",
+                "lemonldap-ng-fastcgi-server.service", "e2scrub_reap.service")
+
+
+class SlurmCluster:
+    def __init__(self, name: str, work: Path, binds: dict[str, str]):
+        self.network = Network(name)
+        shared_dirs = {work / "home": "/home", work / "prefix": PREFIX}
+        for directory in shared_dirs:
+            directory.mkdir(mode=0o755)
+            directory.chmod(0o755)
+        self.nodes = {node: Container(f"{name}-{node}", binds if node == LOGIN else {}, work / f"{node}.log",
+                                      shared={str(d): m for d, m in shared_dirs.items()},
+                                      hostname=node, masked=NOT_ON_NODES) for node in ADDRESSES}
+
+    @property
+    def login(self) -> Container:
+        return self.nodes[LOGIN]
+
+    def on_login_node(self):
+        """This thread's sockets (and the processes it starts) on the login node's network."""
+        return self.network.entered(LOGIN)
+
+    def start(self) -> float:
+        """Network, nodes booted in parallel, users, munge and Slurm; returns the seconds it took."""
+        start = time.monotonic()
+        self.network.create()
+        for node, box in self.nodes.items():
+            box.network_namespace = self.network.add_node(node, ADDRESSES[node])
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda box: box.boot(), self.nodes.values()))
+        for node, box in self.nodes.items():
+            self.name_the_nodes(box)
+            self.add_users(box, home=node == LOGIN)
+            site.prepare_slurm_dirs(box)
+        self.share_munge_key()
+        self.start_slurm()
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda box: box.stop(), self.nodes.values()))
+        self.network.remove()
+
+    # --- the steps
+    @staticmethod
+    def name_the_nodes(box: Container) -> None:
+        box.run("cat >> /etc/hosts", input="".join(f"{a} {n}\n" for n, a in ADDRESSES.items()))
+
+    @staticmethod
+    def add_users(box: Container, home: bool) -> None:
+        for user, (uid, password) in USERS.items():
+            box.run(f"groupadd -g {uid} {user} && useradd -u {uid} -g {uid} -s /bin/bash "
+                    + (f"-m {user} && echo '{user}:{password}' | chpasswd" if home else f"-M {user}"))
+
+    def share_munge_key(self) -> None:
+        """A new key made on the login node, the same on every node."""
+        self.login.run("mungekey --create --force")
+        key = self.login.run("base64 -w0 /etc/munge/munge.key").stdout
+        for box in self.nodes.values():
+            box.run("base64 -d > /etc/munge/munge.key && chown munge:munge /etc/munge/munge.key "
+                    "&& chmod 0400 /etc/munge/munge.key && systemctl restart munge", input=key)
+
+    def start_slurm(self) -> None:
+        for node, box in self.nodes.items():
+            box.run("cat > /etc/slurm/slurm.conf", input=SLURM_CONF)
+            box.run("cat > /etc/slurm/gres.conf", input=GRES_CONF)
+            if node == "cn2":
+                box.run(" && ".join(f"mknod -m 0666 {device} c 1 3" for device in GPU_DEVICES))
+            if node == LOGIN:
+                box.run("systemctl stop slurmd; systemctl restart slurmctld")
+            else:
+                box.run("systemctl stop slurmctld; systemctl restart slurmd")
+        site.wait_for_nodes(self.login, ",".join(COMPUTE))
+
+    # --- what tests ask
+    def jobs(self, user: str) -> list[dict[str, str]]:
+        """The user's jobs as squeue shows them on the login node."""
+        out = self.login.run(f"squeue -h -u {user} -o '%i|%T|%P|%N|%C|%m|%b|%r'").stdout
+        keys = ("id", "state", "partition", "node", "cpus", "memory", "gres", "reason")
+        return [dict(zip(keys, line.split("|"))) for line in out.splitlines()]
+
