@@ -13,14 +13,25 @@ slurm.py) before a generic error. Here:
 - while the server starts (until its port takes connections: batchspawner-singleuser reports the port
   before the server runs), the job is polled too: when it ended, the user is told at once, with Slurm's
   state and reason and where the job's log is.
-Everything else (submission, sudo, stop, poll, state) is upstream's.
+- the job's id is saved as soon as sbatch gives it: a hub restarted while the job waits in the queue (or its
+  server starts) finds the job again and follows it to its server, instead of forgetting it (upstream saved
+  the id only once the server answered: the job stayed in the queue, then ran a server nobody knew of);
+- the server reports its port through PortReportHandler, which takes the port and nothing else (upstream's
+  handler sets ANY attribute of the spawner the server's token names: exec_prefix, batch_script, req_options,
+  so a user could have her next job submitted as root, or outside the profiles).
+Everything else (submission, sudo, stop, poll) is upstream's.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 
 from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
+from batchspawner import api as upstream_api
 from batchspawner.batchspawner import JobStatus
+from jupyterhub import orm
+from jupyterhub.apihandlers import APIHandler, default_handlers
+from tornado import web
 from traitlets import default
 
 QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S'"
@@ -75,6 +86,40 @@ def describe_end(job_id: str, status: dict[str, str], log: str) -> str:
     return f"Slurm job {job_id} ended before the server started ({state}{reason}). Its output is in {log}."
 
 
+class PortReportHandler(APIHandler):
+    """POST /hub/api/batchspawner {"port": N}: batchspawner-singleuser, in the job, tells the hub its server's port.
+
+    Only the server's own token is taken (found by the spawner's token, or after a hub restart, when the spawner
+    no longer holds it, by the note JupyterHub gives that token), and only a port."""
+
+    @web.authenticated
+    def post(self):
+        spawner = self.reporting_spawner()
+        data = self.get_json_body()
+        port = data.get("port") if isinstance(data, dict) else None
+        if set(data or {}) != {"port"} or not isinstance(port, int) or not 0 < port < 65536:
+            raise web.HTTPError(400, 'only {"port": N} is accepted')
+        spawner.port = port
+        self.set_status(201)
+        self.finish(json.dumps({"message": f"port {port} recorded"}))
+
+    def reporting_spawner(self):
+        token = self.get_auth_token()
+        orm_token = orm.APIToken.find(self.db, token) if token else None
+        for spawner in self.current_user.spawners.values():
+            if spawner.api_token and spawner.api_token == token:
+                return spawner
+            if orm_token is not None and spawner.server is not None \
+                    and orm_token.note == f"Server at {spawner.server.base_url}":
+                return spawner
+        raise web.HTTPError(403, "only a server's own token may report its port")
+
+
+# in place of upstream's handler (registered when batchspawner is imported, before the hub makes its handlers)
+default_handlers[:] = [(path, PortReportHandler if handler is upstream_api.BatchSpawnerAPIHandler else handler)
+                       for path, handler in default_handlers]
+
+
 class SlurmSpawner(UpstreamSlurmSpawner):
     @default("batch_query_cmd")
     def _batch_query_cmd_default(self):
@@ -117,6 +162,19 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         await self.submit_batch_script()
         if not self.job_id:
             raise RuntimeError("Slurm did not accept the job (no job id in sbatch's output)")
+        self.save_job_id()
+        await self.until_server_listens()
+        self.db.commit()
+        self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port}")
+        return self.ip, self.port
+
+    def save_job_id(self) -> None:
+        """In the hub's database now, not once the server answers: a hub restarted meanwhile finds the job."""
+        self.orm_spawner.state = self.get_state()
+        self.db.commit()
+
+    async def until_server_listens(self) -> None:
+        """Until the job runs and its server takes connections (self.ip, self.port); raises once the job ended."""
         while await self.job_alive() != JobStatus.RUNNING:
             await asyncio.sleep(self.startup_poll_interval)
         self.ip = self.state_gethost()
@@ -126,9 +184,29 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         while not await self.server_listens():  # ... then starts the server, which may still die
             await self.job_alive()
             await asyncio.sleep(self.startup_poll_interval)
+
+    async def poll(self):
+        """Upstream's, and after a hub restart, a job whose server had not started yet is followed again."""
+        if self.job_id and self.server is not None and not self.server.port and not self._spawn_pending:
+            return await self.resume()
+        return await super().poll()
+
+    async def resume(self):
+        """The hub restarted while this job waited in the queue or its server started: follow it to its server
+        (bounded by start_timeout), as start() would have. JupyterHub asks this at its start, in the background,
+        and adds the server's route once it answers. None when the server runs, 1 when the job ended."""
+        self.log.info(f"Slurm job {self.job_id} of {self.user.name} had not started its server when the hub "
+                      f"restarted; following it again")
+        self.port = 0
+        try:
+            await asyncio.wait_for(self.until_server_listens(), timeout=self.start_timeout)
+        except (RuntimeError, asyncio.TimeoutError) as e:
+            self.log.warning(f"Slurm job of {self.user.name}, followed after a hub restart: {e or 'start_timeout'}")
+            return 1
+        self.server.ip, self.server.port = self.ip, self.port
         self.db.commit()
-        self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port}")
-        return self.ip, self.port
+        self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port} (after a hub restart)")
+        return None
 
     async def server_listens(self) -> bool:
         """Whether the server's port takes connections. (Once start() returns, JupyterHub waits http_timeout

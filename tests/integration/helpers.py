@@ -10,7 +10,10 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 from testbed.container import Container  # noqa: F401 (re-exported for the tests)
 from testbed.web import RequestLoop, status_code, wait_until  # noqa: F401
@@ -44,6 +47,22 @@ def filled(name: str, values: dict[str, str]) -> str:
 
 def put_fragment(box, name: str, text: str) -> None:
     box.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
+
+
+def progress_events(base_url: str, token: str, until, timeout: float, user: str) -> list[dict]:
+    """The user's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with requests.get(f"{base_url}/hub/api/users/{user}/server/progress", headers={"Authorization": f"token {token}"},
+                      stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[len("data:"):]))
+                if until(events[-1]):
+                    return events
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
 
 
 def hub_run(container, prefix: str = PREFIX) -> dict:

@@ -115,8 +115,8 @@ class SlurmCluster:
 
     # --- what tests ask
     def jobs(self, user: str) -> list[dict[str, str]]:
-        """The user's jobs as squeue shows them on the login node."""
-        out = self.login.run(f"squeue -h -u {user} -o '%i|%T|%P|%N|%C|%m|%b|%r'").stdout
+        """The user's server jobs (slurm.py names them jupyterhub-USER) as squeue shows them on the login node."""
+        out = self.login.run(f"squeue -h -u {user} -n jupyterhub-{user} -o '%i|%T|%P|%N|%C|%m|%b|%r'").stdout
         keys = ("id", "state", "partition", "node", "cpus", "memory", "gres", "reason")
         return [dict(zip(keys, line.split("|"))) for line in out.splitlines()]
 

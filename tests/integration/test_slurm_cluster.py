@@ -13,8 +13,9 @@ import time
 import pytest
 import requests
 
-from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd,
-                                       filled, put_fragment, status_code, wait_until)
+from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
+                                       RequestLoop, bootstrap_cmd, filled, progress_events, put_fragment, status_code,
+                                       wait_until)
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
 
@@ -113,3 +114,76 @@ def test_the_gpu_profile_runs_on_the_gpu_node_with_a_gpu(hpc, hub):
                       "os.environ['SLURM_GPUS_ON_NODE'])")
     assert out.split() == ["cn2", "0", "1"]
     stop_server(hpc, leo)
+
+
+class GpusTaken:
+    """Both GPUs of cn2 held by another job, until the block ends (or release())."""
+    def __init__(self, hpc: SlurmCluster):
+        self.hpc = hpc
+        self.job = ""
+
+    def __enter__(self) -> "GpusTaken":
+        self.job = self.hpc.login.run("runuser -u kim -- sbatch --parsable -p gpu --gres=gpu:2 -c 1 --mem=100M "
+                                      "-J gpus-taken -o /dev/null --wrap 'sleep 600'").stdout.strip()
+        wait_until(lambda: self.state() == "RUNNING", 60)
+        return self
+
+    def state(self) -> str:
+        return self.hpc.login.run(f"squeue -h -j {self.job} -o %T", check=False).stdout.strip()
+
+    def release(self) -> None:
+        self.hpc.login.run(f"scancel {self.job}")
+        wait_until(lambda: self.state() == "", 60)
+
+    def __exit__(self, *exc) -> None:
+        self.hpc.login.run(f"scancel {self.job}", check=False)
+
+
+def server_model(hub_user: HubUser) -> dict:
+    return api(hub_user, "GET", f"/users/{hub_user.name}").json()["servers"].get("", {})
+
+
+def test_a_hub_restart_keeps_a_pending_and_a_running_job_and_tracks_both(hpc, hub):
+    kim, leo = user("kim"), user("leo")
+    kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    [running] = hpc.jobs("kim")
+    leo_token = leo.token()
+    with GpusTaken(hpc) as gpus:
+        assert api(leo, "POST", "/users/leo/server", json={"profile": GPU_PROFILE}).status_code in (201, 202)
+        progress_events(BASE, leo_token, timeout=60, user="leo",
+                        until=lambda e: "Waiting in Slurm's queue (PENDING, Resources)" in e.get("message", ""))
+        [pending] = hpc.jobs("leo")
+        with RequestLoop(f"{BASE}/user/kim/api/status", {"Authorization": f"token {kim.token()}"}) as loop:
+            hpc.login.run(f"systemctl restart {HUB}")
+            wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
+        assert loop.failed == 0, loop.failures  # kim's server never noticed
+        assert server_model(kim)["ready"] is True and [j["id"] for j in hpc.jobs("kim")] == [running["id"]]
+        time.sleep(5)
+        assert [(j["id"], j["state"]) for j in hpc.jobs("leo")] == [(pending["id"], "PENDING")]  # kept, in its place
+        # JupyterHub's word for a server it follows at its start ("spawn" is for a start() of its own)
+        assert server_model(leo).get("pending") == "check", server_model(leo)
+        page = leo.session.get(f"{BASE}/hub/spawn-pending/leo", timeout=30)
+        assert page.status_code == 200 and "Your server is starting up" in page.text
+        gpus.release()
+    wait_until(lambda: server_model(leo).get("ready") is True, 120)  # tracked: the hub took the job's server
+    leo.spawn(timeout=60)
+    assert leo.execute("import socket; print(socket.gethostname())").strip() == "cn2"
+    assert [j["id"] for j in hpc.jobs("leo")] == [pending["id"]]
+    stop_server(hpc, leo)
+    stop_server(hpc, kim)
+
+
+def test_a_users_server_token_can_report_a_port_and_nothing_else(hpc, hub):
+    """The port report (POST /hub/api/batchspawner) takes the server's own token, which the user has in her
+    server's environment. batchspawner's handler set any spawner attribute the request named: with
+    exec_prefix "" and her own batch_cancel_cmd, the hub (root) ran her command when her server stopped."""
+    kim = user("kim")
+    kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    attributes = {"exec_prefix": "", "batch_cancel_cmd": f"id -un > {PREFIX}/state/cancelled-as; scancel {{job_id}}"}
+    answer = kim.execute("import os, requests; print(requests.post(os.environ['JUPYTERHUB_API_URL'] + '/batchspawner', "
+                         "headers={'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}, "
+                         f"json={attributes!r}, timeout=30).status_code)")
+    stop_server(hpc, kim)
+    ran_as = hpc.login.run(f"cat {PREFIX}/state/cancelled-as", check=False).stdout.strip()
+    assert ran_as == "", f"kim's command ran on the login node as {ran_as}"
+    assert answer.strip() == "400"

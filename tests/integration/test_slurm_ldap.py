@@ -13,7 +13,8 @@ import requests
 
 from tests.integration import cluster
 from tests.integration.helpers import (CPU_PROFILE, DROP_INS, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX,
-                                       RequestLoop, bootstrap_cmd, filled, put_fragment, status_code, wait_until)
+                                       RequestLoop, bootstrap_cmd, filled, progress_events, put_fragment, status_code,
+                                       wait_until)
 from tests.integration.hubclient import HubUser
 
 
@@ -158,22 +159,6 @@ def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container,
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
-def progress_events(base_url: str, token: str, until, timeout: float, user: str = "carol") -> list[dict]:
-    """The user's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    with requests.get(f"{base_url}/hub/api/users/{user}/server/progress", headers={"Authorization": f"token {token}"},
-                      stream=True, timeout=timeout) as r:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                events.append(json.loads(line[len("data:"):]))
-                if until(events[-1]):
-                    return events
-            if time.monotonic() > deadline:
-                break
-    raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
-
-
 def request_server(base_url: str, token: str, may_fail: bool = False, profile: str = CPU_PROFILE) -> None:
     """Start carol's server through the REST API. A spawn that fails within JupyterHub's slow_spawn_timeout
     (10 s) answers 500 here; the spawn page then shows why."""
@@ -189,7 +174,7 @@ def test_the_spawn_page_shows_slurms_reason_while_the_job_waits_and_cancel_scanc
     try:
         wait_until(lambda: [j[1] for j in jobs(container, "erin")] == ["RUNNING"], 60)
         request_server(base_url, carol_token)
-        events = progress_events(base_url, carol_token, timeout=60,
+        events = progress_events(base_url, carol_token, timeout=60, user="carol",
                                  until=lambda e: "Waiting in Slurm's queue (PENDING, Resources)" in e.get("message", ""))
         assert "in use; it starts when they are free" in events[-1]["message"]
         [[_, state, *_]] = jobs(container, "carol")
@@ -213,7 +198,7 @@ def test_a_server_that_dies_at_start_is_reported_at_once_with_slurms_state(conta
     try:
         start = time.monotonic()
         request_server(base_url, carol_token, may_fail=True)
-        events = progress_events(base_url, carol_token, until=lambda e: e.get("failed"), timeout=120)
+        events = progress_events(base_url, carol_token, until=lambda e: e.get("failed"), timeout=120, user="carol")
         elapsed = time.monotonic() - start
         MEASUREMENTS["Slurm: server dies at start, spawn request to the user's error (s)"] = round(elapsed, 1)
         message = events[-1]["message"]
@@ -227,7 +212,7 @@ def test_a_server_that_dies_at_start_is_reported_at_once_with_slurms_state(conta
 def failed_spawn_message(base_url: str, token: str, profile: str) -> tuple[str, float]:
     start = time.monotonic()
     request_server(base_url, token, may_fail=True, profile=profile)
-    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120)
+    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120, user="carol")
     return events[-1]["message"], time.monotonic() - start
 
 
