@@ -7,10 +7,10 @@ import sys
 from typing import Sequence
 
 from barehub import __version__
-from barehub.commands import check, install, reload, rollback, status, uninstall, upgrade
+from barehub.commands import check, doctor, install, reload, rollback, status, uninstall, upgrade
 from barehub.shared import BarehubError
 
-COMMANDS = (install, check, reload, status, upgrade, rollback, uninstall)
+COMMANDS = (install, check, reload, status, upgrade, rollback, uninstall, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,3 +187,61 @@ def test_a_users_server_token_can_report_a_port_and_nothing_else(hpc, hub):
     ran_as = hpc.login.run(f"cat {PREFIX}/state/cancelled-as", check=False).stdout.strip()
     assert ran_as == "", f"kim's command ran on the login node as {ran_as}"
     assert answer.strip() == "400"
+
+
+def doctor(hpc: SlurmCluster, *args: str):
+    return hpc.login.run(f"barehub doctor slurm --prefix {PREFIX} --timeout 60 " + " ".join(args), check=False,
+                         timeout=180)
+
+
+class HubApiBlockedFromTheNodes:
+    """The login node's firewall refuses the hub's public port to the compute nodes (users still reach it)."""
+    def __init__(self, hpc: SlurmCluster):
+        self.hpc = hpc
+
+    def __enter__(self):
+        nodes = ", ".join(ADDRESSES[n] for n in ("cn1", "cn2"))
+        self.hpc.login.run("nft -f -", input=f"table inet barehub_test {{\n chain input {{\n  type filter hook input "
+                           f"priority 0;\n  ip saddr {{ {nodes} }} tcp dport {HTTP_PORT} reject with tcp reset\n }}\n}}\n")
+        return self
+
+    def __exit__(self, *exc):
+        self.hpc.login.run("nft delete table inet barehub_test")
+
+
+def test_doctor_passes_every_hop_on_a_healthy_cluster(hpc, hub):
+    proc = doctor(hpc, "--user", "kim")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[1] for line in lines[:4]] == ["ok"] * 4, proc.stdout
+    assert "sbatch accepted the test job as kim" in lines[0]
+    assert "started on cn1" in lines[1]
+    assert f"cn1 -> hub API ({HUB_URL}/hub/api): answered 200" in lines[2]
+    assert "this host -> cn1 in the servers' port range 40000-40999: connected to cn1:4" in lines[3]
+    assert "all 4 hops passed" in lines[4]
+    proc = doctor(hpc, "--user", "leo", "--partition", "gpu")
+    assert proc.returncode == 0 and "started on cn2" in proc.stdout, proc.stdout + proc.stderr
+    assert hpc.login.run("squeue -h -n barehub-doctor").stdout == ""  # it cleans up
+    assert hpc.login.run("ls -A /home/kim /home/leo").stdout.count(".barehub-doctor") == 0
+
+
+def test_doctor_names_the_hub_api_hop_when_the_nodes_cannot_reach_it_and_a_spawn_says_so_at_once(hpc, hub):
+    kim = user("kim")
+    with HubApiBlockedFromTheNodes(hpc):
+        proc = doctor(hpc, "--user", "kim")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"FAIL  cn1 -> hub API ({HUB_URL}/hub/api): URLError" in proc.stdout, proc.stdout
+        assert "Connection refused" in proc.stdout
+        assert "error: doctor slurm: hub-api failed" in proc.stderr
+        assert f"hint: servers report to the hub there: allow TCP {HTTP_PORT} from the compute nodes" in proc.stderr
+        # a user's spawn meanwhile: the job cannot report its port, ends, and she is told (not after 300 s)
+        start = time.monotonic()
+        assert api(kim, "POST", "/users/kim/server", json={"profile": CPU_PROFILE}).status_code in (201, 202, 500)
+        events = progress_events(BASE, kim.token(), until=lambda e: e.get("failed"), timeout=120, user="kim")
+        MEASUREMENTS["Slurm cluster: hub API blocked from the nodes, spawn request to the user's error (s)"] = \
+            round(time.monotonic() - start, 1)
+        assert "ended before the server started" in events[-1]["message"], events[-1]
+        log = events[-1]["message"].rsplit("Its output is in ", 1)[1].rstrip(".")
+        assert "could not tell the hub this server's port" in hpc.login.run(f"cat {log}").stdout
+    proc = doctor(hpc, "--user", "kim")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

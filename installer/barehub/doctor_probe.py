@@ -1,0 +1,65 @@
+"""The job `barehub doctor slurm` submits: what a user's server job does, reduced to the hops it needs.
+
+Run on the compute node by the hub env's python (the one slurm.py's jobs run), it prints one line per finding
+to the job's output, which the doctor reads on the login node:
+    node NAME | hub-api ok STATUS VERSION | hub-api fail WHY | listening PORT | listen fail WHY
+then waits (bounded) for the login node to connect to that port, answers, and exits. Standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import ssl
+import urllib.request
+
+from barehub.batch_singleuser import free_port_in, parse_range
+
+BANNER = b"barehub-doctor\n"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def ask_hub_api(api_url: str, timeout: float) -> str:
+    """GET the hub API's root (no token needed): what a server does first, reporting its port."""
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/", timeout=timeout,
+                                    context=ssl.create_default_context()) as r:
+            return f"hub-api ok {r.status} {json.load(r).get('version', '?')}"
+    except Exception as e:  # noqa: BLE001 (every failure is the finding)
+        return f"hub-api fail {type(e).__name__}: {e}"
+
+
+def answer_one_connection(port_range: str, wait: float) -> None:
+    try:
+        port = free_port_in(parse_range(port_range))
+        server = socket.create_server(("", port))
+    except (OSError, RuntimeError, ValueError) as e:
+        say(f"listen fail {e}")
+        return
+    with server:
+        say(f"listening {port}")
+        server.settimeout(wait)
+        try:
+            conn, _ = server.accept()
+        except socket.timeout:
+            return
+        with conn:
+            conn.sendall(BANNER)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hub-api", required=True)
+    parser.add_argument("--port-range", required=True)
+    parser.add_argument("--wait", type=float, default=60)
+    args = parser.parse_args()
+    say(f"node {socket.gethostname()}")
+    say(ask_hub_api(args.hub_api, timeout=10))
+    answer_one_connection(args.port_range, args.wait)
+
+
+if __name__ == "__main__":
+    main()
