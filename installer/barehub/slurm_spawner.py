@@ -121,6 +121,7 @@ default_handlers[:] = [(path, PortReportHandler if handler is upstream_api.Batch
 
 
 class SlurmSpawner(UpstreamSlurmSpawner):
+    started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
     @default("batch_query_cmd")
     def _batch_query_cmd_default(self):
         return QUERY
@@ -155,6 +156,7 @@ class SlurmSpawner(UpstreamSlurmSpawner):
 
     async def start(self):
         """Upstream's start, with the job asked about while it waits and while its server starts."""
+        self.started_by_this_hub = True
         self.ip = self.traits()["ip"].default_value
         self.port = self.traits()["port"].default_value
         if self.server:
@@ -187,7 +189,8 @@ class SlurmSpawner(UpstreamSlurmSpawner):
 
     async def poll(self):
         """Upstream's, and after a hub restart, a job whose server had not started yet is followed again."""
-        if self.job_id and self.server is not None and not self.server.port and not self._spawn_pending:
+        if self.job_id and self.server is not None and not self.server.port and not self.started_by_this_hub \
+                and not self._stop_pending:
             return await self.resume()
         return await super().poll()
 

@@ -15,11 +15,14 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("BAREHUB_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 # The machine has no network but the package registries: keep Chromium from calling home.
+LAB = ".jp-LabShell"  # JupyterLab, loaded
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1280,900")
@@ -114,3 +117,25 @@ class Browser:
             self.driver.save_screenshot(str(path))
             self.shots.append(path)
         return path
+
+
+def run_cell(b: Browser, code: str) -> str:
+    """Open a new notebook from the launcher, run `code` in its first cell, return the cell's output."""
+    b.wait_for_css('.jp-LauncherCard[data-category="Notebook"]', 60)
+    b.click('.jp-LauncherCard[data-category="Notebook"]')
+    b.wait_for_css(".jp-Notebook .jp-Cell .cm-content", 60)
+    # like a person, wait for the kernel: a cell run before it is connected is not sent (seen here)
+    b.wait_for_text("(ipykernel) | Idle", 60)
+    editor = b.driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")
+    editor.click()
+    editor.send_keys(code)
+    editor.send_keys(Keys.SHIFT, Keys.ENTER)
+    b.wait_for(lambda b: b.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"), 90, "cell output")
+    return b.driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text
+
+
+def choose_profile(b: Browser, label: str) -> None:
+    """A spawn page with profiles (the local-limits and Slurm drop-ins' form): pick one, press Start."""
+    b.wait_for_css('#spawn_form select[name="profile"]', 60)
+    Select(b.driver.find_element(By.CSS_SELECTOR, 'select[name="profile"]')).select_by_visible_text(label)
+    b.click('#spawn_form [type="submit"]')

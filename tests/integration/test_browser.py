@@ -11,14 +11,11 @@ import time
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.select import Select
 
-from tests.integration.browser import Browser
+from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX, unit_properties
 
 USER, PASSWORD = "bob", "bob-Secret-2"
-LAB = ".jp-LabShell"
 
 
 @pytest.fixture
@@ -32,28 +29,6 @@ def log_in(b: Browser, base_url: str, password: str) -> None:
     b.wait_for_css("#login_submit")
     b.fill({"username": USER, "password": password})
     b.click("#login_submit")
-
-
-def run_cell(b: Browser, code: str) -> str:
-    """Open a new notebook from the launcher, run `code` in its first cell, return the cell's output."""
-    b.wait_for_css('.jp-LauncherCard[data-category="Notebook"]', 60)
-    b.click('.jp-LauncherCard[data-category="Notebook"]')
-    b.wait_for_css(".jp-Notebook .jp-Cell .cm-content", 60)
-    # like a person, wait for the kernel: a cell run before it is connected is not sent (seen here)
-    b.wait_for_text("(ipykernel) | Idle", 60)
-    editor = b.driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")
-    editor.click()
-    editor.send_keys(code)
-    editor.send_keys(Keys.SHIFT, Keys.ENTER)
-    b.wait_for(lambda b: b.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"), 90, "cell output")
-    return b.driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text
-
-
-def choose_profile(b: Browser, label: str) -> None:
-    """The spawn page the local-limits drop-in adds: pick a profile, press Start."""
-    b.wait_for_css('#spawn_form select[name="profile"]', 60)
-    Select(b.driver.find_element(By.CSS_SELECTOR, 'select[name="profile"]')).select_by_visible_text(label)
-    b.click('#spawn_form [type="submit"]')
 
 
 def memory_max(container) -> int:

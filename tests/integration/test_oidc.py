@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.integration import cluster, idp, pki
-from tests.integration.browser import Browser
+from tests.integration.browser import LAB, Browser
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, resolving_to_loopback,
                                        status_code, wait_until)
 from tests.integration.idp_client import OidcUser
@@ -264,7 +264,6 @@ def test_check_and_the_hub_name_the_authenticator(container, provider):
 
 
 # --- a person, in Chromium
-LAB = ".jp-LabShell"
 
 
 def browser_login_to_lab(b: Browser, user: str) -> float:

@@ -16,6 +16,7 @@ import requests
 from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
                                        RequestLoop, bootstrap_cmd, filled, progress_events, put_fragment, status_code,
                                        wait_until)
+from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
 
@@ -245,3 +246,34 @@ def test_doctor_names_the_hub_api_hop_when_the_nodes_cannot_reach_it_and_a_spawn
         assert "could not tell the hub this server's port" in hpc.login.run(f"cat {log}").stdout
     proc = doctor(hpc, "--user", "kim")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_in_a_browser_the_gpu_profile_waits_with_slurms_reason_can_be_cancelled_and_reaches_jupyterlab_on_cn2(
+        hpc, hub):
+    """Chromium, on the login node's network: log in, pick the GPU profile while both GPUs are taken, see why it
+    waits, press Stop Server (the job is cancelled), start again, and once the GPUs are free, JupyterLab on cn2
+    runs a cell. Screenshots in test-artifacts/slurm-cluster/."""
+    waiting = "Waiting in Slurm's queue (PENDING, Resources)"
+    with GpusTaken(hpc) as gpus, Browser("slurm-cluster") as b:
+        b.get(f"{BASE}/hub/login")
+        b.wait_for_css("#login_submit")
+        b.fill({"username": "leo", "password": USERS["leo"][1]})
+        b.click("#login_submit")
+        choose_profile(b, GPU_PROFILE)
+        b.wait_for_text(waiting, 60)
+        b.shot("gpu-profile-waits-with-slurms-reason")
+        [job] = hpc.jobs("leo")
+        assert (job["state"], job["partition"], job["reason"]) == ("PENDING", "gpu", "Resources")
+        b.click("#stop-server-btn")
+        wait_until(lambda: hpc.jobs("leo") == [], 60)  # the pending job is cancelled
+        b.shot("pending-spawn-cancelled")
+        b.get(f"{BASE}/hub/spawn")
+        choose_profile(b, GPU_PROFILE)
+        b.wait_for_text(waiting, 60)
+        gpus.release()
+        b.wait_for_css(LAB, 120)
+        b.shot("jupyterlab-on-cn2")
+        output = run_cell(b, "import os, socket; print(socket.gethostname(), os.environ['CUDA_VISIBLE_DEVICES'])")
+        b.shot("cell-run-on-cn2")
+    assert output.split() == ["cn2", "0"]
+    stop_server(hpc, user("leo"))
