@@ -277,3 +277,74 @@ def test_in_a_browser_the_gpu_profile_waits_with_slurms_reason_can_be_cancelled_
         b.shot("cell-run-on-cn2")
     assert output.split() == ["cn2", "0"]
     stop_server(hpc, user("leo"))
+
+
+def failed_spawn(hub_user: HubUser, profile: str) -> tuple[str, float]:
+    """Request the server through the REST API, read the spawn page's events until it fails: (message, seconds).
+    A spawn that fails within JupyterHub's slow_spawn_timeout (10 s) answers 500; the page then says why."""
+    start = time.monotonic()
+    r = api(hub_user, "POST", f"/users/{hub_user.name}/server", json={"profile": profile})
+    assert r.status_code in (201, 202, 500), r.text
+    events = progress_events(BASE, hub_user.token(), until=lambda e: e.get("failed"), timeout=120, user=hub_user.name)
+    return events[-1]["message"], time.monotonic() - start
+
+
+def test_a_server_that_dies_at_start_on_its_node_is_reported_at_once_with_slurms_state(hpc, hub):
+    """A broken config in the user's (shared) home: the job starts on cn1, reports its port, its server exits."""
+    kim = user("kim")
+    hpc.login.run("mkdir -p /home/kim/.jupyter && echo 'import os; os._exit(3)' > /home/kim/.jupyter/"
+                  "jupyter_server_config.py && chown -R kim: /home/kim/.jupyter")
+    try:
+        message, elapsed = failed_spawn(kim, CPU_PROFILE)
+    finally:
+        hpc.login.run("rm -rf /home/kim/.jupyter")
+    MEASUREMENTS["Slurm cluster: server dies at start on its node, spawn request to the user's error (s)"] = \
+        round(elapsed, 1)
+    assert "ended before the server started (FAILED, reason: NonZeroExitCode)" in message, message
+    assert "/home/kim/.jupyterhub_slurm_" in message and elapsed < 60  # not the 300 s start timeout
+    assert hpc.jobs("kim") == []
+
+
+def test_a_profile_whose_partition_is_down_is_refused_at_once_and_its_job_cancelled(hpc, hub):
+    leo = user("leo")
+    hpc.login.run("scontrol update PartitionName=gpu State=DOWN")
+    try:
+        message, elapsed = failed_spawn(leo, GPU_PROFILE)
+    finally:
+        hpc.login.run("scontrol update PartitionName=gpu State=UP")
+    MEASUREMENTS["Slurm cluster: the GPU partition down, spawn request to the user's error (s)"] = round(elapsed, 1)
+    assert "Slurm will not start job" in message and "PartitionDown" in message, message
+    assert "the partition is down" in message and elapsed < 30
+    wait_until(lambda: hpc.jobs("leo") == [], 30)
+
+
+def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(hpc, hub):
+    kim = user("kim")
+    kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    [job] = hpc.jobs("kim")
+    hpc.login.run(f"scancel {job['id']}")  # an admin, or the user on the command line
+    waited = wait_until(lambda: server_model(kim) == {}, 90, interval=1)
+    MEASUREMENTS["Slurm cluster: a job scancelled outside the hub, shown as stopped after (s)"] = round(waited, 1)
+
+
+def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clearly_and_recovers(hpc, hub):
+    kim, leo = user("kim"), user("leo")
+    kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    with RequestLoop(f"{BASE}/user/kim/api/status", {"Authorization": f"token {kim.token()}"}) as loop:
+        hpc.login.run("systemctl stop slurmctld")
+        down = time.monotonic()
+        try:
+            message, _ = failed_spawn(leo, GPU_PROFILE)
+            assert "Unable to contact slurm controller" in message, message
+            MEASUREMENTS["Slurm cluster: slurmctld down, a new spawn's error after (s)"] = \
+                round(time.monotonic() - down, 1)
+            time.sleep(max(0.0, 60 - (time.monotonic() - down)))  # the hub polls kim's job meanwhile (every 30 s)
+            assert status_code(f"{BASE}/hub/health") == 200
+        finally:
+            hpc.login.run("systemctl start slurmctld")
+    assert loop.failed == 0, loop.failures  # her server on cn1 never noticed
+    assert server_model(kim)["ready"] is True
+    leo.spawn(timeout=180, form={"profile": GPU_PROFILE})  # all recovered: a new job runs, on cn2
+    assert [j["node"] for j in hpc.jobs("leo")] == ["cn2"]
+    stop_server(hpc, leo)
+    stop_server(hpc, kim)
