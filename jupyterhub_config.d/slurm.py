@@ -1,6 +1,7 @@
 # Slurm: each user's server runs as a Slurm job (batchspawner's SlurmSpawner).
 # Copy to $PREFIX/jupyterhub_config.d/40-slurm.py, set the site values below, then:
 #   barehub check && systemctl reload jupyterhub
+#   sudo barehub doctor slurm --user SOMEONE   # a test job as SOMEONE: each hop a server job needs, with a verdict
 #
 # What the site needs:
 # - This host is a Slurm submit host: sbatch/squeue/scancel work here, munge runs, and every
