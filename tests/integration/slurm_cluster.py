@@ -29,12 +29,14 @@ ClusterName=barehub-cluster
 SlurmctldHost={LOGIN}
 {site.SLURM_COMMON}GresTypes=gpu
 SlurmdParameters=config_overrides
+SchedulerParameters=bf_interval=2
 NodeName=cn1 NodeAddr={ADDRESSES['cn1']} CPUs=4 RealMemory=16000 State=UNKNOWN
 NodeName=cn2 NodeAddr={ADDRESSES['cn2']} CPUs=8 RealMemory=64000 Gres=gpu:2 State=UNKNOWN
 PartitionName=cpu Nodes=cn1 Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=cn2 MaxTime=INFINITE State=UP
 """
-# config_overrides: the nodes announce what slurm.conf says (these containers share this machine's 2 cores)
+# config_overrides: the nodes announce what slurm.conf says (these containers share this machine's 2 cores);
+# bf_interval=2: the backfill scheduler (which estimates a waiting job's start) every 2 s, not every 30 s
 GPU_DEVICES = ("/dev/fakegpu0", "/dev/fakegpu1")
 GRES_CONF = f"NodeName=cn2 Name=gpu File=/dev/fakegpu[0-{len(GPU_DEVICES) - 1}]\n"
 # services this machine has enabled that no node needs (three PostgreSQLs starting at once held the boot > 30 s)

@@ -125,7 +125,7 @@ class GpusTaken:
 
     def __enter__(self) -> "GpusTaken":
         self.job = self.hpc.login.run("runuser -u kim -- sbatch --parsable -p gpu --gres=gpu:2 -c 1 --mem=100M "
-                                      "-J gpus-taken -o /dev/null --wrap 'sleep 600'").stdout.strip()
+                                      "--time=10 -J gpus-taken -o /dev/null --wrap 'sleep 600'").stdout.strip()
         wait_until(lambda: self.state() == "RUNNING", 60)
         return self
 
@@ -261,6 +261,7 @@ def test_in_a_browser_the_gpu_profile_waits_with_slurms_reason_can_be_cancelled_
         b.click("#login_submit")
         choose_profile(b, GPU_PROFILE)
         b.wait_for_text(waiting, 60)
+        b.wait_for_text("Slurm expects it to start at", 30)  # once Slurm's backfill has estimated it, refreshed
         b.shot("gpu-profile-waits-with-slurms-reason")
         [job] = hpc.jobs("leo")
         assert (job["state"], job["partition"], job["reason"]) == ("PENDING", "gpu", "Resources")
