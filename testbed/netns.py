@@ -37,17 +37,12 @@ def entered(path: str):
     """This thread in the network namespace at `path` (sockets it opens, threads and processes it starts live
     there: a client on that node), and back in its own afterwards. Only this thread moves: a network namespace
     is per thread (setns(2))."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(path, os.O_RDONLY)
-    try:
-        _setns(target)
+    with open("/proc/thread-self/ns/net", "rb") as own, open(path, "rb") as target:
+        _setns(target.fileno())
         try:
             yield
         finally:
-            _setns(own)
-    finally:
-        os.close(own)
-        os.close(target)
+            _setns(own.fileno())
 
 
 class Network:

@@ -1,5 +1,5 @@
 """batchspawner-singleuser, with the server's port taken from a range (BAREHUB_PORT_RANGE="40000-40999"), and
-a job that ends, saying why, when it cannot tell the hub its port.
+a job that ends, saying why, when it cannot tell the hub its port (asked again for REPORT_RETRY seconds first).
 
 Compute nodes often only let the hub's network reach a range of ports; upstream picks any free port. Upstream
 also ignores the answer to its port report: a node that cannot reach the hub (a firewall, a wrong HUB_URL) ran
@@ -13,11 +13,15 @@ import os
 import random
 import socket
 import sys
+import time
 from runpy import run_path
 from shutil import which
 from urllib.parse import urlparse, urlunparse
 
-REPORT_TIMEOUT = 30  # seconds for the hub's answer
+REPORT_TIMEOUT = 10  # seconds for one answer from the hub
+# Seconds an unreachable hub (or traefik's 502/503 while the hub restarts: 3 s measured) is asked again; a
+# refusal (4xx) ends the job at once.
+REPORT_RETRY = 20
 
 
 def parse_range(spec: str) -> range:
@@ -62,14 +66,26 @@ def report_port(port: int) -> None:
         kwargs["cert"] = (hub_auth.certfile, hub_auth.keyfile)
     if hub_auth.client_ca:
         kwargs["verify"] = hub_auth.client_ca
-    try:
-        r = requests.post(url, headers={"Authorization": f"token {hub_auth.api_token}"}, json={"port": port},
-                          timeout=REPORT_TIMEOUT, **kwargs)
-        r.raise_for_status()
-    except requests.RequestException as e:
-        raise SystemExit(f"barehub: {socket.gethostname()} could not tell the hub this server's port at {url}: {e}\n"
-                         f"barehub: the compute nodes must reach the hub's public URL (HUB_URL in the Slurm "
-                         f"fragment) and trust its certificate; `barehub doctor slurm` checks it") from None
+    deadline = time.monotonic() + REPORT_RETRY
+    while True:
+        try:
+            r = requests.post(url, headers={"Authorization": f"token {hub_auth.api_token}"}, json={"port": port},
+                              timeout=REPORT_TIMEOUT, **kwargs)
+            if r.status_code < 500 or time.monotonic() > deadline:
+                r.raise_for_status()
+                return
+        except requests.HTTPError as e:
+            fail(url, e)
+        except requests.RequestException as e:
+            if time.monotonic() > deadline:
+                fail(url, e)
+        time.sleep(1)
+
+
+def fail(url: str, error: Exception) -> None:
+    raise SystemExit(f"barehub: {socket.gethostname()} could not tell the hub this server's port at {url}: {error}\n"
+                     f"barehub: the compute nodes must reach the hub's public URL (HUB_URL in the Slurm "
+                     f"fragment) and trust its certificate; `barehub doctor slurm` checks it") from None
 
 
 def main() -> None:

@@ -3,15 +3,13 @@
 Run on the compute node by the hub env's python (the one slurm.py's jobs run), it prints one line per finding
 to the job's output, which the doctor reads on the login node:
     node NAME | hub-api ok STATUS VERSION | hub-api fail WHY | listening PORT | listen fail WHY
-then waits (bounded) for the login node to connect to that port, answers, and exits. Standard library only.
+then waits (bounded) for the login node to connect to that port, answers, and exits. It asks the hub's API with
+requests, as the server's port report does (the same certificates are trusted).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import socket
-import ssl
-import urllib.request
 
 from barehub.batch_singleuser import free_port_in, parse_range
 
@@ -24,10 +22,12 @@ def say(line: str) -> None:
 
 def ask_hub_api(api_url: str, timeout: float) -> str:
     """GET the hub API's root (no token needed): what a server does first, reporting its port."""
+    import requests
+
     try:
-        with urllib.request.urlopen(api_url.rstrip("/") + "/", timeout=timeout,
-                                    context=ssl.create_default_context()) as r:
-            return f"hub-api ok {r.status} {json.load(r).get('version', '?')}"
+        r = requests.get(api_url.rstrip("/") + "/", timeout=timeout)
+        r.raise_for_status()
+        return f"hub-api ok {r.status_code} {r.json().get('version', '?')}"
     except Exception as e:  # noqa: BLE001 (every failure is the finding)
         return f"hub-api fail {type(e).__name__}: {e}"
 

@@ -5,7 +5,8 @@ job submitted as a given user, each with a verdict.
     this host (where traefik runs) reaches the node in the servers' port range
 
 The site's values come from the hub's own config (the fragments, loaded as `barehub check` loads them); the job
-is barehub.doctor_probe, run by the same python the servers' jobs run. Waits are bounded (--timeout).
+is barehub.doctor_probe, run by the same python the servers' jobs run. Waits are bounded (--timeout). What the
+job wrote is the user's: read as the user, shown with its non-printable characters replaced.
 """
 from __future__ import annotations
 
@@ -106,14 +107,26 @@ def home_of(user: str) -> str:
         raise BarehubError(f"no user {user!r} on this host", "give --user a user who may start a server") from None
 
 
-def as_user(job: Job, command: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", job.user, "--", "/bin/sh", "-c", command], input=stdin, text=True,
-                          capture_output=True, timeout=timeout, cwd="/")
+def command(argv: list[str], stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, input=stdin, text=True, capture_output=True, timeout=timeout, cwd="/")
+    except subprocess.TimeoutExpired:
+        raise BarehubError(f"{shlex.join(argv)} did not finish within {timeout:.0f} s",
+                           "is slurmctld answering (scontrol ping)?") from None
+
+
+def as_user(job: Job, line: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return command(["runuser", "-u", job.user, "--", "/bin/sh", "-c", line], stdin)
+
+
+def printable(text: str) -> str:
+    """What the user's job wrote, safe to show on root's terminal (no escape sequences)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def submit(job: Job, site: SlurmSite, partition: str, timeout: float) -> Hop:
     script = (f"#!/bin/bash\nexec {shlex.quote(site.python)} -m barehub.doctor_probe --hub-api "
-              f"{shlex.quote(site.hub_api)} --port-range {site.port_range} --wait {int(timeout)}\n")
+              f"{shlex.quote(site.hub_api)} --port-range {shlex.quote(site.port_range)} --wait {int(timeout)}\n")
     options = f"--partition={shlex.quote(partition)} " if partition else ""
     proc = as_user(job, f"sbatch --parsable {options}--job-name=barehub-doctor --time=5 --mem=100M "
                         f"--cpus-per-task=1 --chdir={shlex.quote(job.home)} "
@@ -128,8 +141,7 @@ def submit(job: Job, site: SlurmSite, partition: str, timeout: float) -> Hop:
 
 def queue_state(job_id: str) -> tuple[str, str, str]:
     """state, node, reason of a job ("" when slurmctld no longer knows it)."""
-    proc = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%N|%r"], capture_output=True,
-                          text=True, timeout=30)
+    proc = command(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%N|%r"], timeout=30)
     fields = proc.stdout.strip().split("|") if proc.returncode == 0 else []
     return tuple(fields) if len(fields) == 3 else ("", "", "")  # type: ignore[return-value]
 
@@ -151,13 +163,17 @@ def wait_started(job: Job, timeout: float) -> Hop:
 
 
 def read_findings(job: Job, timeout: float) -> dict[str, str]:
-    """The probe's lines (first word -> the rest), read as the user (the file is hers), until it listens or ends."""
+    """The probe's lines (first word -> the rest), read as the user (the file is hers), until it listens or ends.
+    (An empty queue answer is slurmctld not answering for a moment: an ended job stays listed for MinJobAge.)"""
     findings: dict[str, str] = {}
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        out = as_user(job, f"cat {shlex.quote(job.log)} 2>/dev/null").stdout
-        findings = {line.split(" ", 1)[0]: line.split(" ", 1)[-1] for line in out.splitlines() if line.strip()}
-        if "listening" in findings or "listen" in findings or queue_state(job.id)[0] not in ("RUNNING", "COMPLETING"):
+        lines = [printable(line) for line in
+                 as_user(job, f"head -c 100000 {shlex.quote(job.log)} 2>/dev/null").stdout.splitlines()]
+        out = "\n".join(lines)
+        findings = {line.split(" ", 1)[0]: line.split(" ", 1)[-1] for line in lines if line.strip()}
+        if "listening" in findings or "listen" in findings or queue_state(job.id)[0] not in ("RUNNING", "COMPLETING",
+                                                                                            ""):
             findings["output"] = out[-2000:]
             return findings
         time.sleep(POLL)
@@ -203,7 +219,7 @@ def host_to_node_port(job: Job, site: SlurmSite, findings: dict[str, str]) -> Ho
 
 def clean_up(job: Job) -> None:
     if job.id:
-        subprocess.run(["scancel", job.id], capture_output=True, timeout=30)
+        command(["scancel", job.id], timeout=30)
         as_user(job, f"rm -f {shlex.quote(job.log)}")
 
 

@@ -100,6 +100,7 @@ class PortReportHandler(APIHandler):
         if set(data or {}) != {"port"} or not isinstance(port, int) or not 0 < port < 65536:
             raise web.HTTPError(400, 'only {"port": N} is accepted')
         spawner.port = port
+        spawner.save_state()  # a hub restarted before the server answers still knows where it listens
         self.set_status(201)
         self.finish(json.dumps({"message": f"port {port} recorded"}))
 
@@ -164,16 +165,27 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         await self.submit_batch_script()
         if not self.job_id:
             raise RuntimeError("Slurm did not accept the job (no job id in sbatch's output)")
-        self.save_job_id()
+        self.save_state()
         await self.until_server_listens()
         self.db.commit()
         self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port}")
         return self.ip, self.port
 
-    def save_job_id(self) -> None:
-        """In the hub's database now, not once the server answers: a hub restarted meanwhile finds the job."""
+    def save_state(self) -> None:
+        """The job id (and the port it reported) in the hub's database now, not once the server answers: a hub
+        restarted meanwhile finds them."""
         self.orm_spawner.state = self.get_state()
         self.db.commit()
+
+    def get_state(self):
+        state = super().get_state()
+        if self.job_id and self.port:
+            state["port"] = self.port
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.port = state.get("port", 0) if self.job_id else 0
 
     async def until_server_listens(self) -> None:
         """Until the job runs and its server takes connections (self.ip, self.port); raises once the job ended."""
@@ -200,16 +212,23 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         and adds the server's route once it answers. None when the server runs, 1 when the job ended."""
         self.log.info(f"Slurm job {self.job_id} of {self.user.name} had not started its server when the hub "
                       f"restarted; following it again")
-        self.port = 0
         try:
             await asyncio.wait_for(self.until_server_listens(), timeout=self.start_timeout)
         except (RuntimeError, asyncio.TimeoutError) as e:
-            self.log.warning(f"Slurm job of {self.user.name}, followed after a hub restart: {e or 'start_timeout'}")
+            self.log.warning(f"Slurm job of {self.user.name}, followed after a hub restart: "
+                             f"{str(e) or f'no server within start_timeout ({self.start_timeout} s)'}")
+            await self.until_no_stop_pending()
             return 1
         self.server.ip, self.server.port = self.ip, self.port
         self.db.commit()
         self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port} (after a hub restart)")
         return None
+
+    async def until_no_stop_pending(self, timeout: float = 60) -> None:
+        """A user who pressed Stop meanwhile: her stop ends the job; JupyterHub must not stop it a second time."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._stop_pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
 
     async def server_listens(self) -> bool:
         """Whether the server's port takes connections. (Once start() returns, JupyterHub waits http_timeout

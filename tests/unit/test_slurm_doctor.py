@@ -72,3 +72,7 @@ def test_the_port_range_verdicts():
     closed = slurm_doctor.host_to_node_port(job, SITE, {"listening": str(port)})
     assert not closed.ok and "allow TCP 40000-40999 from this host" in closed.hint
     assert not slurm_doctor.host_to_node_port(job, SITE, {"listen": "fail no free port"}).ok
+
+
+def test_what_the_users_job_wrote_is_shown_without_escape_sequences():
+    assert slurm_doctor.printable("fail \x1b]0;owned\x07 refused") == "fail ?]0;owned? refused"

@@ -1,8 +1,12 @@
 """The Slurm drop-in's own logic: the spawn page's profiles become Slurm requests, ports come from a range."""
+import http.server
+import json
 import socket
+import threading
 
 import pytest
 
+from barehub import batch_singleuser
 from barehub.batch_singleuser import free_port_in, parse_range
 from barehub.paths import shipped
 from barehub.validation import load_config
@@ -95,3 +99,53 @@ def busy_port_with_a_free_neighbour(busy: socket.socket) -> int:
         busy.listen()
         return port
     raise AssertionError("no port with a free neighbour found")
+
+
+class Hub(http.server.BaseHTTPRequestHandler):
+    """Answers the port report with the statuses in `answers`, in turn (then 201)."""
+    answers: list[int] = []
+    seen: list[dict] = []
+
+    def do_POST(self):
+        Hub.seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(Hub.answers.pop(0) if Hub.answers else 201)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hub_api(monkeypatch):
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{server.server_port}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    Hub.seen.clear()
+    yield Hub
+    server.shutdown()
+
+
+def test_the_port_report_is_asked_again_while_the_hub_restarts(hub_api):
+    hub_api.answers = [502, 503]  # traefik while the hub restarts
+    batch_singleuser.report_port(40123)
+    assert hub_api.seen == [{"port": 40123}] * 3
+
+
+def test_a_refused_port_report_ends_the_job_at_once_saying_why(hub_api):
+    hub_api.answers = [403]
+    with pytest.raises(SystemExit) as e:
+        batch_singleuser.report_port(40123)
+    assert "could not tell the hub this server's port" in str(e.value) and len(hub_api.seen) == 1
+
+
+def test_an_unreachable_hub_ends_the_job_after_the_retries(monkeypatch):
+    monkeypatch.setattr(batch_singleuser, "REPORT_RETRY", 2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{port}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    with pytest.raises(SystemExit) as e:
+        batch_singleuser.report_port(40123)
+    assert "Connection refused" in str(e.value) and "barehub doctor slurm" in str(e.value)

@@ -1,5 +1,5 @@
-"""What barehub's SlurmSpawner tells a user from squeue's answers (the real Slurm runs in
-tests/integration/test_slurm_ldap.py)."""
+"""What barehub's SlurmSpawner tells a user from squeue's answers, and what it keeps in the hub's database (the
+real Slurm runs in tests/integration/test_slurm_cluster.py and test_slurm_ldap.py)."""
 from barehub.slurm_spawner import describe_end, describe_wait, parse_status
 
 
@@ -37,3 +37,15 @@ def test_reasons_only_an_administrator_changes_are_the_ones_a_spawn_stops_waitin
 
     assert "PartitionDown" in WILL_NOT_START
     assert not {"Priority", "Resources", "ReqNodeNotAvail", "Dependency", "BeginTime"} & WILL_NOT_START
+
+
+def test_the_job_and_the_port_it_reported_are_kept_for_a_hub_that_restarts_before_the_server_answers():
+    from barehub.slurm_spawner import SlurmSpawner
+
+    spawner = SlurmSpawner()
+    spawner.job_id, spawner.port = "42", 40123
+    restarted = SlurmSpawner()
+    restarted.load_state(spawner.get_state())
+    assert (restarted.job_id, restarted.port) == ("42", 40123)
+    restarted.load_state({})  # no job: no port either
+    assert (restarted.job_id, restarted.port) == ("", 0)
