@@ -9,6 +9,7 @@ requests, as the server's port report does (the same certificates are trusted).
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 
 from barehub.batch_singleuser import free_port_in, parse_range
@@ -29,7 +30,13 @@ def ask_hub_api(api_url: str, timeout: float) -> str:
         r.raise_for_status()
         return f"hub-api ok {r.status_code} {r.json().get('version', '?')}"
     except Exception as e:  # noqa: BLE001 (every failure is the finding)
-        return f"hub-api fail {type(e).__name__}: {e}"
+        return f"hub-api fail {type(e).__name__}: {root_cause(e)}"
+
+
+def root_cause(error: Exception) -> str:
+    """The system's words ("[Errno 111] Connection refused"), not urllib3's wrapping of them, when it has them."""
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
+    return found.group(0) if found else str(error)
 
 
 def answer_one_connection(port_range: str, wait: float) -> None:
