@@ -97,7 +97,7 @@ class PortReportHandler(APIHandler):
         spawner = self.reporting_spawner()
         data = self.get_json_body()
         port = data.get("port") if isinstance(data, dict) else None
-        if set(data or {}) != {"port"} or not isinstance(port, int) or not 0 < port < 65536:
+        if not isinstance(data, dict) or set(data) != {"port"} or not isinstance(port, int) or not 0 < port < 65536:
             raise web.HTTPError(400, 'only {"port": N} is accepted')
         spawner.port = port
         spawner.save_state()  # a hub restarted before the server answers still knows where it listens
@@ -123,6 +123,7 @@ default_handlers[:] = [(path, PortReportHandler if handler is upstream_api.Batch
 
 class SlurmSpawner(UpstreamSlurmSpawner):
     started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
+
     @default("batch_query_cmd")
     def _batch_query_cmd_default(self):
         return QUERY
