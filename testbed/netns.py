@@ -49,7 +49,6 @@ class Network:
     def __init__(self, name: str):
         self.name = name
         self.bridge_ns = f"{name}-net"
-        self.nodes: dict[str, str] = {}  # node -> address
         self.namespaces: list[str] = []  # made by this object, removed by name
 
     def path(self, node: str) -> str:
@@ -75,7 +74,6 @@ class Network:
         _ip("-n", self.bridge_ns, "link", "set", port, "master", "br0", "up")
         _ip("-n", ns, "addr", "add", f"{address}/{PREFIX_LENGTH}", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
-        self.nodes[node] = address
         return self.path(node)
 
     def entered(self, node: str):

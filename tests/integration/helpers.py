@@ -65,6 +65,18 @@ def progress_events(base_url: str, token: str, until, timeout: float, user: str)
     raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
 
 
+def failed_spawn(base_url: str, user: str, token: str, profile: str) -> tuple[str, float]:
+    """Request `user`'s server with a profile through the REST API and read the spawn page's events until it fails:
+    (its message, seconds). A spawn that fails within JupyterHub's slow_spawn_timeout (10 s) answers 500; the
+    page then says why."""
+    start = time.monotonic()
+    r = requests.post(f"{base_url}/hub/api/users/{user}/server", json={"profile": profile},
+                      headers={"Authorization": f"token {token}"}, timeout=60)
+    assert r.status_code in (201, 202, 500), r.text
+    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120, user=user)
+    return events[-1]["message"], time.monotonic() - start
+
+
 def hub_run(container, prefix: str = PREFIX) -> dict:
     """What the running hub recorded about itself (state/hub-run.json): pid, start time, config set, base_url."""
     return json.loads(container.run(f"cat {prefix}/state/hub-run.json").stdout)

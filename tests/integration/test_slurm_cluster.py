@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
-                                       RequestLoop, bootstrap_cmd, filled, progress_events, put_fragment, status_code,
-                                       wait_until)
+                                       RequestLoop, bootstrap_cmd, failed_spawn, filled, progress_events, put_fragment,
+                                       status_code, wait_until)
 from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
@@ -280,23 +280,13 @@ def test_in_a_browser_the_gpu_profile_waits_with_slurms_reason_can_be_cancelled_
     stop_server(hpc, user("leo"))
 
 
-def failed_spawn(hub_user: HubUser, profile: str) -> tuple[str, float]:
-    """Request the server through the REST API, read the spawn page's events until it fails: (message, seconds).
-    A spawn that fails within JupyterHub's slow_spawn_timeout (10 s) answers 500; the page then says why."""
-    start = time.monotonic()
-    r = api(hub_user, "POST", f"/users/{hub_user.name}/server", json={"profile": profile})
-    assert r.status_code in (201, 202, 500), r.text
-    events = progress_events(BASE, hub_user.token(), until=lambda e: e.get("failed"), timeout=120, user=hub_user.name)
-    return events[-1]["message"], time.monotonic() - start
-
-
 def test_a_server_that_dies_at_start_on_its_node_is_reported_at_once_with_slurms_state(hpc, hub):
     """A broken config in the user's (shared) home: the job starts on cn1, reports its port, its server exits."""
     kim = user("kim")
     hpc.login.run("mkdir -p /home/kim/.jupyter && echo 'import os; os._exit(3)' > /home/kim/.jupyter/"
                   "jupyter_server_config.py && chown -R kim: /home/kim/.jupyter")
     try:
-        message, elapsed = failed_spawn(kim, CPU_PROFILE)
+        message, elapsed = failed_spawn(BASE, "kim", kim.token(), CPU_PROFILE)
     finally:
         hpc.login.run("rm -rf /home/kim/.jupyter")
     MEASUREMENTS["Slurm cluster: server dies at start on its node, spawn request to the user's error (s)"] = \
@@ -310,7 +300,7 @@ def test_a_profile_whose_partition_is_down_is_refused_at_once_and_its_job_cancel
     leo = user("leo")
     hpc.login.run("scontrol update PartitionName=gpu State=DOWN")
     try:
-        message, elapsed = failed_spawn(leo, GPU_PROFILE)
+        message, elapsed = failed_spawn(BASE, "leo", leo.token(), GPU_PROFILE)
     finally:
         hpc.login.run("scontrol update PartitionName=gpu State=UP")
     MEASUREMENTS["Slurm cluster: the GPU partition down, spawn request to the user's error (s)"] = round(elapsed, 1)
@@ -335,7 +325,7 @@ def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clear
         hpc.login.run("systemctl stop slurmctld")
         down = time.monotonic()
         try:
-            message, _ = failed_spawn(leo, GPU_PROFILE)
+            message, _ = failed_spawn(BASE, "leo", leo.token(), GPU_PROFILE)
             assert "Unable to contact slurm controller" in message, message
             MEASUREMENTS["Slurm cluster: slurmctld down, a new spawn's error after (s)"] = \
                 round(time.monotonic() - down, 1)

@@ -16,7 +16,7 @@ import requests
 
 from tests.integration import cluster
 from tests.integration.helpers import (CPU_PROFILE, DROP_INS, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX,
-                                       bootstrap_cmd, filled, progress_events, put_fragment, status_code, wait_until)
+                                       bootstrap_cmd, failed_spawn, filled, put_fragment, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 
@@ -135,24 +135,9 @@ def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container,
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
-def request_server(base_url: str, token: str, may_fail: bool = False, profile: str = CPU_PROFILE) -> None:
-    """Start carol's server through the REST API. A spawn that fails within JupyterHub's slow_spawn_timeout
-    (10 s) answers 500 here; the spawn page then shows why."""
-    r = requests.post(f"{base_url}/hub/api/users/carol/server", json={"profile": profile},
-                      headers={"Authorization": f"token {token}"}, timeout=60)
-    assert r.status_code in ((201, 202, 500) if may_fail else (201, 202)), r.text
-
-
-def failed_spawn_message(base_url: str, token: str, profile: str) -> tuple[str, float]:
-    start = time.monotonic()
-    request_server(base_url, token, may_fail=True, profile=profile)
-    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120, user="carol")
-    return events[-1]["message"], time.monotonic() - start
-
-
 def test_a_profile_slurm_rejects_gives_the_user_sbatchs_message_at_once(container, base_url, carol_token):
     """This one-node cluster has no GPU gres (nor a "gpu" partition): sbatch refuses the shipped GPU profile."""
-    message, elapsed = failed_spawn_message(base_url, carol_token, GPU_PROFILE)
+    message, elapsed = failed_spawn(base_url, "carol", carol_token, GPU_PROFILE)
     assert message == "Spawn failed: sbatch: error: Invalid generic resource (gres) specification", message
     assert elapsed < 30
     assert jobs(container, "carol") == []
