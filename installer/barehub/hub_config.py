@@ -10,6 +10,8 @@ import bcrypt
 from traitlets import Bool, Integer
 from traitlets.config import Config, Configurable
 
+from barehub import unix_accounts
+
 from barehub.paths import Paths
 from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
 from barehub.secret_files import read_secret
@@ -119,6 +121,15 @@ class Barehub(Configurable):
 
     idle_culler = Bool(True, config=True, help="Run the idle culler, which stops servers left idle.")
     idle_timeout = Integer(IDLE_TIMEOUT, config=True, help="Seconds of inactivity after which the culler stops a server.")
+    uid_min = Integer(None, allow_none=True, config=True,
+                      help="Lowest uid a server may run as (default: UID_MIN of /etc/login.defs).")
+    uid_max = Integer(None, allow_none=True, config=True,
+                      help="Highest uid a server may run as (default: UID_MAX of /etc/login.defs); directory "
+                           "services often hand out larger uids.")
+    servers_run_as_unix_users = Bool(None, allow_none=True, config=True,
+                                     help="Whether the spawner runs servers as the login's unix account (default: "
+                                          "yes for all but Kubernetes and Docker spawners), so that system "
+                                          "accounts are refused.")
 
 
 AUTH_SECTIONS = ("Authenticator", "LocalAuthenticator", "PAMAuthenticator")
@@ -145,6 +156,7 @@ def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
     keep_user_unit_runtime_dir(c)
     default_local_access(c)
     keep_root_blocked(c)
+    refuse_system_accounts(c, settings)
 
 
 def keep_base_services(c: Config, paths: Paths) -> None:
@@ -195,3 +207,20 @@ def keep_root_blocked(c: Config) -> None:
             c[name].blocked_users = set(c[name].blocked_users) | {"root"}
     if "blocked_users" not in c.Authenticator:
         c.Authenticator.blocked_users = {"root"}
+
+
+def refuse_system_accounts(c: Config, settings: Settings) -> None:
+    """Every spawner's pre_spawn_hook refuses a login whose unix account is root, a barehub service user or
+    outside the site's uid range (barehub.unix_accounts says why), before the fragment's own hook runs.
+
+    Wrapped in every section that sets a hook (c.SystemdSpawner.pre_spawn_hook beats c.Spawner's for a
+    SystemdSpawner), and in c.Spawner's, so no fragment's choice of hook or spawner leaves it out."""
+    section = c.Barehub
+    account_policy = unix_accounts.policy({settings.hub_user, settings.proxy_user},
+                                          section.get("uid_min"), section.get("uid_max"))
+    unix_users = section.get("servers_run_as_unix_users")
+    names = {name for name in c if isinstance(c[name], Config) and "pre_spawn_hook" in c[name]} | {"Spawner"}
+    for name in sorted(names):
+        hook = c[name].get("pre_spawn_hook")
+        if not getattr(hook, "barehub_guard", False):
+            c[name].pre_spawn_hook = unix_accounts.guarded(hook, account_policy, unix_users)
