@@ -42,7 +42,7 @@ def served_certificate(host: str, port: int, server_name: str | None, timeout: f
 def acme_storage_problem(paths: Paths) -> str | None:
     """traefik ignores an acme.json that is not 0600 and falls back to its default certificate."""
     try:
-        mode = stat.S_IMODE(paths.acme_storage.stat().st_mode)
+        mode = stat.S_IMODE(paths.acme_storage.lstat().st_mode)  # the proxy user's directory: no link followed
     except FileNotFoundError:
         return None
     return None if mode == 0o600 else f"{paths.acme_storage} is {mode:o}, not 600: traefik ignores it"

@@ -9,6 +9,7 @@ from typing import Sequence
 from barehub import __version__
 from barehub.commands import check, doctor, install, reload, rollback, status, uninstall, upgrade
 from barehub.shared import BarehubError
+from barehub.terminal import PrintableFormatter, printable
 
 COMMANDS = (install, check, reload, status, upgrade, rollback, uninstall, doctor)
 
@@ -25,16 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("barehub: %(message)s"))
+    handler.setFormatter(PrintableFormatter("barehub: %(message)s"))
     logger = logging.getLogger("barehub")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         return args.run(args)
     except BarehubError as e:
-        print(f"barehub: error: {e.message}", file=sys.stderr)
+        print(printable(f"barehub: error: {e.message}"), file=sys.stderr)
         if e.hint:
-            print(f"barehub: hint: {e.hint}", file=sys.stderr)
+            print(printable(f"barehub: hint: {e.hint}"), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("barehub: interrupted", file=sys.stderr)

@@ -13,12 +13,11 @@ import grp
 import logging
 import os
 import pwd
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.shared import BarehubError
+from barehub.shared import BarehubError, open_no_follow  # noqa: F401 (root's one way into another user's directory)
 
 log = logging.getLogger("barehub")
 
@@ -39,28 +38,6 @@ def primary_group(user: str) -> str:
 
 def uid_gid(owner: str, group: str) -> tuple[int, int]:
     return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
-
-
-def open_no_follow(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
-    """A descriptor of the regular, single-named file at `path`, never through a link another user planted.
-
-    Raises FileNotFoundError when there is none (without O_CREAT), and BarehubError, naming the file, for
-    a symbolic link, a hard link or anything but a regular file.
-    """
-    hint = "remove it (and find out who put it there), then run again"
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise BarehubError(f"{path} is a symbolic link: root does not follow links in a directory another "
-                               "user can write", hint) from None
-        raise
-    st = os.fstat(fd)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-        return fd
-    os.close(fd)
-    what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"a hard link ({st.st_nlink} names)"
-    raise BarehubError(f"{path} is {what}: root does not touch it", hint)
 
 
 def read_private(path: Path) -> str:
@@ -89,14 +66,18 @@ def own_private(fd: int, owner: str, mode: int) -> None:
     os.fchmod(fd, mode)
 
 
-def chown_contents(directory: Path, uid: int, gid: int, keep: tuple[str, ...] = ()) -> None:
-    """Give the files directly in `directory` to uid:gid (its owner changed), except the names in `keep`.
+def chown_contents(directory: Path, uid: int, gid: int, from_uids: set[int]) -> list[Path]:
+    """Give the files directly in `directory` that belong to one of `from_uids` (the hub user before a change
+    of --hub-user) to uid:gid. Returns the files given.
 
-    Links are left alone: a symbolic link is skipped, a file with more than one name is skipped with a
-    warning (chowning it would chown whatever it is linked to, /etc/shadow say).
+    A file of anyone else (root's above all) is never given away, whatever its name: the owner of the
+    directory can rename any file in it. Links are left alone: a symbolic link is skipped, a file with more
+    than one name is skipped with a warning (chowning it would chown whatever it is linked to, /etc/shadow
+    say). The owner is checked and changed on the open file.
     """
+    given = []
     for child in sorted(directory.iterdir()):
-        if child.name in keep or (child.is_dir() and not child.is_symlink()):
+        if child.is_dir() and not child.is_symlink():
             continue  # a directory has its own entry in the layout
         try:
             fd = open_no_follow(child)
@@ -107,9 +88,12 @@ def chown_contents(directory: Path, uid: int, gid: int, keep: tuple[str, ...] = 
         except OSError:
             continue  # gone meanwhile, or a socket
         try:
-            os.fchown(fd, uid, gid)
+            if os.fstat(fd).st_uid in from_uids - {uid}:
+                os.fchown(fd, uid, gid)
+                given.append(child)
         finally:
             os.close(fd)
+    return given
 
 
 def atomic_write(path: Path, spec: FileSpec) -> bool:
@@ -133,10 +117,10 @@ def atomic_write(path: Path, spec: FileSpec) -> bool:
     return True
 
 
-def ensure_dir(path: Path, mode: int, owner: str = "root", group: str = "root") -> None:
-    """Create `path` (and parents) and set its exact mode and owner, on the open directory: its parent may be
-    another user's (proxy/dynamic/ is the hub user's), and a link planted in its place is refused, never
-    followed (chown through it would give away whatever it points to)."""
+def ensure_dir(path: Path, mode: int, owner: str = "root", group: str = "root") -> int:
+    """Create `path` (and parents) and set its exact mode and owner, on the open directory: a directory of an
+    old layout may be another user's, and a link planted in its place is refused, never followed (chown
+    through it would give away whatever it points to). Returns the uid that owned it before."""
     path.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -146,7 +130,9 @@ def ensure_dir(path: Path, mode: int, owner: str = "root", group: str = "root") 
                                "another user can write", "remove it (and find out who put it there), then run again")
         raise
     try:
+        before = os.fstat(fd).st_uid
         os.fchown(fd, *uid_gid(owner, group))
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
+    return before

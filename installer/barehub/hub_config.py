@@ -67,7 +67,7 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.TraefikProxy.traefik_api_entrypoint = "traefik"
     c.TraefikFileProviderProxy.dynamic_config_file = str(paths.traefik_rules)
     c.BarehubTraefikProxy.routes_file = str(paths.proxy_routes)
-    c.BarehubTraefikProxy.staging_dir = str(paths.traefik_staging_dir)
+    c.BarehubTraefikProxy.staging_dir = str(paths.traefik_routes_dir)
     c.BarehubTraefikProxy.legacy_rules_file = str(paths.traefik_legacy_rules)
 
     apply_user_units(c)

@@ -4,19 +4,21 @@ and the bounded waits of reloads and installs until a hub serves through traefik
 from __future__ import annotations
 
 import json
-import os
+import logging
 import signal
 import time
 from dataclasses import dataclass
 
 from barehub import units
 from barehub.config_loading import CURRENT, KNOWN_GOOD
+from barehub.fsutil import read_private
 from barehub.health import wait_for_ok
 from barehub.paths import Paths
 from barehub.settings import Settings
 from barehub.shared import BarehubError
 from barehub.systemd import Systemctl
 
+log = logging.getLogger("barehub")
 START_DEADLINE_S = 60  # measured: a hub (re)starts in 2-4 s, its known-good fallback in another 2-4 s
 # After the hub has recorded its start, its routes are in traefik: it answers within a second (measured
 # 0.1-0.5 s). Longer only keeps /hub hanging in traefik's retries before the known-good fallback.
@@ -43,13 +45,16 @@ class Run:
 
 
 def read_run(paths: Paths) -> Run | None:
-    """The record of the hub's last start. Read without following links: the hub user owns state/."""
+    """The record of the hub's last start, read only from a regular file: the hub user owns state/ (a FIFO
+    planted there hung `barehub status` and a reload, holding the install lock). Its strings are the hub
+    user's: they reach root's terminal only through barehub.terminal."""
     try:
-        fd = os.open(paths.hub_run_file, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd) as f:
-            data = json.load(f)
+        data = json.loads(read_private(paths.hub_run_file))
         return Run(int(data["pid"]), float(data["started"]), str(data["config"]), str(data.get("digest") or ""),
                    str(data.get("base_url") or "/"), data.get("failed") if isinstance(data.get("failed"), dict) else None)
+    except BarehubError as e:
+        log.warning("%s", e.message)
+        return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

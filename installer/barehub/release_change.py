@@ -126,6 +126,7 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
         systemctl.stop(units.HUB_UNIT)
         stop_servers_unknown_to(paths, old, systemctl)
         give_routes_back_to(paths, old)
+        give_layout_back_to(paths, old)
         releases.restore(paths, upgrade.backup)
         shared.switch_current_env(paths, paths.prefix / old.env)
         converge_with_installer_of(paths, old, lock)
@@ -163,9 +164,9 @@ def give_routes_back_to(paths: Paths, release: releases.Release) -> bool:
         return False
     import toml
 
-    rules = json.loads(read_private(paths.traefik_rules)) if paths.traefik_rules.exists() else {}
+    rules = json.loads(read_private(paths.traefik_rules)) if os.path.lexists(paths.traefik_rules) else {}
     records = json.loads(read_private(paths.proxy_routes)).get("routes", {})
-    owner = paths.traefik_dynamic_dir.stat()
+    owner = paths.traefik_routes_dir.lstat()
     atomic_write(paths.traefik_legacy_rules, FileSpec(toml.dumps({**rules, "jupyterhub": {"routes": records}}),
                                                       0o640, pwd.getpwuid(owner.st_uid).pw_name,
                                                       grp.getgrgid(owner.st_gid).gr_name))
@@ -173,6 +174,28 @@ def give_routes_back_to(paths: Paths, release: releases.Release) -> bool:
     paths.proxy_routes.unlink(missing_ok=True)
     log.info("release %s keeps its routes in %s: %d routes written there", release.version,
              paths.traefik_legacy_rules.name, len(records))
+    return True
+
+
+def release_has_routes_dir(paths: Paths, release: releases.Release) -> bool:
+    """Whether `release` keeps the hub's rules in proxy/dynamic/routes/ (its layout names the directory)."""
+    return any("traefik_routes_dir" in shared_py.read_text(errors="replace")
+               for shared_py in (paths.prefix / release.env).glob("lib/python3*/site-packages/barehub/shared.py"))
+
+
+def give_layout_back_to(paths: Paths, release: releases.Release) -> bool:
+    """Before going back to a release that kept the hub's rules directly in proxy/dynamic/ (the hub user's
+    then): move them there (root's directory until that release's installer gives it to the hub user), so
+    that its hub finds them and traefik serves the same routes throughout, and routes/ goes (traefik would
+    read its stale rules first, ahead of the old hub's)."""
+    routes = paths.traefik_routes_dir
+    if release_has_routes_dir(paths, release) or not routes.is_dir() or routes.is_symlink():
+        return False
+    for name in ("rules.yaml", "rules.toml"):
+        if os.path.lexists(routes / name):
+            os.rename(routes / name, paths.traefik_dynamic_dir / name)
+    shutil.rmtree(routes)
+    log.info("release %s keeps its routes in %s: moved them there", release.version, paths.traefik_dynamic_dir)
     return True
 
 

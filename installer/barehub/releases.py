@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.shared import BarehubError, read_json_dict
-from barehub.fsutil import FileSpec, atomic_write
+from barehub.as_user import run_as
+from barehub.shared import BarehubError, flag_name, read_json_dict
+from barehub.fsutil import FileSpec, atomic_write, open_no_follow
 from barehub.paths import Paths
+from barehub.settings import Settings
 
 
 RECORD_MODE = 0o644  # root's records in records/: the hub reads the settings, nobody else writes them
@@ -29,13 +31,20 @@ class Release:
     env: str  # the env directory, relative to the prefix (envs/<release>)
 
 
-def adopt_legacy_records(paths: Paths) -> list[str]:
+# what root may take from a settings record the hub user could write: numbers that decide no user, file or trust
+PLAIN_SETTINGS = ("http_port", "https_port", "hub_port", "proxy_api_port")
+
+
+def adopt_legacy_records(paths: Paths, flags: dict) -> list[str]:
     """Move the settings and release records of an install made before records/ existed out of state/.
 
     state/ is the hub user's: with a `--hub-user` install, that user could have rewritten them. Root
     therefore takes from them nothing it cannot check: the hub user is the owner of state/ and the proxy
-    user the owner of proxy/acme (both set by root), an env must be one of PREFIX/envs. Returns the names
-    of the records adopted. Runs under the install lock, before anything reads a record.
+    user the owner of proxy/acme (both set by root), an env must be one of PREFIX/envs, and of the settings
+    only the ports. Any other setting such a record holds (certificate and key files, trusted proxies, ACME,
+    addresses) must be given again as a flag of this run (`flags`), or nothing is changed and the error names
+    each one. Returns the names of the records adopted. Runs under the install lock, before anything reads a
+    record.
     """
     adopted = []
     paths.records.mkdir(mode=0o755, exist_ok=True)
@@ -44,18 +53,50 @@ def adopt_legacy_records(paths: Paths) -> list[str]:
         legacy = paths.legacy_record(record)
         if state is None or record.exists() or not legacy.is_file() or legacy.is_symlink():
             continue
-        data = read_json_dict(legacy)
+        data = read_legacy(legacy)
         if record == paths.settings_file and state.st_uid != 0:
-            data["hub_user"] = pwd.getpwuid(state.st_uid).pw_name
-            acme = paths.acme_dir
-            if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:
-                data["proxy_user"] = pwd.getpwuid(acme.lstat().st_uid).pw_name
+            data = checkable_settings(paths, data, state.st_uid, flags, legacy)
         if record == paths.release_file and not env_in_prefix(paths, str(data.get("env", ""))):
             data.pop("env", None)
         atomic_write(record, FileSpec(json.dumps(data, indent=2, sort_keys=True) + "\n", RECORD_MODE))
         legacy.unlink()
         adopted.append(record.name)
     return adopted
+
+
+def read_legacy(path: Path) -> dict:
+    """A record in state/, read only from a regular file there (never through a link, never a FIFO)."""
+    try:
+        with os.fdopen(open_no_follow(path)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def checkable_settings(paths: Paths, data: dict, hub_uid: int, flags: dict, legacy: Path) -> dict:
+    """What root takes from a --hub-user install's settings record (see adopt_legacy_records)."""
+    defaults = Settings()
+    given = {name for name, value in flags.items() if value is not None and value is not False}
+    unchecked = {name: value for name, value in data.items()
+                 if name not in (*PLAIN_SETTINGS, "hub_user", "proxy_user") and hasattr(defaults, name)
+                 and not is_default(getattr(defaults, name), value)}
+    https_off = "no_https" in given
+    missing = {name: value for name, value in unchecked.items()
+               if name not in given and not (https_off and name in ("acme_domains", "tls_cert", "tls_key"))}
+    if missing:
+        owner = pwd.getpwuid(hub_uid).pw_name
+        listed = "; ".join(f"{name} = {value!r} ({flag_name(name)})" for name, value in sorted(missing.items()))
+        raise BarehubError(f"{legacy} (from a release before records/) is {owner}'s, the hub user's, who could "
+                           f"have changed it; root takes only its ports, and not: {listed}",
+                           "check each value and give it again as the flag named, in this run (nothing was changed)",
+                           exit_code=2)
+    kept = {name: data[name] for name in PLAIN_SETTINGS if isinstance(data.get(name), int)}
+    kept["hub_user"] = pwd.getpwuid(hub_uid).pw_name
+    acme = paths.acme_dir
+    if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:
+        kept["proxy_user"] = pwd.getpwuid(acme.lstat().st_uid).pw_name
+    return kept
 
 
 def env_in_prefix(paths: Paths, env: str) -> bool:
@@ -82,6 +123,15 @@ def write_release(paths: Paths, release: Release) -> None:
     atomic_write(paths.release_file, FileSpec(text, RECORD_MODE))
 
 
+def is_default(default, value) -> bool:
+    return list(value or []) == list(default) if isinstance(default, tuple) else value == default
+
+
+def state_owner(paths: Paths) -> str:
+    """Whom the database belongs to: the owner root gave state/ (the hub user)."""
+    return pwd.getpwuid(paths.state.lstat().st_uid).pw_name
+
+
 def backup(paths: Paths, previous: Release) -> Path:
     """Copy the database and the install records aside, before anything of the release changes."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -94,9 +144,11 @@ def backup(paths: Paths, previous: Release) -> Path:
             break
         except FileExistsError:
             continue
-    if paths.db_file.exists():
-        (target / paths.db_file.name).touch(mode=0o600)
-        copy_database(paths.db_file, target / paths.db_file.name)
+    if os.path.lexists(paths.db_file):
+        image = run_as(state_owner(paths), database_image, str(paths.db_file))
+        fd = os.open(target / paths.db_file.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(image)
     for record in (paths.settings_file, paths.release_file):
         if record.exists():
             atomic_write(target / record.name, FileSpec(record.read_text(), 0o600))
@@ -123,19 +175,41 @@ def restore(paths: Paths, backup_dir: Path) -> Release:
     release = backup_release(paths, backup_dir)
     db = backup_dir / paths.db_file.name
     if db.exists():
-        copy_database(db, paths.db_file)  # page by page into the existing file: its mode and owner stay
+        image = db.read_bytes()  # root's own backup
+        run_as(state_owner(paths), write_database, image, str(paths.db_file))
     for record in (paths.settings_file, paths.release_file):
         if (backup_dir / record.name).exists():
             atomic_write(record, FileSpec((backup_dir / record.name).read_text(), RECORD_MODE))
     return release
 
 
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite database, even while a hub writes to the source."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
+def database_image(path: str) -> bytes:
+    """A consistent image of a SQLite database, even while a hub writes to it (SQLite's backup API).
+    Runs as the hub user: the path is in her state/."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    memory = sqlite3.connect(":memory:")
     try:
-        src.backup(dst)
+        source.backup(memory)
+        if memory.execute("pragma page_count").fetchone()[0] == 0:
+            return b""  # an empty file (a hub that never started): SQLite cannot serialize no pages
+        return memory.serialize()
     finally:
-        dst.close()
-        src.close()
+        memory.close()
+        source.close()
+
+
+def write_database(image: bytes, path: str) -> None:
+    """Put a database image into the file at `path`, page by page into the existing file (its mode and
+    owner stay). Runs as the hub user."""
+    if not image:  # the database was an empty file
+        with open(path, "ab") as f:
+            f.truncate(0)
+        return
+    memory = sqlite3.connect(":memory:")
+    target = sqlite3.connect(path)
+    try:
+        memory.deserialize(image)
+        memory.backup(target)
+    finally:
+        target.close()
+        memory.close()

@@ -11,9 +11,11 @@ the package imports it as `barehub.shared`. Here, and nowhere else, live:
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,25 +179,30 @@ class Paths:
 
     @property
     def traefik_dynamic_dir(self) -> Path:
-        """Watched by traefik; the hub writes its routes here."""
+        """Watched by traefik: root's files (tls.toml, barehub.toml), and the hub's routes/ (root:proxy 0750)."""
         return self.proxy / "dynamic"
+
+    @property
+    def traefik_routes_dir(self) -> Path:
+        """The hub's: its rules file, written to a temp file here and renamed (hub user:proxy 2750).
+
+        A directory of its own, so that no file of root's lies where the hub user can rename it (with a
+        --hub-user, dynamic/ was hers: she renamed root's tls.toml, and the next run chowned the key to her).
+        traefik reads subdirectories of its directory at each reload but watches only the directory itself
+        (measured with traefik 3.7.15: a rename in a subdirectory goes unnoticed, its changed timestamps
+        do not), so the hub touches routes/ after each write (barehub.traefik_proxy)."""
+        return self.traefik_dynamic_dir / "routes"
 
     @property
     def traefik_rules(self) -> Path:
         """The hub's routes for traefik: JSON, which traefik reads as YAML (barehub.traefik_proxy says why)."""
-        return self.traefik_dynamic_dir / "rules.yaml"
+        return self.traefik_routes_dir / "rules.yaml"
 
     @property
     def traefik_legacy_rules(self) -> Path:
-        """Routes and the hub's bookkeeping in one TOML file, as releases before barehub.route_table kept them."""
-        return self.traefik_dynamic_dir / "rules.toml"
-
-    @property
-    def traefik_staging_dir(self) -> Path:
-        """Where the hub writes the next rules file before renaming it into dynamic/: inside it, as a rename
-        needs one mount (the hub's sandbox mounts dynamic/ on its own), but not watched (traefik watches
-        dynamic/ itself only, and reads only *.toml/*.yaml/*.yml): traefik sees each version once, finished."""
-        return self.traefik_dynamic_dir / ".staging"
+        """Routes and the hub's bookkeeping in one TOML file, as releases before barehub.route_table kept them
+        (in dynamic/; an upgrade moves it here, where the hub reads it once)."""
+        return self.traefik_routes_dir / "rules.toml"
 
     @property
     def proxy_routes(self) -> Path:
@@ -252,12 +259,36 @@ def prefix_of_env(env_prefix: str = sys.prefix) -> Optional[Path]:
 
 # ---------------------------------------------------------------- records and the current env
 
-def read_json_dict(path: Path) -> Dict:
-    """A JSON object an earlier run wrote, or {} if there is none (or it is unreadable)."""
+def open_no_follow(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """A descriptor of the regular, single-named file at `path`, never through a link another user planted.
+
+    The one way root opens a file in a directory another user can write (state/, proxy/dynamic/routes/,
+    proxy/acme/): O_NOFOLLOW, O_NONBLOCK (a FIFO planted there must not hang root), then checked on the
+    descriptor. Raises FileNotFoundError when there is none (without O_CREAT), and BarehubError, naming the
+    file, for a symbolic link, a hard link or anything but a regular file.
+    """
+    hint = "remove it (and find out who put it there), then run again"
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)) as f:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BarehubError(f"{path} is a symbolic link: root does not follow links in a directory another "
+                               "user can write", hint) from None
+        raise
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        return fd
+    os.close(fd)
+    what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"a hard link ({st.st_nlink} names)"
+    raise BarehubError(f"{path} is {what}: root does not touch it", hint)
+
+
+def read_json_dict(path: Path) -> Dict:
+    """A JSON object an earlier run wrote, or {} if there is none (or it is unreadable, or not a regular file)."""
+    try:
+        with open(open_no_follow(path)) as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, BarehubError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -8,8 +8,10 @@ created, chmod'ed and written inside its watched directory, ~25 ms in traefik pa
 bookkeeping, and up to ~114 ms sleeping in its polling backoff. Here:
 - rules are JSON (traefik reads them as YAML), each route's text kept from when it changed
   (barehub.route_table): writing 5000 routes costs a join, not a serialisation;
-- the file is written in the staging directory and renamed into traefik's watched directory, 0640 for the
-  proxy's group (setgid directories): traefik sees each version once, finished;
+- the file is written in the staging directory and renamed into place, 0640 for the proxy's group (setgid
+  directories): traefik sees each version once, finished. barehub keeps it in the hub's own routes/, a
+  subdirectory of traefik's directory (root's files are in that one): traefik does not watch subdirectories
+  but notices their timestamps change, so the directory is touched after each rename;
 - the hub's bookkeeping (targets, JupyterHub's data) lives in its state directory, not in traefik's file;
 - group commit: changes that arrive while a write is on its way to traefik go into the next single write,
   so a class spawning at once costs about one traefik rebuild per batch, not one per student. Each
@@ -168,6 +170,7 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
         """The bookkeeping first (the rules follow from it at a restart), then the rules; runs in a thread."""
         write_replacing(Path(self.routes_file), routes, ROUTES_MODE, Path(self.routes_file).parent)
         write_replacing(Path(self.dynamic_config_file), rules, RULES_MODE, Path(self.staging_dir))
+        os.utime(Path(self.dynamic_config_file).parent)  # traefik watches the directory that holds it
         if self.legacy_rules_file and os.path.exists(self.legacy_rules_file):
             os.unlink(self.legacy_rules_file)  # its routes are all in the new files now
 

@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -66,23 +67,36 @@ def test_a_rendered_file_replaces_a_planted_link_instead_of_writing_through_it(p
     assert unchanged(victim)
 
 
-def test_the_owners_files_follow_it_but_links_and_roots_own_files_do_not(tmp_path, victim):
-    directory = tmp_path / "dynamic"
+def test_only_the_previous_hub_users_files_follow_a_new_hub_user_never_roots_nor_links(tmp_path, victim):
+    daemon = pwd.getpwnam("daemon")  # the hub user before the change
+    directory = tmp_path / "state"
     directory.mkdir()
-    (directory / "routes.toml").write_text("")
-    (directory / "tls.toml").write_text("key")
+    (directory / "jupyterhub.sqlite").write_text("")
+    os.chown(directory / "jupyterhub.sqlite", daemon.pw_uid, daemon.pw_gid)
+    (directory / "renamed-by-the-hub-user").write_text("KEY")  # root's file, under a name she chose
     (directory / "link").symlink_to(victim)
     os.link(victim, directory / "hard")
-    chown_contents(directory, NOBODY.pw_uid, NOBODY.pw_gid, keep=("tls.toml",))
-    assert (directory / "routes.toml").stat().st_uid == NOBODY.pw_uid
-    assert (directory / "tls.toml").stat().st_uid == 0
+    given = chown_contents(directory, NOBODY.pw_uid, NOBODY.pw_gid, from_uids={daemon.pw_uid})
+    assert given == [directory / "jupyterhub.sqlite"]
+    assert (directory / "jupyterhub.sqlite").stat().st_uid == NOBODY.pw_uid
+    assert (directory / "renamed-by-the-hub-user").stat().st_uid == 0
     assert unchanged(victim)
 
 
-def test_tls_toml_is_never_the_hub_users(prefix):
-    settings = Settings(hub_user="nobody", proxy_user="nobody")
-    spec = layout.directories(prefix, settings)[prefix.traefik_dynamic_dir]
-    assert prefix.traefik_tls.name in spec.root_files
+def test_no_root_file_lies_in_a_directory_another_user_owns(prefix):
+    """The promise as a property of the layout: every file root renders (tls.toml with the site's key,
+    barehub.toml, traefik.toml, the records, the units) is in a directory only root can write."""
+    from barehub.commands.install import render_all
+
+    settings = Settings(hub_user="nobody", proxy_user="daemon")
+    dirs = layout.directories(prefix, settings)
+    rendered = {path: spec for files in render_all(prefix, settings, ("cert", "key")).values()
+                for path, spec in files.items()}
+    for path, spec in rendered.items():
+        if spec.owner == "root" and path.parent in dirs:
+            assert dirs[path.parent].owner == "root" and not dirs[path.parent].owns_contents, path
+    assert dirs[prefix.traefik_tls.parent].owner == "root"
+    assert dirs[prefix.traefik_rules.parent].owner == "nobody"  # the hub's routes, in a directory of their own
 
 
 def test_records_from_before_records_existed_are_adopted_trusting_only_what_root_set(prefix):
@@ -92,38 +106,90 @@ def test_records_from_before_records_existed_are_adopted_trusting_only_what_root
     os.rmdir(prefix.records)
     legacy_settings.write_text(json.dumps({"hub_user": "root", "http_port": 8000}))  # planted by the hub user
     legacy_release.write_text(json.dumps({"version": "2026.10.0", "env": "../../tmp/evil"}))
-    assert adopt_legacy_records(prefix) == ["install.json", "release.json"]
+    assert adopt_legacy_records(prefix, {}) == ["install.json", "release.json"]
     settings = json.loads(prefix.settings_file.read_text())
     assert settings == {"hub_user": "nobody", "http_port": 8000}
     assert "env" not in json.loads(prefix.release_file.read_text())
     st = prefix.settings_file.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
     assert not legacy_settings.exists() and not legacy_release.exists()
-    assert adopt_legacy_records(prefix) == []  # once
+    assert adopt_legacy_records(prefix, {}) == []  # once
 
 
 def test_a_legacy_record_that_is_a_link_is_not_adopted(prefix, victim):
     prefix.legacy_record(prefix.settings_file).symlink_to(victim)
-    assert adopt_legacy_records(prefix) == []
+    assert adopt_legacy_records(prefix, {}) == []
     assert not prefix.settings_file.exists()
 
 
-def test_a_link_planted_as_the_routes_staging_directory_is_refused_not_chowned(tmp_path, victim):
-    """proxy/dynamic/ is the hub user's: it could put a link where the installer makes .staging/."""
+def test_legacy_file_and_trust_settings_of_the_hub_user_are_not_taken_but_asked_for_again(prefix, tmp_path):
+    os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.rmdir(prefix.records)
+    legacy = prefix.legacy_record(prefix.settings_file)
+    planted = {"http_port": 8000, "tls_cert": "/etc/ssl/other.pem", "tls_key": "/etc/ssl/private/other.key",
+               "trusted_proxies": ["0.0.0.0/0"], "hub_sudo": True}
+    legacy.write_text(json.dumps(planted))
+    with pytest.raises(BarehubError) as refused:
+        adopt_legacy_records(prefix, {})
+    for name, flag in (("tls_key", "--tls-key"), ("trusted_proxies", "--trusted-proxy"), ("hub_sudo", "--hub-sudo")):
+        assert name in refused.value.message and flag in refused.value.message
+    assert legacy.exists() and not prefix.settings_file.exists()  # nothing changed
+    flags = {"tls_cert": "/etc/ssl/hub.pem", "tls_key": "/etc/ssl/hub.key", "trusted_proxies": ["10.0.0.1"],
+             "hub_sudo": "yes", "http_port": None}
+    assert adopt_legacy_records(prefix, flags) == ["install.json"]
+    assert json.loads(prefix.settings_file.read_text()) == {"hub_user": "nobody", "http_port": 8000}
+
+
+def old_layout(tmp_path, hub: pwd.struct_passwd):
+    """proxy/dynamic/ as releases before routes/ left it with --hub-user: hers, with root's tls.toml in it."""
     from barehub.paths import Paths
 
     paths = Paths.from_prefix(tmp_path / "hub")
-    settings = Settings(hub_user="nobody", proxy_user="daemon")  # a group of that name must exist
+    paths.traefik_dynamic_dir.mkdir(parents=True)
+    os.chown(paths.traefik_dynamic_dir, hub.pw_uid, hub.pw_gid)
+    for name, owner in (("tls.toml", 0), ("barehub.toml", 0), ("rules.yaml", hub.pw_uid)):
+        (paths.traefik_dynamic_dir / name).write_text(f"{name} of uid {owner}")
+        os.chown(paths.traefik_dynamic_dir / name, owner, 0)
+    (paths.traefik_dynamic_dir / ".staging").mkdir()
+    return paths
+
+
+@pytest.mark.parametrize("new_name", ["rules.toml", "routes", "other.toml"])
+def test_root_files_the_hub_user_renamed_in_the_old_layout_never_become_hers(tmp_path, new_name):
+    """With --hub-user, proxy/dynamic/ was hers: she renamed root's tls.toml (the site's key) and the next run
+    chowned it to her. Converting that layout, a root file she renamed is neither moved nor given away."""
+    paths = old_layout(tmp_path, NOBODY)
+    os.rename(paths.traefik_dynamic_dir / "tls.toml", paths.traefik_dynamic_dir / new_name)
+    settings = Settings(hub_user="nobody", proxy_user="daemon")
+    layout.make_directories(paths, settings, "nobody")
+    st = paths.traefik_dynamic_dir.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o750)
+    assert sorted(p.name for p in paths.traefik_dynamic_dir.iterdir()) == ["barehub.toml", "routes"]
+    routes = paths.traefik_routes_dir
+    assert (routes.stat().st_uid, stat.S_IMODE(routes.stat().st_mode)) == (NOBODY.pw_uid, 0o2750)
+    assert [p.name for p in routes.iterdir()] == ["rules.yaml"]  # the hub's routes, moved
+    assert (routes / "rules.yaml").read_text() == f"rules.yaml of uid {NOBODY.pw_uid}"
+    for root, dirs, files in os.walk(paths.prefix):
+        for name in files:
+            assert "tls.toml of uid 0" not in (Path(root) / name).read_text() or os.stat(Path(root) / name).st_uid == 0
+
+
+def test_a_link_planted_as_routes_in_the_old_layout_is_removed_not_followed(tmp_path, victim):
+    paths = old_layout(tmp_path, NOBODY)
     elsewhere = tmp_path / "etc"
     elsewhere.mkdir()
     elsewhere.chmod(0o755)
-    paths.traefik_dynamic_dir.mkdir(parents=True)
-    paths.traefik_staging_dir.symlink_to(elsewhere)
-    with pytest.raises(BarehubError, match=r"\.staging is a link"):
-        layout.make_directories(paths, settings)
+    paths.traefik_routes_dir.symlink_to(elsewhere)
+    layout.make_directories(paths, Settings(hub_user="nobody", proxy_user="daemon"), "nobody")
     st = elsewhere.stat()
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
-    paths.traefik_staging_dir.unlink()
-    layout.make_directories(paths, settings)
-    st = paths.traefik_staging_dir.stat()
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_uid, 0o2750)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755) and list(elsewhere.iterdir()) == []
+    assert not paths.traefik_routes_dir.is_symlink() and paths.traefik_routes_dir.stat().st_uid == NOBODY.pw_uid
+
+
+def test_a_converted_layout_is_left_as_it_is(tmp_path):
+    paths = old_layout(tmp_path, NOBODY)
+    settings = Settings(hub_user="nobody", proxy_user="daemon")
+    layout.make_directories(paths, settings, "nobody")
+    (paths.traefik_dynamic_dir / ".tls.toml.tmp").write_text("root's own, interrupted")
+    layout.make_directories(paths, settings, "nobody")
+    assert (paths.traefik_dynamic_dir / ".tls.toml.tmp").exists()

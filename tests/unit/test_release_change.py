@@ -153,7 +153,7 @@ def test_routes_go_back_to_rules_toml_only_for_a_release_without_the_route_table
     import tomllib
 
     paths = Paths.from_prefix(tmp_path)
-    paths.traefik_dynamic_dir.mkdir(parents=True)
+    paths.traefik_routes_dir.mkdir(parents=True)
     paths.state.mkdir()
     paths.traefik_rules.write_text('{"http":{"routers":{"r":{"rule":"PathPrefix(`/user/a/`)","service":"s"}}}}')
     paths.proxy_routes.write_text(json.dumps({"routes": {"r": {"routespec": "/user/a/", "target": "http://x:1",

@@ -49,7 +49,7 @@ def test_hub_unit_is_sandboxed_with_privileges_by_hub_user():
                         ("RuntimeDirectory", "jupyterhub"), ("RuntimeDirectoryPreserve", "yes")]:
             assert setting in d, (settings, setting)
         # writable: its state and its traefik routes only
-        assert [v for k, v in d if k == "ReadWritePaths"] == ["/srv/hub/state /srv/hub/proxy/dynamic"]
+        assert [v for k, v in d if k == "ReadWritePaths"] == ["/srv/hub/state /srv/hub/proxy/dynamic/routes"]
         # sudo's setuid bit needs a hub without NoNewPrivileges, which systemd implies for any syscall filter
         assert (("NoNewPrivileges", "yes") in d) == filtered
         assert (("SystemCallFilter", "@system-service") in d) == filtered

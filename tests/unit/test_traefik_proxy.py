@@ -22,8 +22,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from traitlets.config import Config
 
-from barehub import certificates, proxy_config, release_change, releases
+from barehub import certificates, layout, proxy_config, release_change, releases
 from barehub.paths import Paths
+from barehub.settings import Settings
 from barehub.traefik_proxy import BarehubTraefikProxy
 
 TRAEFIK = Path(sys.executable).parent / "traefik"
@@ -41,7 +42,7 @@ class Traefik:
 
     def __init__(self, root: Path, log_level: str = "INFO"):
         self.paths = Paths.from_prefix(root)
-        for d in (self.paths.traefik_dynamic_dir, self.paths.traefik_staging_dir, self.paths.state):
+        for d in (self.paths.traefik_dynamic_dir, self.paths.traefik_routes_dir, self.paths.state):
             d.mkdir(parents=True, exist_ok=True)
         self.web, self.tls, self.api = free_port(), free_port(), free_port()
         static = {"entryPoints": {"web": {"address": f"127.0.0.1:{self.web}"},
@@ -64,7 +65,7 @@ class Traefik:
                                           "check_route_timeout": 10},
                          "TraefikFileProviderProxy": {"dynamic_config_file": str(self.paths.traefik_rules)},
                          "BarehubTraefikProxy": {"routes_file": str(self.paths.proxy_routes),
-                                                 "staging_dir": str(self.paths.traefik_staging_dir),
+                                                 "staging_dir": str(self.paths.traefik_routes_dir),
                                                  "legacy_rules_file": str(self.paths.traefik_legacy_rules),
                                                  **extra}})
         return BarehubTraefikProxy(config=config)
@@ -156,8 +157,8 @@ def test_traefik_sees_only_finished_files_one_reload_per_write(traefik):
             await proxy.add_route(f"/user/one{i}/", backend(f"one{i}"), {})
         await asyncio.sleep(0.5)  # a late reload would show here
         assert traefik.reloads() - before == 5
-        assert sorted(p.name for p in traefik.paths.traefik_dynamic_dir.iterdir()) == [".staging", "rules.yaml"]
-        assert list(traefik.paths.traefik_staging_dir.iterdir()) == []
+        assert sorted(p.name for p in traefik.paths.traefik_dynamic_dir.iterdir()) == ["routes"]
+        assert sorted(p.name for p in traefik.paths.traefik_routes_dir.iterdir()) == ["rules.yaml"]  # no temp file
         mode = os.stat(traefik.paths.traefik_rules).st_mode & 0o777
         assert (mode, os.stat(traefik.paths.proxy_routes).st_mode & 0o777) == (0o640, 0o600)
         assert "jupyterhub" not in json.loads(traefik.paths.traefik_rules.read_text())  # bookkeeping is apart
@@ -231,7 +232,8 @@ def test_routes_of_an_earlier_release_are_taken_over_and_given_back_without_a_ga
                              "traefik_api_password": PASSWORD, "traefik_api_hashed_password": proxy_hash(),
                              "should_start": False, "traefik_entrypoint": "web",
                              "traefik_api_entrypoint": "traefik"},
-            "TraefikFileProviderProxy": {"dynamic_config_file": str(traefik.paths.traefik_legacy_rules)}}))
+            # where that release kept it: in traefik's directory itself
+            "TraefikFileProviderProxy": {"dynamic_config_file": str(traefik.paths.traefik_dynamic_dir / "rules.toml")}}))
         await ready(old)
         await old.add_route("/user/legacy/", target, {"user": "legacy"})
         failures, stop = [], asyncio.Event()
@@ -245,18 +247,21 @@ def test_routes_of_an_earlier_release_are_taken_over_and_given_back_without_a_ga
                 await asyncio.sleep(0.005)
 
         loop = asyncio.ensure_future(steady())
+        layout.take_dynamic_dir_back(traefik.paths, Settings(proxy_user="root"), "root")  # the upgrade's installer
+        assert traefik.paths.traefik_legacy_rules.exists()
         new = await started(traefik)
         assert (await new.get_route("/user/legacy/"))["target"] == target
         assert not traefik.paths.traefik_legacy_rules.exists()
         await asyncio.sleep(0.3)
         gave_back = release_change.give_routes_back_to(traefik.paths, releases.Release("2026.11.22", "envs/none"))
+        assert release_change.give_layout_back_to(traefik.paths, releases.Release("2026.11.22", "envs/none"))
         again = TraefikFileProviderProxy(config=old.config)
         await ready(again)
         assert (await again.get_route("/user/legacy/"))["target"] == target
         await asyncio.sleep(0.3)
         stop.set()
         await loop
-        assert gave_back and not traefik.paths.traefik_rules.exists() and not traefik.paths.proxy_routes.exists()
+        assert gave_back and not traefik.paths.traefik_routes_dir.exists() and not traefik.paths.proxy_routes.exists()
         assert failures == []
     asyncio.run(scenario())
 

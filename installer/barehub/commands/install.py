@@ -94,19 +94,20 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         raise BarehubError("barehub install must run as root", "run it with sudo")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     lock = InstallLock(paths).acquire()  # held until this process exits
-    for name in releases.adopt_legacy_records(paths):
+    for name in releases.adopt_legacy_records(paths, overrides):
         log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
+    remembered_hub_user = load_settings(paths).hub_user  # whose files in state/ follow a change of --hub-user
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
     previous = releases.read_release(paths, paths.release_file)
     if previous is None or previous.version == __version__:
-        prepare_layout(paths, settings, report)
+        prepare_layout(paths, settings, remembered_hub_user, report)
         use_own_env(paths)
         converge(paths, settings, tls_pem, systemctl, report)
         return report
     release_change.keep_running_env(paths, previous)  # a bootstrap.py before 2026.11.0 switched it early
     release_change.preflight(paths, previous, systemctl)  # nothing has changed before this passes
-    prepare_layout(paths, settings, report)
+    prepare_layout(paths, settings, remembered_hub_user, report)
     upgrade = release_change.begin(paths, previous)
     report.backup = upgrade.backup
     try:
@@ -138,10 +139,10 @@ def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemc
     releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)))
 
 
-def prepare_layout(paths: Paths, settings: Settings, report: Report) -> None:
+def prepare_layout(paths: Paths, settings: Settings, previous_hub_user: str, report: Report) -> None:
     if layout.ensure_system_user(settings.proxy_user):
         log.info("created system user %s for traefik", settings.proxy_user)
-    layout.make_directories(paths, settings)
+    layout.make_directories(paths, settings, previous_hub_user)
     report.new_secrets = secret_files.ensure_all(paths, settings.hub_user)
     secret_files.ensure_private_file(paths.db_file, settings.hub_user)  # users' tokens and state live here
     if report.new_secrets:

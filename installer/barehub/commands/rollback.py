@@ -51,6 +51,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     systemctl.stop(units.HUB_UNIT)
     release_change.stop_servers_unknown_to(paths, target, systemctl)
     release_change.give_routes_back_to(paths, target)
+    release_change.give_layout_back_to(paths, target)
     releases.restore(paths, chosen)
     shared.switch_current_env(paths, env)
     release_change.finish(paths)  # an upgrade that was under way is over

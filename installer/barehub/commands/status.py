@@ -17,6 +17,7 @@ from barehub.secret_files import read_secret
 from barehub.shared import BarehubError
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
+from barehub.terminal import printable
 
 
 def add_parser(sub) -> None:
@@ -149,7 +150,7 @@ def format_status(status: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     status = collect(install_paths(args), Systemctl())
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    print(json.dumps(status, indent=2) if args.json else printable(format_status(status)))  # JSON escapes them itself
     healthy = (all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
                and "failed" not in status["hub"])
     return 0 if healthy else 3
