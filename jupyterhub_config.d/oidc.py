@@ -18,6 +18,8 @@
 # Tokens are kept encrypted in the hub's database (auth_state, with the key barehub generated) and
 # refreshed when the access token expires.
 
+from barehub.login_names import SAFE_USERNAME_PATTERN
+
 # --- site values -----------------------------------------------------------------------
 ISSUER = "https://sso.example.org/realms/example"  # the provider's issuer URL, exactly as it says it
 CLIENT_ID = "jupyterhub"
@@ -31,6 +33,11 @@ USERNAME_DOMAIN = ""  # e.g. "example.org": carol@example.org -> carol (case: Ju
 GROUPS_CLAIM = "groups"  # the claim (a list) that carries the user's groups
 ALLOWED_GROUPS = {"jupyter-users"}  # members of these may log in (admins too)
 ADMIN_GROUPS = {"jupyter-admins"}  # members of these are hub admins
+# Login names must match USERNAME_PATTERN (after JupyterHub lowercases them). The default refuses, at
+# login and with a page that says so, names that could never be a safe unix account, URL or traefik
+# route: backticks, parentheses, "|", spaces, quotes, "/", more than 32 characters (barehub.login_names).
+# A safe name that must not be used, such as a self-registered "root", is refused by barehub anyway.
+USERNAME_PATTERN = SAFE_USERNAME_PATTERN
 CA_FILE = ""  # a site CA for the provider's certificate; "" = the system's CAs
 LOGOUT_FROM_PROVIDER = True  # the hub's logout also ends the provider's session (shared lab machines)
 PASS_TOKENS_TO_SERVER = False  # True: the user's server gets OIDC_ACCESS_TOKEN and OIDC_ID_TOKEN
@@ -45,6 +52,7 @@ c.OIDCAuthenticator.login_service = LOGIN_SERVICE
 c.OIDCAuthenticator.scope = SCOPES
 c.OIDCAuthenticator.username_claim = USERNAME_CLAIM
 c.OIDCAuthenticator.username_domain = USERNAME_DOMAIN
+c.OIDCAuthenticator.username_pattern = USERNAME_PATTERN
 c.OIDCAuthenticator.auth_state_groups_key = f"oauth_user.{GROUPS_CLAIM}"
 c.OIDCAuthenticator.allowed_groups = ALLOWED_GROUPS
 c.OIDCAuthenticator.admin_groups = ADMIN_GROUPS

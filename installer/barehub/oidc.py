@@ -5,8 +5,10 @@ token exchange, allowed and admin groups, auth_state, the refresh of expired acc
 adds only what a site needs and it does not do:
 
 - **endpoints from the provider's discovery document** (`issuer` + /.well-known/openid-configuration),
-  read by the hub when a login starts (and kept `discovery_max_age` seconds for refreshes and logouts). A fragment that fetched it
-  while the configuration loads would keep the hub from starting whenever the provider is down.
+  read by the hub when it is first needed (a login starts), not while the configuration loads: a fragment
+  that fetched it then would keep the hub from starting whenever the provider is down. It is kept
+  `discovery_max_age` seconds, and a failure to read it `discovery_retry_delay` seconds, with one request
+  at a time: the login page is open to anyone, and must not let them make the hub send a request each.
 - **the client secret read from a file** at each token request: no fragment holds it, a rotated secret
   needs no reload, and a file others can read (or a link) is refused, named in the hub's log.
 - **what went wrong, said twice**: when the provider cannot be reached, its certificate is not trusted,
@@ -14,15 +16,18 @@ adds only what a site needs and it does not do:
   error") and the admin one log line that names the URL and the setting to fix. A provider that is down
   does not sign out users who are signed in: their refresh waits until it is back.
 - **usernames**: a site's mail domain is removed from the claim (`carol@example.org` -> `carol`); case
-  is JupyterHub's (it lowercases names).
+  is JupyterHub's (it lowercases names). A name that is not a safe unix name (barehub.login_names) is
+  refused at login, with a page that says so rather than upstream's "not authorized".
 - **logout at the provider**: the hub's logout ends the provider's session too (its end_session_endpoint,
   with the user's ID token), so a shared lab machine does not stay signed in there; the provider sends
   the browser back to the hub's login page.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
+import re
 import ssl
 import stat
 import time
@@ -40,6 +45,7 @@ from traitlets import Bool, Float, Unicode, default, observe
 
 from barehub.errors import BarehubError
 from barehub.fsutil import open_no_follow
+from barehub.login_names import SAFE_USERNAME_PATTERN
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 USER_PAGE = {  # what the person at the browser is told, by problem
@@ -55,20 +61,24 @@ USER_PAGE = {  # what the person at the browser is told, by problem
                             "happening, tell the hub's administrators."),
     "unverified": (403, "Your mail address is not verified at the sign-in service, so the hub cannot use it as "
                         "your name. Verify it there, then sign in again."),
+    "unsafe name": (403, "Your name at the sign-in service cannot be the name of an account on this hub. The hub's "
+                         "administrators can see why in the hub's log."),
 }
 
 
 class ProviderProblem(web.HTTPError):
     """A problem between the hub and the provider: the user's page says `kind`'s text, the hub's log says
-    `admin_message` (logged once, where it is raised)."""
+    `admin_message` (logged once, where it is raised; `log=False` for the same problem told to another user
+    while it is remembered, so that anyone reloading the login page cannot fill the log)."""
 
-    def __init__(self, kind: str, admin_message: str):
+    def __init__(self, kind: str, admin_message: str, log: bool = True):
         status, user_message = USER_PAGE[kind]
         super().__init__(status, reason=None)
         self.kind = kind
         self.jupyterhub_message = user_message  # JupyterHub's error page shows this text
         self.admin_message = admin_message
-        app_log.error("OIDC: %s", admin_message)
+        if log:
+            app_log.error("OIDC: %s", admin_message)
 
 
 def classify(error: BaseException, url: str, ca_file: str, secret_file: str, token_url: str = "") -> ProviderProblem:
@@ -153,10 +163,11 @@ def ca_file_problem(path: str, allowed_owners: tuple[int, ...]) -> str | None:
 
 class OIDCLoginHandler(OAuthLoginHandler):
     async def get(self):
-        """A login starts with the provider's discovery document read afresh (one small request per login):
+        """A login starts with the provider's discovery document, at most `discovery_max_age` seconds old:
         a provider that is down or untrusted is then the hub's clear page, not the browser's connection
-        error after a redirect to it."""
-        await self.authenticator.prepare_provider(fresh=True)
+        error after a redirect to it (within that bound), and moved endpoints are followed. Not read afresh
+        at each login: anyone may open this page, as often as they like."""
+        await self.authenticator.prepare_provider()
         super().get()
 
 
@@ -182,20 +193,33 @@ class OIDCLogoutHandler(OAuthLogoutHandler):
 
 
 class ProviderLogin(OAuthenticator):
-    """What every provider's login gets here: the client secret from a file, and a problem with the
-    provider said to the user (a page) and to the admin (a log line) instead of an unhandled error."""
+    """What every provider's login gets here: the client secret from a file, a problem with the provider
+    said to the user (a page) and to the admin (a log line) instead of an unhandled error, and names that
+    must be safe unix names."""
 
     client_secret_file = Unicode(config=True, help="""File with the client secret (0600, root's or the hub
         user's). Read at each token request: a rotated secret needs no reload.""")
     ca_file = Unicode(config=True, help="""CA certificate(s) the provider's HTTPS certificate is checked
         against (a site CA); empty: the system's CAs.""")
 
+    @default("username_pattern")
+    def _username_pattern_default(self):
+        """Names are the provider's, and a provider may let users register any they like: refuse at login those
+        that could never be a safe unix account, URL or traefik rule (barehub.login_names says which)."""
+        return SAFE_USERNAME_PATTERN
+
+    @default("username_regex")
+    def _username_regex_default(self):
+        """JupyterHub compiles username_pattern only when it is set (an observer): a default pattern would
+        otherwise never be checked."""
+        return re.compile(self.username_pattern) if self.username_pattern else None
+
     @observe("ca_file")
     def _ca_file_changed(self, change):
         if change.new:
             self.http_request_kwargs = {**self.http_request_kwargs, "ca_certs": change.new}
 
-    async def prepare_provider(self, fresh: bool = False) -> None:
+    async def prepare_provider(self) -> None:
         """Before each exchange with the provider: the CA file is one to trust, the secret is read."""
         self.check_ca_file()
         if self.client_secret_file:
@@ -215,9 +239,22 @@ class ProviderLogin(OAuthenticator):
     async def authenticate(self, handler, data=None, **kwargs):
         await self.prepare_provider()
         try:
-            return await super().authenticate(handler, data, **kwargs)
+            auth_model = await super().authenticate(handler, data, **kwargs)
         except Exception as e:  # noqa: BLE001 (classify re-raises what it does not know)
             raise self.problem(e, self.token_url) from e
+        if auth_model:
+            self.check_name(auth_model["name"])
+        return auth_model
+
+    def check_name(self, name: str) -> None:
+        """The name as JupyterHub will check it (normalized: lowercased) against username_pattern. JupyterHub
+        refuses it too, but with oauthenticator's page for users outside the allowed groups, which would send
+        the user to ask for a group; here the page says the name is the problem, and the log names it."""
+        normalized = self.normalize_username(name)
+        if not self.validate_username(normalized):
+            raise ProviderProblem("unsafe name", f"the provider's name {normalized[:64]!r} for a user signing in is "
+                                                 f"not a valid name here (username_pattern "
+                                                 f"{self.username_pattern!r}): login refused")
 
     async def check_allowed(self, username, auth_model):
         """Upstream's check (GitHub asks the provider here, for organization membership)."""
@@ -273,10 +310,17 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         (carol@example.org -> carol when "example.org"); names of other domains stay whole.""")
     logout_from_provider = Bool(True, config=True, help="""The hub's logout also ends the provider's
         session (its end_session_endpoint), then the provider sends the browser to the hub's login page.""")
-    discovery_max_age = Float(600, config=True, help="Seconds the discovery document is kept.")
+    discovery_max_age = Float(60, config=True, help="""Seconds the discovery document is used before it is
+        read again, by logins, refreshes and logouts alike: endpoints the provider moves, or a provider that
+        went down, are noticed at a login within this time; the hub asks at most once in this time.""")
+    discovery_retry_delay = Float(5, config=True, help="""Seconds a failure to read the discovery document
+        is told to every login (logged once) before the hub asks the provider again.""")
 
-    _provider: dict | None = None
+    _provider: dict | None = None  # the last document read, and when (time.monotonic())
     _provider_read_at = 0.0
+    _failure: ProviderProblem | None = None  # the last failure to read it, and when
+    _failed_at = 0.0
+    _reading: asyncio.Future | None = None  # the request under way, which every caller meanwhile awaits
 
     # what an OpenID Connect provider releases: the variants (Keycloak, Azure AD) set only what differs
     @default("scope")
@@ -299,10 +343,35 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
     def _enable_auth_state_default(self):
         return True  # tokens encrypted with the crypt key barehub generates; needed for refresh and logout
 
-    async def discover(self, fresh: bool = False) -> dict:
-        """The provider's discovery document (kept `discovery_max_age` s); sets the endpoints from it."""
-        if not fresh and self._provider and time.monotonic() - self._provider_read_at < self.discovery_max_age:
+    async def discover(self) -> dict:
+        """The provider's discovery document, and the endpoints set from it. Bounded, as the login page that
+        needs it is anyone's: one read per `discovery_max_age`, a failure told again (not logged again) for
+        `discovery_retry_delay`, and callers arriving while a read is under way all wait for that one.
+        One age for logins, refreshes and logouts: as they all share the one read, a short age costs the
+        provider one request per age whatever the traffic; a longer one kept for refreshes would save
+        almost nothing, and let a refresh use endpoints a login no longer does."""
+        now = time.monotonic()
+        if self._provider is not None and now - self._provider_read_at < self.discovery_max_age:
             return self._provider
+        if self._failure is not None and now - self._failed_at < self.discovery_retry_delay:
+            raise ProviderProblem(self._failure.kind, self._failure.admin_message, log=False)
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_discovery())
+        return await asyncio.shield(self._reading)  # a caller that goes away does not cancel the others' read
+
+    async def _read_discovery(self) -> dict:
+        """One read, remembered as a success or a failure before the next caller can start another."""
+        try:
+            document = await self._fetch_discovery()
+            self._provider, self._provider_read_at, self._failure = document, time.monotonic(), None
+            return document
+        except ProviderProblem as problem:  # an error the hub does not know (a bug) is not remembered
+            self._failure, self._failed_at = problem, time.monotonic()
+            raise
+        finally:
+            self._reading = None
+
+    async def _fetch_discovery(self) -> dict:
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         try:
             document = await self.httpfetch(url, label="reading the discovery document")
@@ -313,7 +382,10 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
             raise self.problem(e, url) from e
         wanted = ["issuer", "authorization_endpoint", "token_endpoint"]
         wanted += [] if self.userdata_from_id_token else ["userinfo_endpoint"]
-        missing = [key for key in wanted if not isinstance(document, dict) or not document.get(key)]
+        # each a non-empty string: anything else would fail below as an error the hub does not know, which is
+        # not remembered (_read_discovery), so a provider serving it would be asked again at every login
+        given = document if isinstance(document, dict) else {}
+        missing = [key for key in wanted if not given.get(key) or not isinstance(given[key], str)]
         if missing:
             raise ProviderProblem("misconfigured", f"{url} has no {', '.join(missing)}: set ISSUER to the "
                                                    f"provider's issuer URL")
@@ -325,12 +397,11 @@ class OIDCAuthenticator(ProviderLogin, GenericOAuthenticator):
         self.token_url = document["token_endpoint"]
         if not self.userdata_from_id_token:  # the claims come from the ID token (Entra ID) or from userinfo
             self.userdata_url = document["userinfo_endpoint"]
-        self._provider, self._provider_read_at = document, time.monotonic()
         return document
 
-    async def prepare_provider(self, fresh: bool = False) -> None:
+    async def prepare_provider(self) -> None:
         await super().prepare_provider()
-        await self.discover(fresh)
+        await self.discover()
 
     def user_info_to_username(self, user_info):
         """The claim, the site's domain removed. A mail address the provider says it has not verified is not a

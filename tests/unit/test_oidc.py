@@ -176,3 +176,105 @@ def test_a_refreshed_user_is_asked_again_whether_she_may_use_the_hub():
     assert still("carol", ["other"]) is False
     assert still("mallory", ["jupyter-users"]) is False
     assert asyncio.run(auth.still_allowed("carol", {"name": "carol2", "admin": None, "groups": ["jupyter-users"]})) is False
+
+
+ISSUER = "https://idp.example.org"
+
+
+class FakeProvider:
+    """The discovery document as the hub's httpfetch gets it: each request counted, answered after a moment
+    (logins arriving meanwhile must not send their own), the provider up or down."""
+
+    def __init__(self):
+        self.fetches = 0
+        self.down = False
+        self.authorization_endpoint = f"{ISSUER}/oauth2/authorize"
+
+    async def httpfetch(self, url, label="", **kwargs):
+        assert url == f"{ISSUER}/.well-known/openid-configuration"
+        self.fetches += 1
+        await asyncio.sleep(0.01)
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return {"issuer": ISSUER, "authorization_endpoint": self.authorization_endpoint,
+                "token_endpoint": f"{ISSUER}/oauth2/token", "userinfo_endpoint": f"{ISSUER}/oauth2/userinfo"}
+
+
+class Clock:
+    """barehub.oidc's time.monotonic, moved by the test (the event loop keeps the real one)."""
+    now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+@pytest.fixture
+def discovery(monkeypatch):
+    import barehub.oidc
+
+    clock, provider = Clock(), FakeProvider()
+    monkeypatch.setattr(barehub.oidc, "time", clock)
+    auth = OIDCAuthenticator(issuer=ISSUER, client_id="jupyterhub", discovery_max_age=60, discovery_retry_delay=5)
+    auth.httpfetch = provider.httpfetch
+    return auth, provider, clock
+
+
+async def logins(auth, n: int = 20) -> list:
+    """n logins starting at once (OIDCLoginHandler.get's prepare_provider): what each got."""
+    return await asyncio.gather(*(auth.prepare_provider() for _ in range(n)), return_exceptions=True)
+
+
+def test_logins_within_the_bound_share_one_read_of_the_discovery_document(discovery):
+    """The login page is anyone's: it must not make the hub send the provider a request per request."""
+    auth, provider, clock = discovery
+
+    async def scenario():
+        assert await logins(auth) == [None] * 20
+        assert provider.fetches == 1
+        clock.now += 59
+        provider.authorization_endpoint = f"{ISSUER}/v2/authorize"  # the provider moves an endpoint
+        assert await logins(auth) == [None] * 20
+        assert provider.fetches == 1 and auth.authorize_url == f"{ISSUER}/oauth2/authorize"
+        clock.now += 2  # past the bound: read again, once, and the moved endpoint followed
+        assert await logins(auth) == [None] * 20
+        assert provider.fetches == 2 and auth.authorize_url == f"{ISSUER}/v2/authorize"
+
+    asyncio.run(scenario())
+
+
+def test_a_provider_that_cannot_be_reached_is_told_to_every_login_and_asked_again_after_a_delay(discovery, caplog):
+    auth, provider, clock = discovery
+    provider.down = True
+
+    async def scenario():
+        for problem in await logins(auth):
+            assert isinstance(problem, ProviderProblem) and problem.status_code == 503
+            assert "cannot be reached right now" in problem.jupyterhub_message
+        assert provider.fetches == 1 and caplog.text.count("cannot be reached from the hub") == 1
+        clock.now += 4  # within the delay: the same page, without asking or logging again
+        [problem] = await logins(auth, 1)
+        assert isinstance(problem, ProviderProblem) and problem.status_code == 503
+        assert provider.fetches == 1 and caplog.text.count("cannot be reached from the hub") == 1
+        provider.down = False
+        clock.now += 2
+        assert await logins(auth) == [None] * 20
+        assert provider.fetches == 2
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(scenario())
+
+
+def test_a_failed_read_is_not_taken_for_the_document(discovery):
+    """Once the document is too old, a provider that went down is the clear page, not the old endpoints."""
+    auth, provider, clock = discovery
+
+    async def scenario():
+        assert await logins(auth, 1) == [None]
+        provider.down = True
+        clock.now += 61
+        [problem] = await logins(auth, 1)
+        assert isinstance(problem, ProviderProblem) and problem.kind == "unreachable"
+        assert await auth.end_session_url("ID.TOKEN", SimpleNamespace()) is None  # the hub's own logout page
+        assert provider.fetches == 2
+
+    asyncio.run(scenario())
