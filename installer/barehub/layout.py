@@ -38,7 +38,7 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         # 0755: a non-root hub must reach dynamic/routes/; each file below guards itself (traefik.toml is 0640)
         paths.proxy: DirSpec(0o755),
         # root's, read by traefik: tls.toml (the site's key, inline, root:proxy 0640) and barehub.toml
-        paths.traefik_dynamic_dir: DirSpec(0o750, "root", proxy),
+        paths.traefik_dynamic_dir: DirSpec(0o751, "root", proxy),  # o+x: a --hub-user hub reaches routes/
         # the hub's routes (setgid: they belong to the proxy's group, so traefik can read them)
         paths.traefik_routes_dir: DirSpec(0o2750, hub, proxy, owns_contents=True),
         # traefik refuses an acme.json that is not 0600 (and then silently serves its default cert)
@@ -127,7 +127,7 @@ def take_dynamic_dir_back(paths: Paths, settings: Settings, previous_hub_user: s
                                        for child in children)
     if not old_layout:
         return
-    ensure_dir(dynamic, 0o750, "root", settings.proxy_user)
+    ensure_dir(dynamic, 0o751, "root", settings.proxy_user)
     if routes.is_symlink() or routes.exists() and not routes.is_dir():
         routes.unlink()  # the hub user's, in what was her directory
     ensure_dir(routes, 0o2750, settings.hub_user, settings.proxy_user)

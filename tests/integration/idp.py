@@ -73,20 +73,26 @@ def add_judy(box: Container) -> None:
     """A user whose LDAP uid and mail have capitals (uid Judy, Judy@Barehub.Test), in jupyter-users; her
     local account is "judy", the name the hub makes of her mail (a name no other test module uses: theirs set
     a password when the account does not exist yet)."""
-    hashed = box.run(f"slappasswd -s {JUDY_PASSWORD}").stdout.strip()
+    add_person(box, "Judy", "Judy@Barehub.Test", JUDY_PASSWORD)
+    box.run("id judy || useradd --create-home --shell /bin/bash judy")
+
+
+def add_person(box: Container, uid: str, mail: str, password: str) -> None:
+    """A person in the directory behind the provider, in jupyter-users, with the mail she chose (the hub's
+    username claim)."""
+    hashed = box.run(f"slappasswd -s {password}").stdout.strip()
     ldap = f"-x -H ldap://127.0.0.1:{cluster.LDAP_PORT} -D '{cluster.ROOT_DN}' -w {cluster.ROOT_PW}"
     box.run(f"ldapadd {ldap}", input=textwrap.dedent(f"""\
-        dn: uid=Judy,ou=people,{cluster.BASE}
+        dn: uid={uid},ou=people,{cluster.BASE}
         objectClass: inetOrgPerson
-        uid: Judy
-        cn: Judy Tester
+        uid: {uid}
+        cn: {uid} Tester
         sn: Tester
-        mail: Judy@Barehub.Test
+        mail: {mail}
         userPassword: {hashed}
         """))
     box.run(f"ldapmodify {ldap}", input=f"dn: cn=jupyter-users,ou=groups,{cluster.BASE}\nchangetype: modify\n"
-                                        f"add: member\nmember: uid=Judy,ou=people,{cluster.BASE}\n")
-    box.run("id judy || useradd --create-home --shell /bin/bash judy")
+                                        f"add: member\nmember: uid={uid},ou=people,{cluster.BASE}\n")
 
 
 def ini() -> str:

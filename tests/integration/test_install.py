@@ -70,15 +70,16 @@ def test_state_is_private_and_nothing_under_the_prefix_is_writable_by_others(con
         assert any(line.endswith(f"/{name}") for line in modes[1:]), name
     world_writable = container.run(f"find {PREFIX} -perm -o+w ! -type l").stdout
     assert world_writable == ""
-    # the routes: traefik's part readable by its group, the hub's bookkeeping private, nothing else staged
-    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/rules.yaml").stdout.split() == \
+    # the routes: traefik's part readable by its group, in the hub's own directory; the bookkeeping private;
+    # root's files in root's directory, nothing else there
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/routes/rules.yaml").stdout.split() == \
         ["640", "root", "barehub-proxy"]
     assert container.run(f"stat -c '%a %U' {PREFIX}/state/proxy_routes.json").stdout.split() == ["600", "root"]
-    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/.staging").stdout.split() == \
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic/routes").stdout.split() == \
         ["2750", "root", "barehub-proxy"]
-    assert container.run(f"ls -A {PREFIX}/proxy/dynamic/.staging").stdout == ""
-    assert container.run(f"ls -A {PREFIX}/proxy/dynamic").stdout.split() == \
-        [".staging", "barehub.toml", "rules.yaml", "tls.toml"]
+    assert container.run(f"stat -c '%a %U %G' {PREFIX}/proxy/dynamic").stdout.split() == ["751", "root", "barehub-proxy"]
+    assert container.run(f"ls -A {PREFIX}/proxy/dynamic/routes").stdout.split() == ["rules.yaml"]
+    assert container.run(f"ls -A {PREFIX}/proxy/dynamic").stdout.split() == ["barehub.toml", "routes", "tls.toml"]
 
 
 def test_secrets_never_appear_in_output_or_journal(container, installed):

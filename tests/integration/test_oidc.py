@@ -18,8 +18,8 @@ import requests
 
 from tests.integration import cluster, idp, pki
 from tests.integration.browser import LAB, Browser
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, resolving_to_loopback,
-                                       status_code, wait_until)
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, failed_spawn,
+                                       resolving_to_loopback, status_code, wait_until)
 from tests.integration.idp_client import OidcUser
 
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
@@ -58,8 +58,10 @@ def provider(container):
     container.run(f"mkdir -p /etc/barehub && install -m 600 /dev/stdin {SECRET_FILE}", input=idp.CLIENT_SECRET)
     container.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {FRAGMENT}", input=site_fragment(ca))
     # the test's own setting: refresh at the first request 2 s after the last (upstream's default is 300 s)
+    # and the provider's state seen at once (barehub keeps its discovery document 60 s, a failure 5 s)
     container.run(f"cat > {PREFIX}/jupyterhub_config.d/31-test-refresh.py",
-                  input="c.OIDCAuthenticator.auth_refresh_age = 2\n")
+                  input="c.OIDCAuthenticator.auth_refresh_age = 2\nc.OIDCAuthenticator.discovery_max_age = 0\n"
+                        "c.OIDCAuthenticator.discovery_retry_delay = 0\n")
     proc = container.run(bootstrap_cmd(), check=False, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     yield f"/proc/{container.pid}/root{ca}"
@@ -143,6 +145,23 @@ def test_an_admin_group_member_is_admin_and_the_username_claim_is_normalised(pro
     assert users["erin"]["admin"] is True and users["carol"]["admin"] is False
     assert "judy" in users and "Judy" not in users  # Judy@Barehub.Test -> judy
     assert judy.token()  # her own session works under the normalised name
+
+
+def test_a_login_that_names_a_system_account_is_refused_a_server_and_nothing_runs_as_it(container, provider):
+    """A person chooses her mail at the provider (self-registration, a renamed account): daemon@barehub.test
+    signs her in as "daemon", a system account. She is refused a server, saying why, and nothing runs as it."""
+    idp.add_person(container, "mallory", "daemon@barehub.test", "mallory-Secret-9")
+    mallory = OidcUser(BASE, "mallory", "mallory-Secret-9", idp.HOST, provider)
+    page = mallory.login()
+    assert mallory.saw_idp_form and page.status_code == 200, page.url
+    mallory.name = "daemon"  # the hub's name for her, from the username claim
+    token = mallory.token()
+    message, _ = failed_spawn(BASE, "daemon", token, profile=None)
+    assert "not a person's account" in message and "uid 1" in message, message
+    assert container.run("ps -u daemon -o pid=,comm=", check=False).stdout.strip() == ""
+    assert "jupyter-daemon" not in container.run("systemctl list-units --all --no-legend 'jupyter-*'").stdout
+    journal = container.run(f"journalctl -u {HUB} --no-pager -o cat -n 200").stdout
+    assert "refused a server for the login 'daemon'" in journal
 
 
 def test_tokens_are_kept_encrypted_in_auth_state(container, provider, carol):

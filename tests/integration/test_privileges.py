@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import pytest
 
@@ -81,6 +82,76 @@ def test_tls_toml_with_the_key_is_never_the_hub_users_not_even_during_a_run(cont
     assert as_hub_user(container, f"cat {TLS_TOML}").returncode != 0
     assert as_hub_user(container, f"ln {TLS_TOML} /var/lib/{HUB_USER}/key").returncode != 0
     assert hub_is_healthy()
+
+
+def test_no_root_file_lies_in_a_directory_the_hub_user_owns_and_she_cannot_rename_roots(container, install):
+    """Reproduced before: proxy/dynamic/ was hers; she renamed tls.toml (the site's key, inline) and the next
+    run chowned it to her. Now root's files are in root's directories, whatever their names."""
+    hers = container.run(f"find {PREFIX} -xdev -type d -user {HUB_USER}").stdout.split()
+    assert f"{PREFIX}/state" in hers and f"{PREFIX}/proxy/dynamic/routes" in hers
+    for directory in hers:
+        assert container.run(f"find {directory} -maxdepth 1 -mindepth 1 -user root").stdout == "", directory
+    assert as_hub_user(container, f"mv {TLS_TOML} {PREFIX}/proxy/dynamic/routes/key.toml").returncode != 0
+    assert as_hub_user(container, f"touch {PREFIX}/proxy/dynamic/more.toml").returncode != 0
+    before = container.run(f"stat -c '%i %U:%G %a' {TLS_TOML}").stdout
+    container.run(bootstrap_cmd(), timeout=900)
+    assert container.run(f"stat -c '%i %U:%G %a' {TLS_TOML}").stdout == before
+    assert hub_is_healthy()  # the hub's own route went through routes/ and traefik noticed it
+
+
+def test_a_fifo_as_the_run_record_hangs_neither_status_nor_a_reload(container, install):
+    record = f"{STATE}/hub-run.json"
+    assert as_hub_user(container, f"rm -f {record} && mkfifo {record}").returncode == 0
+    try:
+        start = time.monotonic()
+        status = container.run("timeout 60 barehub status", check=False)
+        assert status.returncode in (0, 3) and time.monotonic() - start < 30, (status.returncode, status.stderr)
+        assert "not a regular file" in status.stdout + status.stderr
+        reload = container.run(f"timeout 120 systemctl reload {HUB}", check=False)
+        assert reload.returncode == 0, container.run(f"journalctl -u {HUB} -n 30 --no-pager").stdout
+        assert container.run(f"stat -c %F {record}").stdout.strip() == "regular file"  # the hub's own again
+    finally:
+        container.run(f"test -p {record} && rm -f {record}", check=False)
+    assert hub_is_healthy()
+
+
+def test_what_the_hub_user_writes_reaches_roots_terminal_without_control_characters(container, install):
+    record = f"{STATE}/hub-run.json"
+    planted = {"pid": 1, "started": time.time(), "config": "known-good", "digest": "",
+               "base_url": "/\u001b]0;owned\u0007/", "failed": {"error": "\u001b[2J\u001b[Hall is well\r"}}
+    as_hub_user(container, f"cp {record} {record}.real")
+    container.run(f"runuser -u {HUB_USER} -- tee {record} >/dev/null", input=json.dumps(planted))
+    try:
+        out = container.run("barehub status", check=False)
+        assert "\x1b" not in out.stdout + out.stderr and "\r" not in out.stdout
+        assert "\\x1b[2J" in out.stdout  # shown, escaped
+    finally:
+        as_hub_user(container, f"mv {record}.real {record}")
+
+
+def test_rollback_never_writes_the_database_through_a_link_the_hub_user_planted(container, install):
+    """Reproduced before: `barehub rollback` restored the backup with root's sqlite3.connect() through
+    state/jupyterhub.sqlite, a link to a root-only database: root overwrote it."""
+    victim = "/etc/barehub-test/root-only.sqlite"
+    container.run(f"mkdir -p /etc/barehub-test && rm -f {victim}")
+    container.run("python3 -", input=f"import sqlite3, os\nc = sqlite3.connect({victim!r})\n"
+                                    "c.execute('create table t (x)')\nc.execute(\"insert into t values ('root only')\")\n"
+                                    f"c.commit()\nos.chmod({victim!r}, 0o600)\n")
+    backup = f"{PREFIX}/backups/20260101T000000Z-from-test"
+    container.run(f"mkdir -p -m 700 {backup} && cp {PREFIX}/records/release.json {backup}/")
+    container.run("python3 -", input=f"import sqlite3\nsqlite3.connect({STATE + '/jupyterhub.sqlite'!r}).backup("
+                                    f"sqlite3.connect({backup + '/jupyterhub.sqlite'!r}))\n")
+    before = container.run(f"sha256sum {victim}").stdout
+    db = f"{STATE}/jupyterhub.sqlite"
+    assert as_hub_user(container, f"mv {db} {db}.real && ln -s {victim} {db}").returncode == 0
+    try:
+        rollback = container.run(f"barehub rollback --backup {backup.rsplit('/', 1)[1]}", check=False)
+        assert rollback.returncode == 1 and f"{db} is a symbolic link" in rollback.stderr, rollback.stderr
+        assert container.run(f"sha256sum {victim}").stdout == before
+        assert hub_is_healthy()  # refused before the hub was stopped
+    finally:
+        as_hub_user(container, f"rm -f {db} && mv {db}.real {db}")
+        container.run(f"rm -rf {backup} {victim}")
 
 
 def test_records_that_decide_users_and_executables_are_roots(container, install):

@@ -50,7 +50,8 @@ def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(co
         MEASUREMENTS["upgrade from a release with rules.toml (s)"] = round(time.monotonic() - start, 1)
     assert f"release {OLD} -> {this_release()}" in r.stdout
     assert during_upgrade.failed == 0 and during_upgrade.ok > 5, during_upgrade.failures
-    assert container.run(f"ls -A {DYNAMIC}").stdout.split() == [".staging", "barehub.toml", "rules.yaml", "tls.toml"]
+    assert container.run(f"ls -A {DYNAMIC}").stdout.split() == ["barehub.toml", "routes", "tls.toml"]
+    assert container.run(f"ls -A {DYNAMIC}/routes").stdout.split() == ["rules.yaml"]
     routes = json.loads(container.run(f"cat {PREFIX}/state/proxy_routes.json").stdout)["routes"]
     assert [r["routespec"] for r in routes.values() if r["data"].get("user") == USER] == [f"/user/{USER}/"]
     journal = journal_since(container, mark)
@@ -64,6 +65,7 @@ def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(co
     wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)["release"] == OLD
     assert "rules.yaml" not in container.run(f"ls -A {DYNAMIC}").stdout
+    assert "routes" not in container.run(f"ls -A {DYNAMIC}").stdout.split()  # its stale rules would come first
     assert f"/user/{USER}/" in container.run(f"cat {DYNAMIC}/rules.toml").stdout
     assert container.run(f"test -e {PREFIX}/state/proxy_routes.json", check=False).returncode != 0
     assert "Adding missing route" not in journal_since(container, mark)  # the old hub found them too

@@ -163,7 +163,7 @@ def test_root_files_the_hub_user_renamed_in_the_old_layout_never_become_hers(tmp
     settings = Settings(hub_user="nobody", proxy_user="daemon")
     layout.make_directories(paths, settings, "nobody")
     st = paths.traefik_dynamic_dir.stat()
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o750)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o751)
     assert sorted(p.name for p in paths.traefik_dynamic_dir.iterdir()) == ["barehub.toml", "routes"]
     routes = paths.traefik_routes_dir
     assert (routes.stat().st_uid, stat.S_IMODE(routes.stat().st_mode)) == (NOBODY.pw_uid, 0o2750)

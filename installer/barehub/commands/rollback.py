@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from barehub import release_change, releases, shared, units
-from barehub.shared import BarehubError
+from barehub.shared import BarehubError, open_no_follow
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
 from barehub.systemd import Systemctl
@@ -47,6 +47,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     if not (env / "bin" / "python").exists():
         raise BarehubError(f"the env of release {target.version} ({env}) is gone",
                            f"reinstall it: python3 bootstrap.py --version {target.version}")
+    refuse_planted_files(paths)  # before anything stops: a refused rollback leaves the hub serving
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
     release_change.stop_servers_unknown_to(paths, target, systemctl)
@@ -56,6 +57,16 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     shared.switch_current_env(paths, env)
     release_change.finish(paths)  # an upgrade that was under way is over
     return target
+
+
+def refuse_planted_files(paths: Paths) -> None:
+    """What a rollback writes or reads in the hub user's directories (the database the backup goes into, the
+    routes it may give back): a link or FIFO there is named, and nothing is stopped or written."""
+    for path in (paths.db_file, paths.proxy_routes, paths.traefik_rules):
+        try:
+            os.close(open_no_follow(path))
+        except FileNotFoundError:
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
