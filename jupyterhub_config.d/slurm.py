@@ -17,6 +17,7 @@
 #   (a shared filesystem), or an env with the same packages exists there (set SINGLEUSER).
 import os
 import sys
+import weakref
 from pathlib import Path
 
 # --- site values -----------------------------------------------------------------------
@@ -42,7 +43,9 @@ c.JupyterHub.spawner_class = "barehub.slurm_spawner.SlurmSpawner"
 c.SlurmSpawner.hub_connect_url = HUB_URL  # servers reach the hub's API through traefik
 c.Spawner.cmd = [SINGLEUSER]
 c.SlurmSpawner.batchspawner_singleuser_cmd = f"{ENV_BIN}/python -m barehub.batch_singleuser"
-c.SlurmSpawner.environment = {"BAREHUB_PORT_RANGE": PORT_RANGE, "SLURM_CONF": SLURM_CONF}
+# the range's one owner: the job takes its port from it (as BAREHUB_PORT_RANGE), the hub accepts no other port
+c.SlurmSpawner.port_range = PORT_RANGE
+c.SlurmSpawner.environment = {"SLURM_CONF": SLURM_CONF}
 c.SlurmSpawner.req_keepvars_extra = "BAREHUB_PORT_RANGE,SLURM_CONF"
 c.SlurmSpawner.start_timeout = 300  # seconds a job may wait in the queue
 c.SlurmSpawner.http_timeout = 120
@@ -70,6 +73,7 @@ c.SlurmSpawner.options_form = f"""
 
 
 _REQUEST_KEYS = {"partition", "runtime", "memory", "nprocs", "gres", "options", "account", "qos", "reservation"}
+_SITE_REQUEST = weakref.WeakKeyDictionary()  # spawner -> its req_* values as the site's config set them
 for _label, _request in PROFILES.items():
     if set(_request) - _REQUEST_KEYS:
         raise ValueError(f"profile {_label!r}: {sorted(set(_request) - _REQUEST_KEYS)} are not Slurm request keys; "
@@ -85,7 +89,10 @@ def _apply_profile(spawner, user_options):
     """The chosen profile's Slurm request, for the spawn page and for the REST API alike
     (POST /hub/api/users/NAME/server with a JSON body is user_options, unchecked by the form).
     batchspawner also merges user_options into the batch script, over the profile's values: anything
-    but a known profile's label would reach sbatch (partition, gres, "--account=..."), so it is refused."""
+    but a known profile's label would reach sbatch (partition, gres, "--account=..."), so it is refused.
+    JupyterHub keeps a user's Spawner object from one spawn to the next: every request key is first set back to
+    the site's value (recorded at the object's first spawn: a c.SlurmSpawner.req_account set elsewhere stays), so
+    that a profile's own keys do not leak into the next (a GPU spawn's gres into a CPU spawn's request)."""
     from tornado import web
 
     refused = sorted(set(user_options) - {"profile"})
@@ -93,7 +100,8 @@ def _apply_profile(spawner, user_options):
     if refused or not isinstance(label, str) or label not in PROFILES:
         what = f"options {', '.join(refused)} are not accepted" if refused else f"unknown profile {label!r}"
         raise web.HTTPError(400, f"{what}: choose one of the profiles: {'; '.join(PROFILES)}")
-    for key, value in PROFILES[label].items():
+    site = _SITE_REQUEST.setdefault(spawner, {key: getattr(spawner, f"req_{key}") for key in _REQUEST_KEYS})
+    for key, value in {**site, **PROFILES[label]}.items():
         setattr(spawner, f"req_{key}", value)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import select
 import socket
 
-from barehub.batch_singleuser import free_port_in, parse_range
+from barehub.batch_singleuser import hold_port, parse_range
 
 BANNER = b"barehub-doctor\n"
 
@@ -40,21 +41,24 @@ def root_cause(error: Exception) -> str:
 
 
 def answer_one_connection(port_range: str, wait: float) -> None:
+    """On a port of the range, held as a server's job holds its port (barehub.batch_singleuser.hold_port)."""
     try:
-        port = free_port_in(parse_range(port_range))
-        server = socket.create_server(("", port))
+        port, sockets = hold_port(parse_range(port_range))
     except (OSError, RuntimeError, ValueError) as e:
         say(f"listen fail {e}")
         return
-    with server:
+    try:
         say(f"listening {port}")
-        server.settimeout(wait)
-        try:
-            conn, _ = server.accept()
-        except socket.timeout:
+        ready, _, _ = select.select(sockets, [], [], wait)  # IPv4 or IPv6, whichever the node's name leads to
+        if not ready:
             return
+        conn, _ = ready[0].accept()
         with conn:
+            conn.settimeout(10)
             conn.sendall(BANNER)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def main() -> None:

@@ -95,9 +95,11 @@ def site_from_config(paths: Paths) -> SlurmSite:
     url = urlparse(connect_url)
     command = shlex.split(str(spawner.get("batchspawner_singleuser_cmd", "")))
     python = command[0] if command and "python" in Path(command[0]).name else sys.executable
+    # SlurmSpawner.port_range, or (a fragment of before that trait) the range given the jobs' environment
+    port_range = spawner.get("port_range") or dict(spawner.get("environment", {})).get("BAREHUB_PORT_RANGE")
     return SlurmSite(python=python, hub_api=hub_api,
                      hub_port=url.port or (443 if url.scheme == "https" else 80),
-                     port_range=dict(spawner.get("environment", {})).get("BAREHUB_PORT_RANGE", "1024-65535"))
+                     port_range=str(port_range or "1024-65535"))
 
 
 def home_of(user: str) -> str:

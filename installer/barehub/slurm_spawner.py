@@ -18,7 +18,12 @@ slurm.py) before a generic error. Here:
   the id only once the server answered: the job stayed in the queue, then ran a server nobody knew of);
 - the server reports its port through PortReportHandler, which takes the port and nothing else (upstream's
   handler sets ANY attribute of the spawner the server's token names: exec_prefix, batch_script, req_options,
-  so a user could have her next job submitted as root, or outside the profiles).
+  so a user could have her next job submitted as root, or outside the profiles), and only a port of the site's
+  range (`port_range`, which the job gets as BAREHUB_PORT_RANGE: one owner for both ends): a server's token
+  could otherwise point the hub's route for /user/NAME/ at any port of the node, e.g. another user's listener;
+- the server's port counts as up once it answers HTTP, not once it takes a TCP connection: the job holds its
+  port, listening, from before it reports it (barehub.batch_singleuser), so the kernel takes connections before
+  the server runs.
 Everything else (submission, sudo, stop, poll) is upstream's.
 """
 from __future__ import annotations
@@ -32,7 +37,9 @@ from batchspawner.batchspawner import JobStatus
 from jupyterhub import orm
 from jupyterhub.apihandlers import APIHandler, default_handlers
 from tornado import web
-from traitlets import default
+from traitlets import TraitError, Unicode, default
+
+from barehub.batch_singleuser import ANY_PORT, parse_range
 
 QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S'"
 # Slurm's reasons a job waits, as a user would say them (squeue(1), "JOB REASON CODES")
@@ -86,19 +93,28 @@ def describe_end(job_id: str, status: dict[str, str], log: str) -> str:
     return f"Slurm job {job_id} ended before the server started ({state}{reason}). Its output is in {log}."
 
 
+def check_reported_port(data, ports: range) -> int:
+    """The port of a port report's body, which must be {"port": N}, N an integer (JSON's true is not: Python's bool
+    is an int) in `ports`; a 400 saying what is accepted otherwise."""
+    if not isinstance(data, dict) or set(data) != {"port"}:
+        raise web.HTTPError(400, 'only {"port": N} is accepted')
+    port = data["port"]
+    if type(port) is not int or port not in ports:
+        raise web.HTTPError(400, f"the port must be an integer in the servers' port range "
+                                 f"{ports.start}-{ports.stop - 1}")
+    return port
+
+
 class PortReportHandler(APIHandler):
     """POST /hub/api/batchspawner {"port": N}: batchspawner-singleuser, in the job, tells the hub its server's port.
 
     Only the server's own token is taken (found by the spawner's token, or after a hub restart, when the spawner
-    no longer holds it, by the note JupyterHub gives that token), and only a port."""
+    no longer holds it, by the note JupyterHub gives that token), and only a port of the spawner's range."""
 
     @web.authenticated
     def post(self):
         spawner = self.reporting_spawner()
-        data = self.get_json_body()
-        port = data.get("port") if isinstance(data, dict) else None
-        if not isinstance(data, dict) or set(data) != {"port"} or not isinstance(port, int) or not 0 < port < 65536:
-            raise web.HTTPError(400, 'only {"port": N} is accepted')
+        port = check_reported_port(self.get_json_body(), getattr(spawner, "ports", ANY_PORT))
         spawner.port = port
         spawner.save_state()  # a hub restarted before the server answers still knows where it listens
         self.set_status(201)
@@ -121,8 +137,44 @@ default_handlers[:] = [(path, PortReportHandler if handler is upstream_api.Batch
                        for path, handler in default_handlers]
 
 
+class PortRange(Unicode):
+    """"40000-40999", checked where the value is set (and by `barehub check`, which validates each value alone)."""
+
+    def validate(self, obj, value):
+        value = super().validate(obj, value)
+        if value:
+            try:
+                parse_range(value)
+            except ValueError as e:
+                raise TraitError(f"port_range {e}") from None
+        return value
+
+
 class SlurmSpawner(UpstreamSlurmSpawner):
     started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
+
+    port_range = PortRange(
+        help="""Ports users' servers may listen on, on the compute nodes ("40000-40999"): the job takes a free one
+        (it gets this as BAREHUB_PORT_RANGE), and the hub accepts no other port from a job's report.
+        Empty: any port from 1024 to 65535.""",
+    ).tag(config=True)
+
+    @default("port_range")
+    def _port_range_default(self):
+        """A fragment of before this trait set the range only in the job's environment: that range, then."""
+        value = self.environment.get("BAREHUB_PORT_RANGE", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def ports(self) -> range:
+        return parse_range(self.port_range) if self.port_range else ANY_PORT
+
+    def get_env(self):
+        """Upstream's, and the port range, from port_range (over anything `environment` says)."""
+        env = super().get_env()
+        if self.port_range:
+            env["BAREHUB_PORT_RANGE"] = self.port_range
+        return env
 
     @default("batch_query_cmd")
     def _batch_query_cmd_default(self):
@@ -232,15 +284,24 @@ class SlurmSpawner(UpstreamSlurmSpawner):
             await asyncio.sleep(0.5)
 
     async def server_listens(self) -> bool:
-        """Whether the server's port takes connections. (Once start() returns, JupyterHub waits http_timeout
+        """Whether the server answers HTTP on its port. (Once start() returns, JupyterHub waits http_timeout
         for the server without asking the job: a server that died after reporting its port was found only
-        then.)"""
+        then.) A TCP connection no longer tells: the job listens on its port from before it reports it, and the
+        kernel takes connections there while the server still starts (they wait, and are answered once it runs).
+        """
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), timeout=2)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), timeout=2)
         except (OSError, asyncio.TimeoutError):
             return False
-        writer.close()
-        return True
+        try:
+            if self.internal_ssl:  # a TLS server does not answer plain HTTP: a connection is all it is asked
+                return True
+            writer.write(f"HEAD / HTTP/1.0\r\nHost: {self.ip}:{self.port}\r\n\r\n".encode())
+            return (await asyncio.wait_for(reader.readline(), timeout=2)).startswith(b"HTTP/")
+        except (OSError, asyncio.TimeoutError):
+            return False
+        finally:
+            writer.close()
 
     async def job_alive(self) -> JobStatus:
         """The job's state; raises, saying why, once it ended or when Slurm says it will not start."""

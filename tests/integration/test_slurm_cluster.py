@@ -339,3 +339,158 @@ def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clear
     assert [j["node"] for j in hpc.jobs("leo")] == ["cn2"]
     stop_server(hpc, leo)
     stop_server(hpc, kim)
+
+
+# leo's squatter on cn1 (the nodes' /usr/bin/python3, stdlib only)
+SQUATTER = r'''
+"""From the moment a socket of kim's shows on this node (her job's held port; before the fix, her port report's
+connection: both come after her job chose its port), for up to SECONDS or until SIGTERM: take every port of the
+range that is free, on 0.0.0.0 or the node's address, and on [::], answering "SQUATTED" on each. Writes what it
+got to OUT. Usage: squatter.py LOW HIGH KIM_UID OUT SECONDS"""
+import errno, json, resource, selectors, signal, socket, sys, time
+
+low, high, kim_uid, out, seconds = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
+PAGE = b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 8\r\n\r\nSQUATTED"
+NODE = socket.gethostbyname(socket.gethostname())
+
+
+def kim_has_a_socket():
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            if any(line.split()[7] == kim_uid for line in f.read().splitlines()[1:]):
+                return True
+    return False
+
+
+def take(family, address, port):
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        s.bind((address, port))
+        s.listen()
+    except OSError as e:
+        s.close()
+        errors.setdefault(port, set()).add(errno.errorcode.get(e.errno, str(e.errno)))
+        return None
+    s.setblocking(False)
+    held[(family, port)] = s
+    selector.register(s, selectors.EVENT_READ)
+    return s
+
+
+result = {"triggered": False, "passes": 0}
+held, errors, selector = {}, {}, selectors.DefaultSelector()
+waited_until = time.monotonic() + 240
+while not stopped and time.monotonic() < waited_until and not kim_has_a_socket():
+    time.sleep(0.005)
+result["triggered"] = not stopped and time.monotonic() < waited_until
+end = time.monotonic() + seconds
+while result["triggered"] and not stopped and time.monotonic() < end:
+    for port in range(low, high + 1):
+        if (socket.AF_INET, port) not in held:
+            take(socket.AF_INET, "0.0.0.0", port) or take(socket.AF_INET, NODE, port)
+        if (socket.AF_INET6, port) not in held and socket.has_ipv6:
+            take(socket.AF_INET6, "::", port)
+    result["passes"] += 1
+    for key, _ in selector.select(timeout=0.005):
+        try:
+            conn, _ = key.fileobj.accept()
+        except OSError:
+            continue
+        with conn:
+            conn.settimeout(1)
+            try:
+                conn.recv(65536)
+                conn.sendall(PAGE)
+            except OSError:
+                pass
+ports = {port for _, port in held}
+result["held"] = sorted(ports)
+result["errors"] = {str(port): sorted(names) for port, names in errors.items() if port not in ports}
+with open(out, "w") as f:
+    json.dump(result, f)
+'''
+
+
+class Squatter:
+    """leo's squatter on cn1, started and stopped by its PID (bounded)."""
+    def __init__(self, hpc: SlurmCluster, ports: range):
+        self.node, self.ports, self.pid = hpc.nodes["cn1"], ports, 0
+
+    def __enter__(self) -> "Squatter":
+        self.node.run("rm -f /tmp/squatter.*; cat > /tmp/squatter.py", input=SQUATTER)
+        self.node.run(f"runuser -u leo -- sh -c 'echo $$ > /tmp/squatter.pid; exec python3 /tmp/squatter.py "
+                      f"{self.ports.start} {self.ports.stop - 1} {USERS['kim'][0]} /tmp/squatter.json 120' "
+                      "</dev/null >/tmp/squatter.log 2>&1 &")
+        wait_until(lambda: self.node.run("cat /tmp/squatter.pid", check=False).stdout.strip().isdigit(), 10)
+        self.pid = int(self.node.run("cat /tmp/squatter.pid").stdout)
+        return self
+
+    def alive(self) -> bool:
+        return self.node.run(f"kill -0 {self.pid}", check=False).returncode == 0
+
+    def result(self) -> dict:
+        """Stops it (SIGTERM: it writes what it got), and what it got."""
+        self.node.run(f"kill -TERM {self.pid}", check=False)
+        wait_until(lambda: not self.alive(), 15)
+        return json.loads(self.node.run("cat /tmp/squatter.json").stdout)
+
+    def __exit__(self, *exc) -> None:
+        if self.pid and self.alive():
+            self.node.run(f"kill -KILL {self.pid}", check=False)
+        self.node.run("rm -f /tmp/squatter.*", check=False)
+
+
+def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_outside_the_range_is_refused(hpc, hub):
+    """Another user on the compute node takes every port of the range she can, from the moment kim's job shows a
+    socket, until the checks are done (120 s at most). Before barehub held the port (bind, close, report, bind
+    again), the port kim's job reported was free for seconds (2.5 to 2.8 s measured on one machine,
+    jupyterhub-singleuser 6.1.1's start): leo's listener could take it, and the hub routed /user/kim/ there. Now kim's server comes up
+    on the port her job held, and leo gets all the others. And kim's own server token cannot point the hub at
+    another port: one outside the range, or JSON's true (Python's bool is an int), is refused."""
+    import re
+
+    ports = range(40000, 41000)  # slurm.py's PORT_RANGE, as shipped
+    kim = user("kim")
+    assert hpc.jobs("kim") == []
+    with Squatter(hpc, ports) as squatter:
+        start = time.monotonic()
+        kim.spawn(timeout=180, form={"profile": CPU_PROFILE})  # JupyterLab answers /user/kim/lab through traefik
+        MEASUREMENTS["Slurm cluster: login -> JupyterLab with a squatter racing for the port range (s)"] = \
+            round(time.monotonic() - start, 1)
+        page = kim.session.get(f"{BASE}/user/kim/lab", timeout=30)
+        assert page.status_code == 200 and "jupyter-config-data" in page.text and "SQUATTED" not in page.text
+        [job] = hpc.jobs("kim")
+        assert job["node"] == "cn1"
+        out = kim.execute(
+            "import json, os, requests\n"
+            "url = os.environ['JUPYTERHUB_API_URL'] + '/batchspawner'\n"
+            "auth = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+            "answers = [requests.post(url, headers=auth, json={'port': p}, timeout=30) for p in (39999, 41000, True)]\n"
+            "print(os.environ['JUPYTERHUB_SERVICE_URL'])\n"
+            "print(json.dumps([(r.status_code, r.json().get('message', '')) for r in answers]))")
+        service_url, refusals = out.strip().splitlines()
+        port = int(service_url.rsplit(":", 1)[1].split("/")[0])
+        assert port in ports
+        [target] = [url for url in traefik_targets(hpc).values() if url.endswith(f":{port}")]
+        assert target == f"http://cn1:{port}"
+        listening = hpc.nodes["cn1"].run(f"ss -Hltnp 'sport = :{port}'").stdout
+        pids = set(re.findall(r"pid=(\d+)", listening))
+        assert pids and {hpc.nodes["cn1"].run(f"stat -c %u /proc/{pid}").stdout.strip() for pid in pids} == \
+            {str(USERS["kim"][0])}, listening  # every listener on kim's port is kim's
+        for status, message in json.loads(refusals):  # outside the range, and JSON's true: refused, naming the range
+            assert status == 400 and "40000-40999" in message, refusals
+        assert squatter.alive()  # still racing while all the above ran
+        got = squatter.result()
+    assert got["triggered"] and got["passes"] > 10, {key: got[key] for key in ("triggered", "passes")}
+    assert port not in got["held"] and got["errors"][str(port)] == ["EADDRINUSE"], got["errors"].get(str(port))
+    assert len(got["held"]) >= 900  # it raced for the whole range, and took what it could
+    status = requests.get(f"{BASE}/user/kim/api/status", headers={"Authorization": f"token {kim.token()}"}, timeout=30)
+    assert status.status_code == 200  # her server, still routed to after the refused reports
+    stop_server(hpc, kim)

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from barehub import batch_singleuser
-from barehub.batch_singleuser import free_port_in, parse_range
+from barehub.batch_singleuser import hold_port, parse_range
 from barehub.paths import shipped
 from barehub.validation import load_config
 from traitlets.config import Config
@@ -19,14 +19,15 @@ def slurm(prefix):
     return load_config(prefix).SlurmSpawner
 
 
-def applied(slurm, user_options: dict) -> dict:
-    """The Slurm request the spawner submits after the drop-in's apply_user_options (as JupyterHub calls it)."""
-    from batchspawner import SlurmSpawner
+def applied(slurm, user_options: dict, spawner=None) -> dict:
+    """The Slurm request the spawner submits after the drop-in's apply_user_options (as JupyterHub calls it, on
+    the user's Spawner object, which JupyterHub keeps from one spawn to the next)."""
+    from barehub.slurm_spawner import SlurmSpawner
 
-    spawner = SlurmSpawner(config=Config({"SlurmSpawner": slurm}))
+    spawner = spawner or SlurmSpawner(config=Config({"SlurmSpawner": slurm}))
     slurm.apply_user_options(spawner, user_options)
     return {key: getattr(spawner, f"req_{key}") for key in ("partition", "nprocs", "memory", "runtime", "gres",
-                                                             "options")}
+                                                             "options", "account")}
 
 
 def test_profiles_become_the_job_request(slurm):
@@ -34,8 +35,25 @@ def test_profiles_become_the_job_request(slurm):
     label = "1 GPU: 8 CPUs, 32 GB, 4 hours"
     assert slurm.options_from_form({"profile": [label]}) == {"profile": label}
     assert applied(slurm, {"profile": label}) == {"partition": "gpu", "nprocs": "8", "memory": "32G",
-                                                  "runtime": "4:00:00", "gres": "gpu:1", "options": ""}
+                                                  "runtime": "4:00:00", "gres": "gpu:1", "options": "",
+                                                  "account": ""}
     assert applied(slurm, {})["partition"] == "cpu"  # the first profile is the default
+
+
+def test_a_profiles_keys_do_not_leak_into_the_users_next_spawn_and_the_sites_own_request_stays(prefix):
+    """GPU, then CPU, on the same Spawner object: the CPU job asks no GPU (it was `--partition=cpu --gres=gpu:1`),
+    and a request the site sets for all jobs in another fragment is in both."""
+    from barehub.slurm_spawner import SlurmSpawner
+
+    (prefix.config_d / "40-slurm.py").write_text((shipped("jupyterhub_config.d") / "slurm.py").read_text())
+    (prefix.config_d / "50-site.py").write_text('c.SlurmSpawner.req_account = "proj"\n')
+    slurm = load_config(prefix).SlurmSpawner
+    spawner = SlurmSpawner(config=Config({"SlurmSpawner": slurm}))
+    gpu = applied(slurm, {"profile": "1 GPU: 8 CPUs, 32 GB, 4 hours"}, spawner)
+    assert (gpu["partition"], gpu["gres"], gpu["account"]) == ("gpu", "gpu:1", "proj")
+    cpu = applied(slurm, {"profile": "CPU only: 2 CPUs, 4 GB, 8 hours"}, spawner)
+    assert cpu == {"partition": "cpu", "nprocs": "2", "memory": "4G", "runtime": "8:00:00", "gres": "",
+                   "options": "", "account": "proj"}
 
 
 @pytest.mark.parametrize("user_options, says", [
@@ -73,15 +91,27 @@ def test_job_script_renders_the_request(slurm):
     assert not any(line.startswith("#SBATCH") and line.endswith("=") for line in lines)
 
 
+def test_the_port_range_has_one_owner_the_spawner_which_gives_it_to_the_job(slurm):
+    from barehub.slurm_spawner import SlurmSpawner
+
+    assert slurm.port_range == "40000-40999" and "BAREHUB_PORT_RANGE" not in slurm.environment
+    assert SlurmSpawner(config=Config({"SlurmSpawner": slurm})).ports == range(40000, 41000)
+
+
 def test_port_range():
     assert parse_range("40000-40009") == range(40000, 40010)
-    with pytest.raises(ValueError, match="not a port range"):
-        parse_range("50000-40000")
+    assert parse_range("40000") == range(40000, 40001)
+    for wrong in ("50000-40000", "0-10", "40000-70000", "forty", "40000-"):
+        with pytest.raises(ValueError, match="not a port range like 40000-40999"):
+            parse_range(wrong)
     with socket.socket() as busy:
         port = busy_port_with_a_free_neighbour(busy)
-        assert free_port_in(range(port, port + 2)) == port + 1
+        held, sockets = hold_port(range(port, port + 2))
+        assert held == port + 1
+        for sock in sockets:
+            sock.close()
         with pytest.raises(RuntimeError, match="no free port"):
-            free_port_in(range(port, port + 1))
+            hold_port(range(port, port + 1))
 
 
 def busy_port_with_a_free_neighbour(busy: socket.socket) -> int:
