@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -51,12 +52,21 @@ def read_run(paths: Paths) -> Run | None:
     try:
         data = json.loads(read_private(paths.hub_run_file))
         return Run(int(data["pid"]), float(data["started"]), str(data["config"]), str(data.get("digest") or ""),
-                   str(data.get("base_url") or "/"), data.get("failed") if isinstance(data.get("failed"), dict) else None)
+                   url_path(data.get("base_url")), data.get("failed") if isinstance(data.get("failed"), dict) else None)
     except BarehubError as e:
         log.warning("%s", e.message)
         return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+URL_PATH = re.compile(r"/([A-Za-z0-9._~!$&'()*+,;=:@%-]+/)*\Z")
+
+
+def url_path(value) -> str:
+    """The hub's base_url as root asks it for /hub/health: a URL path of safe characters ("/jupyter/"), else
+    "/" (JupyterHub's own base_url is always one; anything else was written by someone else)."""
+    return value if isinstance(value, str) and URL_PATH.match(value) else "/"
 
 
 def base_url(paths: Paths) -> str:

@@ -38,7 +38,7 @@ def running_servers(paths: Paths, hub_port: int, base_url: str) -> list[str] | s
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             users = json.load(resp)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         return f"hub API not reachable: {e}"
     return [u["name"] + (f"/{n}" if n else "") for u in users for n in u.get("servers", {})]
 
