@@ -403,7 +403,7 @@ def test_fresh_install_with_a_non_root_hub(container, base_url):
     A non-root hub cannot start other users' servers with the default spawner; sites pair it with a
     sudo- or batch-based spawner (see the drop-ins).
     """
-    container.run("useradd --system --create-home --home-dir /var/lib/jhub jhub")
+    container.run("id jhub || useradd --system --create-home --home-dir /var/lib/jhub jhub")
     # a site's fragment that is broken from the start: the installer refuses to start the hub on it
     container.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && "
                   f"echo 'c.Spawner.start_timeout = \"soon\"' > {PREFIX}/jupyterhub_config.d/10-site.py")
