@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import os
 import pwd
+import select
+import signal
+import time
 from typing import Any, Callable
 
 from barehub.shared import BarehubError
 
 
-def run_as(user: str, work: Callable[..., bytes | None], *args: Any) -> bytes:
+TIMEOUT_S = 300  # a database copy takes seconds; a child the user stopped (SIGSTOP) or that waits on a FIFO is not waited for longer
+
+
+def run_as(user: str, work: Callable[..., bytes | None], *args: Any, timeout: float = TIMEOUT_S) -> bytes:
     """`work(*args)` in a child running as `user` (its primary group, no others); returns the bytes it
     returned (b"" for None), only as data: nothing the child sends is ever executed or unpickled by root.
 
-    An exception in the child is raised here as a BarehubError naming the user. For root, the child keeps
-    root's identity: the directory is then root's own and nobody else can plant anything in it."""
+    The child keeps no descriptor of root's but its answer pipe, and ends itself after `timeout` (SIGALRM);
+    root waits no longer either, then kills it. An exception in the child is raised here as a BarehubError
+    naming the user. For root, the child keeps root's identity: the directory is then root's own and nobody
+    else can plant anything in it."""
     account = pwd.getpwnam(user)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         status = 1
         try:
-            os.close(read_end)
+            signal.alarm(int(timeout) + 1)
+            os.closerange(0, write_end)
+            os.closerange(write_end + 1, os.sysconf("SC_OPEN_MAX"))
             if account.pw_uid != os.geteuid():
                 os.setgroups([])
                 os.setresgid(account.pw_gid, account.pw_gid, account.pw_gid)
@@ -41,12 +51,31 @@ def run_as(user: str, work: Callable[..., bytes | None], *args: Any) -> bytes:
         finally:
             os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer_pipe:
-        data = answer_pipe.read()
-    _, wait_status = os.waitpid(pid, 0)
+    try:
+        data = read_until(read_end, time.monotonic() + timeout)
+    finally:
+        os.close(read_end)
+        if data is None:
+            os.kill(pid, signal.SIGKILL)
+        _, wait_status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(wait_status)
+    if data is None:
+        raise BarehubError(f"the work done as {user} did not finish within {timeout:.0f} s (stopped)")
     if code != 0 or not data:
         raise BarehubError(f"the work done as {user} did not finish (exit {code})")
     if data[:1] != b"+":
         raise BarehubError(f"as {user}: {data[1:].decode(errors='replace')}")
     return data[1:]
+
+
+def read_until(fd: int, deadline: float) -> bytes | None:
+    """All the child writes, until it closes the pipe; None when the deadline passes first."""
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)

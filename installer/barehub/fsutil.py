@@ -61,8 +61,15 @@ def is_current(path: Path, spec: FileSpec) -> bool:
             return False
 
 
-def own_private(fd: int, owner: str, mode: int) -> None:
-    os.fchown(fd, *uid_gid(owner, primary_group(owner)))
+def own_private(fd: int, owner: str, mode: int, path: Path) -> None:
+    """Make the open file `owner`'s private file. Only the group is changed on a file that is already hers:
+    one of anyone else (root's key, renamed by the hub user to a secret's name) is never given to her; a
+    change of --hub-user hands the previous hub user's files over first (layout.make_directories)."""
+    uid, gid = uid_gid(owner, primary_group(owner))
+    if os.fstat(fd).st_uid != uid:
+        raise BarehubError(f"{path} belongs to uid {os.fstat(fd).st_uid}, not to {owner}: root does not give it away",
+                           "remove it (and find out who put it there), then run again")
+    os.fchown(fd, uid, gid)
     os.fchmod(fd, mode)
 
 

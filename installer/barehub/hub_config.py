@@ -210,17 +210,9 @@ def keep_root_blocked(c: Config) -> None:
 
 
 def refuse_system_accounts(c: Config, settings: Settings) -> None:
-    """Every spawner's pre_spawn_hook refuses a login whose unix account is root, a barehub service user or
-    outside the site's uid range (barehub.unix_accounts says why), before the fragment's own hook runs.
-
-    Wrapped in every section that sets a hook (c.SystemdSpawner.pre_spawn_hook beats c.Spawner's for a
-    SystemdSpawner), and in c.Spawner's, so no fragment's choice of hook or spawner leaves it out."""
+    """No server runs as root, a barehub service user or outside the site's uid range (barehub.unix_accounts
+    says why and how): the check is made part of every spawn, ahead of any pre_spawn_hook."""
     section = c.Barehub
-    account_policy = unix_accounts.policy({settings.hub_user, settings.proxy_user},
-                                          section.get("uid_min"), section.get("uid_max"))
-    unix_users = section.get("servers_run_as_unix_users")
-    names = {name for name in c if isinstance(c[name], Config) and "pre_spawn_hook" in c[name]} | {"Spawner"}
-    for name in sorted(names):
-        hook = c[name].get("pre_spawn_hook")
-        if not getattr(hook, "barehub_guard", False):
-            c[name].pre_spawn_hook = unix_accounts.guarded(hook, account_policy, unix_users)
+    unix_accounts.install_guard(unix_accounts.policy({settings.hub_user, settings.proxy_user},
+                                                     section.get("uid_min"), section.get("uid_max")),
+                                section.get("servers_run_as_unix_users"))

@@ -132,6 +132,7 @@ def take_dynamic_dir_back(paths: Paths, settings: Settings, previous_hub_user: s
         routes.unlink()  # the hub user's, in what was her directory
     ensure_dir(routes, 0o2750, settings.hub_user, settings.proxy_user)
     hub_uids = {uid for uid in (uid_of(previous_hub_user), uid_of(settings.hub_user)) if uid is not None}
+    children = [child for child in dynamic.iterdir() if child != routes]  # again: all she made until now
     roots_first = sorted(children, key=lambda child: (child.lstat().st_uid != 0, child.name))
     for child in roots_first:
         owner = child.lstat().st_uid
@@ -143,11 +144,13 @@ def take_dynamic_dir_back(paths: Paths, settings: Settings, previous_hub_user: s
             continue
         remove(child)
         log.info("removed %s (left in %s by the layout before routes/)", child, dynamic)
-    if 0 not in hub_uids:  # a root file the hub user moved into what became routes/ is not hers either
-        for child in routes.iterdir():
-            if child.lstat().st_uid == 0:
-                remove(child)
-                log.info("removed %s (root's, in the hub's directory)", child)
+    if 0 not in hub_uids:  # a root file the hub user moved into what became routes/ (at any depth) is not hers
+        for top, dirs, files in os.walk(routes, topdown=False):  # does not follow links
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+                child = Path(top) / name
+                if child.lstat().st_uid == 0:
+                    child.unlink()
+                    log.info("removed %s (root's, in the hub's directory)", child)
 
 
 def remove(path: Path) -> None:

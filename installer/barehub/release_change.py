@@ -191,11 +191,13 @@ def give_layout_back_to(paths: Paths, release: releases.Release) -> bool:
     routes = paths.traefik_routes_dir
     if release_has_routes_dir(paths, release) or not routes.is_dir() or routes.is_symlink():
         return False
-    for name in ("rules.yaml", "rules.toml"):
-        if os.path.lexists(routes / name):
+    for name in ("rules.yaml", "rules.toml"):  # regular files only: a link she left there stays in routes/, and goes
+        if (routes / name).is_file() and not (routes / name).is_symlink():
             os.rename(routes / name, paths.traefik_dynamic_dir / name)
     shutil.rmtree(routes)
     log.info("release %s keeps its routes in %s: moved them there", release.version, paths.traefik_dynamic_dir)
+    log.warning("release %s gives proxy/dynamic/ (with root's tls.toml) to the hub user again: upgrade again soon",
+                release.version)
     return True
 
 

@@ -58,10 +58,22 @@ def adopt_legacy_records(paths: Paths, flags: dict) -> list[str]:
             data = checkable_settings(paths, data, state.st_uid, flags, legacy)
         if record == paths.release_file and not env_in_prefix(paths, str(data.get("env", ""))):
             data.pop("env", None)
+        if record == paths.release_file and state.st_uid != 0 and data.get("env"):
+            data["version"] = installed_release(paths, data["env"]) or data.get("version")
         atomic_write(record, FileSpec(json.dumps(data, indent=2, sort_keys=True) + "\n", RECORD_MODE))
         legacy.unlink()
         adopted.append(record.name)
     return adopted
+
+
+def installed_release(paths: Paths, env: str) -> str | None:
+    """The barehub release an env holds, from its package metadata (root built the env): not from a record the
+    hub user could write, whose version decides whether an upgrade backs up and migrates the database."""
+    for info in sorted((paths.prefix / env).glob("lib/python3*/site-packages/barehub-*.dist-info/METADATA")):
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("Version: "):
+                return line.split(": ", 1)[1].strip()
+    return None
 
 
 def read_legacy(path: Path) -> dict:
@@ -185,7 +197,8 @@ def restore(paths: Paths, backup_dir: Path) -> Release:
 
 def database_image(path: str) -> bytes:
     """A consistent image of a SQLite database, even while a hub writes to it (SQLite's backup API).
-    Runs as the hub user: the path is in her state/."""
+    Runs as the hub user: the path is in her state/ (a FIFO there is refused, not waited on)."""
+    os.close(open_no_follow(Path(path)))
     source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     memory = sqlite3.connect(":memory:")
     try:
@@ -201,6 +214,7 @@ def database_image(path: str) -> bytes:
 def write_database(image: bytes, path: str) -> None:
     """Put a database image into the file at `path`, page by page into the existing file (its mode and
     owner stay). Runs as the hub user."""
+    os.close(open_no_follow(Path(path), os.O_WRONLY | os.O_CREAT))  # a FIFO there is refused, not waited on
     if not image:  # the database was an empty file
         with open(path, "ab") as f:
             f.truncate(0)

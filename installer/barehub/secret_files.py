@@ -5,7 +5,7 @@ import os
 import secrets as _random  # stdlib
 from pathlib import Path
 
-from barehub.fsutil import FileSpec, atomic_write, open_no_follow, own_private, primary_group, read_private
+from barehub.fsutil import FileSpec, atomic_write, open_no_follow, own_private, primary_group, read_private, uid_gid
 from barehub.paths import Paths
 
 
@@ -19,7 +19,7 @@ def ensure_secret(path: Path, owner: str = "root", nbytes: int = 32) -> bool:
     try:
         with os.fdopen(open_no_follow(path)) as f:
             if f.read().strip():
-                own_private(f.fileno(), owner, 0o600)
+                own_private(f.fileno(), owner, 0o600, path)
                 return False
     except FileNotFoundError:
         pass
@@ -40,10 +40,15 @@ def ensure_all(paths: Paths, hub_user: str) -> list[str]:
 
 def ensure_private_file(path: Path, owner: str) -> None:
     """Create `path` empty if missing, and make it 0600 `owner`'s (SQLite keeps an existing file's mode).
-    Never through a link the hub user planted (the database is in its state/)."""
-    fd = open_no_follow(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    Never through a link the hub user planted (the database is in its state/), and an existing file only if
+    it is already `owner`'s."""
     try:
-        own_private(fd, owner, 0o600)
+        fd = open_no_follow(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.fchown(fd, *uid_gid(owner, primary_group(owner)))  # made now, for the hub
+    except FileExistsError:
+        fd = open_no_follow(path, os.O_WRONLY)
+    try:
+        own_private(fd, owner, 0o600, path)
     finally:
         os.close(fd)
 

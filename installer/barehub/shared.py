@@ -179,7 +179,7 @@ class Paths:
 
     @property
     def traefik_dynamic_dir(self) -> Path:
-        """Watched by traefik: root's files (tls.toml, barehub.toml), and the hub's routes/ (root:proxy 0750)."""
+        """Watched by traefik: root's files (tls.toml, barehub.toml), and the hub's routes/ (root:proxy 0751)."""
         return self.proxy / "dynamic"
 
     @property
@@ -274,6 +274,8 @@ def open_no_follow(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> i
         if e.errno == errno.ELOOP:
             raise BarehubError(f"{path} is a symbolic link: root does not follow links in a directory another "
                                "user can write", hint) from None
+        if e.errno in (errno.ENXIO, errno.EISDIR, errno.ENODEV, errno.EOPNOTSUPP):  # a FIFO, socket, directory, device
+            raise BarehubError(f"{path} is not a regular file: root does not touch it", hint) from None
         raise
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:

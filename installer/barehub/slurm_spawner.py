@@ -115,6 +115,8 @@ class PortReportHandler(APIHandler):
     def post(self):
         spawner = self.reporting_spawner()
         port = check_reported_port(self.get_json_body(), getattr(spawner, "ports", ANY_PORT))
+        if spawner.port and spawner.port != port:  # once per start: a job's code cannot move its route later
+            raise web.HTTPError(409, f"this server's port is {spawner.port} already")
         spawner.port = port
         spawner.save_state()  # a hub restarted before the server answers still knows where it listens
         self.set_status(201)

@@ -9,8 +9,12 @@ spawner starts anything, the account must exist, lie in the site's range of peop
 of /etc/login.defs, unless the site sets c.Barehub.uid_min/uid_max, as sites with directory uids beyond
 60000 do), and be neither root nor one of barehub's own service users.
 
-Fail closed: every spawner is taken to run servers as unix users except those known not to (pods,
-containers); a site with another remote spawner says so with c.Barehub.servers_run_as_unix_users = False.
+The check is part of JupyterHub's Spawner.run_pre_spawn_hook itself (install_guard), which JupyterHub calls
+for every spawn of every server, named or not, started by the user or an admin, just before Spawner.start: no
+fragment, spawner subclass or trait default that sets its own pre_spawn_hook leaves it out (the site's hook
+still runs, after it). Fail closed: every spawner is taken to run servers as unix users except those known
+not to (pods, containers that do not run as the host account, SystemdSpawner's dynamic users); a site with
+another remote spawner says so with c.Barehub.servers_run_as_unix_users = False.
 """
 from __future__ import annotations
 
@@ -23,9 +27,15 @@ log = logging.getLogger("barehub")
 
 LOGIN_DEFS = Path("/etc/login.defs")
 DEFAULT_UID_RANGE = (1000, 60000)  # login.defs' own defaults (shadow-utils), used where it says nothing
-# spawners whose servers do not run as the login's unix account on this host (module.Class, any base)
+# spawners whose servers do not run as the login's unix account on this host (module.Class, any base) ...
 REMOTE_SPAWNERS = {"kubespawner.spawner.KubeSpawner", "dockerspawner.dockerspawner.DockerSpawner",
                    "dockerspawner.swarmspawner.SwarmSpawner"}
+# ... except these, which run the container as the login's host uid, with its home
+HOST_ACCOUNT_SPAWNERS = {"dockerspawner.systemuserspawner.SystemUserSpawner"}
+# never a person, whatever range a site sets: the overflow ids (nobody, 16- and 32-bit -1/-2), and the uids
+# systemd hands to DynamicUser= services
+NEVER_A_PERSON = {65534, 65535, 4294967294, 4294967295}
+SYSTEMD_DYNAMIC_UIDS = range(61184, 65520)
 
 
 class SystemAccountRefused(RuntimeError):
@@ -50,6 +60,10 @@ class AccountPolicy:
         service = {n for n in self.service_users if n == name or uid_of(n) == account.pw_uid}
         if account.pw_uid == 0 or service:
             return f"{name!r} (uid {account.pw_uid}) is {'root' if account.pw_uid == 0 else 'a barehub service user'}"
+        if account.pw_uid in NEVER_A_PERSON or name == "nobody":
+            return f"{name!r} (uid {account.pw_uid}) is the overflow account nobody"
+        if account.pw_uid in SYSTEMD_DYNAMIC_UIDS:
+            return f"{name!r} has uid {account.pw_uid}, in the range systemd gives to dynamic service users"
         if not self.uid_min <= account.pw_uid <= self.uid_max:
             return (f"{name!r} has uid {account.pw_uid}, outside the range of people's accounts "
                     f"{self.uid_min}-{self.uid_max} ({self.where})")
@@ -87,7 +101,10 @@ def policy(service_users: set[str], uid_min: int | None = None, uid_max: int | N
 
 
 def runs_as_unix_user(spawner) -> bool:
-    return not any(f"{cls.__module__}.{cls.__qualname__}" in REMOTE_SPAWNERS for cls in type(spawner).__mro__)
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(spawner).__mro__}
+    if getattr(spawner, "dynamic_users", False) is True:  # SystemdSpawner: a fresh uid, never an existing account
+        return False
+    return bool(names & HOST_ACCOUNT_SPAWNERS) or not names & REMOTE_SPAWNERS
 
 
 def unix_name(spawner) -> str:
@@ -100,21 +117,37 @@ def unix_name(spawner) -> str:
     return spawner.user.name
 
 
-def guarded(hook, account_policy: AccountPolicy, unix_users: bool | None):
-    """A pre_spawn_hook that refuses a system account first, then runs the site's own `hook` (if any)."""
+GUARD: dict = {"policy": None, "unix_users": None}  # what the loaded config says (install_guard)
 
-    def refuse_system_accounts(spawner):
-        if unix_users is False or (unix_users is None and not runs_as_unix_user(spawner)):
-            return hook(spawner) if hook else None
-        name = unix_name(spawner)
-        reason = account_policy.refusal(name)
-        if reason:
-            log.warning("refused a server for the login %r: %s; no server runs as a system or service account",
-                        spawner.user.name, reason)
-            raise SystemAccountRefused(
-                f"No server is started for {spawner.user.name!r}: it is not a person's account on this system "
-                f"({reason}). Ask the hub's administrators.")
-        return hook(spawner) if hook else None
 
-    refuse_system_accounts.barehub_guard = True  # applied once, even when the config is applied twice
-    return refuse_system_accounts
+def refuse_system_account(spawner) -> None:
+    """Raise SystemAccountRefused (the spawn page shows it) when `spawner` would run as a system account."""
+    account_policy, unix_users = GUARD["policy"], GUARD["unix_users"]
+    if account_policy is None or unix_users is False or (unix_users is None and not runs_as_unix_user(spawner)):
+        return
+    name = unix_name(spawner)
+    reason = account_policy.refusal(name)
+    if reason:
+        log.warning("refused a server for the login %r: %s; no server runs as a system or service account",
+                    spawner.user.name, reason)
+        raise SystemAccountRefused(
+            f"No server is started for {spawner.user.name!r}: it is not a person's account on this system "
+            f"({reason}). Ask the hub's administrators.")
+
+
+def install_guard(account_policy: AccountPolicy, unix_users: bool | None) -> None:
+    """Make JupyterHub's Spawner.run_pre_spawn_hook refuse system accounts before it runs the site's hook
+    (once per process; the policy is the last loaded config's)."""
+    from jupyterhub.spawner import Spawner
+
+    GUARD.update(policy=account_policy, unix_users=unix_users)
+    original = Spawner.run_pre_spawn_hook
+    if getattr(original, "barehub_guard", None) is GUARD:
+        return
+
+    def run_pre_spawn_hook(self):
+        refuse_system_account(self)
+        return original(self)
+
+    run_pre_spawn_hook.barehub_guard = GUARD
+    Spawner.run_pre_spawn_hook = run_pre_spawn_hook

@@ -10,8 +10,6 @@ from barehub.validation import load_config
 @pytest.fixture
 def config(prefix):
     (prefix.config_d / "30-local-limits.py").write_text((shipped("jupyterhub_config.d") / "local-limits.py").read_text())
-    # these spawners are stand-ins without a unix account: the account check has its own tests (test_unix_accounts)
-    (prefix.config_d / "90-no-accounts.py").write_text("c.Barehub.servers_run_as_unix_users = False\n")
     return load_config(prefix)
 
 

@@ -52,11 +52,29 @@ def test_a_link_planted_as_a_secret_is_neither_followed_nor_read(prefix, victim)
     assert unchanged(victim)
 
 
-def test_existing_secrets_are_kept_and_handed_to_the_hub_user_on_the_open_file(prefix):
+def test_existing_secrets_are_kept_and_follow_a_root_hub_to_its_new_hub_user(prefix):
     before = prefix.cookie_secret.read_text()
+    os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
+    layout.make_directories(prefix, Settings(hub_user="nobody", proxy_user="daemon"), previous_hub_user="root")
     assert secret_files.ensure_all(prefix, "nobody") == []
     st = prefix.cookie_secret.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode), prefix.cookie_secret.read_text()) == (NOBODY.pw_uid, 0o600, before)
+
+
+@pytest.mark.parametrize("name", ["jupyterhub_cookie_secret", "jupyterhub.sqlite"])
+def test_a_root_file_the_hub_user_put_at_a_secrets_name_is_never_given_to_her(prefix, name):
+    """She could move root's key there (from the old proxy/dynamic/, or by a hard link): an install run of her
+    --hub-user install refuses it, naming it, instead of making it "her" secret."""
+    os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
+    for secret in prefix.state.iterdir():
+        os.chown(secret, NOBODY.pw_uid, NOBODY.pw_gid)
+    (prefix.state / name).write_text("-----BEGIN PRIVATE KEY----- root's")
+    os.chown(prefix.state / name, 0, 0)
+    layout.make_directories(prefix, Settings(hub_user="nobody", proxy_user="daemon"), previous_hub_user="nobody")
+    with pytest.raises(BarehubError, match=f"{name} belongs to uid 0, not to nobody"):
+        secret_files.ensure_all(prefix, "nobody")
+        secret_files.ensure_private_file(prefix.db_file, "nobody")
+    assert (prefix.state / name).stat().st_uid == 0
 
 
 def test_a_rendered_file_replaces_a_planted_link_instead_of_writing_through_it(prefix, victim):
@@ -154,12 +172,16 @@ def old_layout(tmp_path, hub: pwd.struct_passwd):
     return paths
 
 
-@pytest.mark.parametrize("new_name", ["rules.toml", "routes", "other.toml"])
+@pytest.mark.parametrize("new_name", ["rules.toml", "routes", "other.toml", "routes/sub/key.toml"])
 def test_root_files_the_hub_user_renamed_in_the_old_layout_never_become_hers(tmp_path, new_name):
     """With --hub-user, proxy/dynamic/ was hers: she renamed root's tls.toml (the site's key) and the next run
     chowned it to her. Converting that layout, a root file she renamed is neither moved nor given away."""
     paths = old_layout(tmp_path, NOBODY)
-    os.rename(paths.traefik_dynamic_dir / "tls.toml", paths.traefik_dynamic_dir / new_name)
+    target = paths.traefik_dynamic_dir / new_name
+    for directory in reversed([p for p in target.parents if paths.traefik_dynamic_dir in p.parents]):
+        directory.mkdir()
+        os.chown(directory, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.rename(paths.traefik_dynamic_dir / "tls.toml", target)
     settings = Settings(hub_user="nobody", proxy_user="daemon")
     layout.make_directories(paths, settings, "nobody")
     st = paths.traefik_dynamic_dir.stat()
@@ -167,7 +189,8 @@ def test_root_files_the_hub_user_renamed_in_the_old_layout_never_become_hers(tmp
     assert sorted(p.name for p in paths.traefik_dynamic_dir.iterdir()) == ["barehub.toml", "routes"]
     routes = paths.traefik_routes_dir
     assert (routes.stat().st_uid, stat.S_IMODE(routes.stat().st_mode)) == (NOBODY.pw_uid, 0o2750)
-    assert [p.name for p in routes.iterdir()] == ["rules.yaml"]  # the hub's routes, moved
+    assert [p.name for p in routes.iterdir() if p.is_file()] == ["rules.yaml"]  # the hub's routes, moved
+    assert [p for p in routes.rglob("*") if p.lstat().st_uid == 0] == []  # no root file in her directory
     assert (routes / "rules.yaml").read_text() == f"rules.yaml of uid {NOBODY.pw_uid}"
     for root, dirs, files in os.walk(paths.prefix):
         for name in files:
@@ -193,3 +216,16 @@ def test_a_converted_layout_is_left_as_it_is(tmp_path):
     (paths.traefik_dynamic_dir / ".tls.toml.tmp").write_text("root's own, interrupted")
     layout.make_directories(paths, settings, "nobody")
     assert (paths.traefik_dynamic_dir / ".tls.toml.tmp").exists()
+
+
+def test_a_legacy_release_record_of_the_hub_user_takes_its_version_from_the_env_root_built(prefix):
+    """Its version decides whether an upgrade backs up and migrates the database: the hub user could have
+    written the release the upgrade goes to, and the hub would then start on the old schema."""
+    os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.rmdir(prefix.records)
+    info = prefix.envs / "2026.10.0" / "lib" / "python3.11" / "site-packages" / "barehub-2026.10.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: barehub\nVersion: 2026.10.0\n")
+    prefix.legacy_record(prefix.release_file).write_text(json.dumps({"version": "2026.12.0", "env": "envs/2026.10.0"}))
+    assert adopt_legacy_records(prefix, {}) == ["release.json"]
+    assert json.loads(prefix.release_file.read_text()) == {"version": "2026.10.0", "env": "envs/2026.10.0"}

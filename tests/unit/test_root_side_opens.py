@@ -109,10 +109,20 @@ def violations(events, paths) -> list:
 def within(seconds: float, work):
     """`work()` in a thread; fails if it does not return in time (a FIFO opened for reading blocks)."""
     result: list = []
-    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    errors: list = []
+
+    def run():
+        try:
+            result.append(work())
+        except Exception as e:  # noqa: BLE001 - raised again in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(seconds)
     assert not thread.is_alive(), f"{work} still running after {seconds} s (a FIFO?)"
+    if errors:
+        raise errors[0]
     return result[0] if result else None
 
 
@@ -187,3 +197,18 @@ def test_backup_and_restore_of_a_regular_database_work_as_the_hub_user(prefix):
     st = prefix.db_file.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (NOBODY.pw_uid, 0o600)
     assert sqlite3.connect(prefix.db_file).execute("select name from users").fetchall() == [("alice",)]
+
+
+def test_work_as_the_hub_user_that_hangs_is_stopped_and_a_fifo_database_is_refused(prefix):
+    from barehub import as_user
+
+    start = time.monotonic()
+    with pytest.raises(BarehubError, match="did not finish within 1 s"):
+        as_user.run_as("nobody", time.sleep, 30, timeout=1)  # a child she stopped (SIGSTOP), or one stuck on a FIFO
+    assert time.monotonic() - start < 5
+    traversable(prefix.prefix)
+    os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.mkfifo(prefix.db_file)
+    os.chown(prefix.db_file, NOBODY.pw_uid, NOBODY.pw_gid)
+    with pytest.raises(BarehubError, match="jupyterhub.sqlite is not a regular file"):
+        within(10, lambda: releases.backup(prefix, releases.Release("2026.10.0", "envs/2026.10.0")))

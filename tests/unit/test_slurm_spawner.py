@@ -128,6 +128,10 @@ def test_the_handler_records_a_port_of_the_spawners_range_and_refuses_any_other(
             report(spawner, body)
         assert e.value.status_code == 400 and "40000-40999" in e.value.log_message
     assert spawner.port == 40123  # unchanged
+    assert report(spawner, {"port": 40123}).status == 201  # the same report again (a retry after a lost answer)
+    with pytest.raises(web.HTTPError) as e:  # the job's code cannot move its route once it is known
+        report(spawner, {"port": 40124})
+    assert e.value.status_code == 409 and spawner.port == 40123
 
 
 def test_the_port_range_is_checked_where_it_is_set():

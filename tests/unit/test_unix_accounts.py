@@ -27,8 +27,18 @@ def spawner_of(name: str, cls=None):
 
 
 def hub_hook(paths, kind: str = "Spawner"):
+    """What JupyterHub runs before Spawner.start, with the hub's config loaded: Spawner.run_pre_spawn_hook, on a
+    spawner whose pre_spawn_hook is the one the config gives spawners of `kind`."""
+    from jupyterhub.spawner import Spawner
+
     c = load_config(paths)
-    return c[kind].pre_spawn_hook if kind in c and "pre_spawn_hook" in c[kind] else c.Spawner.pre_spawn_hook
+    hook = c[kind].get("pre_spawn_hook") if kind in c else None
+
+    def run(spawner):
+        spawner.pre_spawn_hook = hook
+        return Spawner.run_pre_spawn_hook(spawner)
+
+    return run
 
 
 @pytest.mark.parametrize("name", ["root", "daemon", "nobody", "barehub-proxy", "jhub", "no-such-account-here"])
@@ -70,6 +80,45 @@ def test_a_fragments_own_hook_still_runs_after_the_check_and_cannot_replace_it(p
     alice = spawner_of("alice")
     hub_hook(prefix, "SystemdSpawner")(alice)
     assert alice.ran is True
+
+
+def test_a_spawner_class_that_sets_its_own_hook_in_code_is_checked_too(prefix, monkeypatch):
+    """Not only config: a subclass that sets pre_spawn_hook itself (a trait default, or in __init__)."""
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    class Mine(LocalProcessSpawner):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.pre_spawn_hook = lambda spawner: None
+
+    load_config(prefix)
+    spawner = Mine(user=SimpleNamespace(name="daemon", id=7, url="/user/daemon/"), _deprecated_db_session=None)
+    with pytest.raises(unix_accounts.SystemAccountRefused, match="'daemon' has uid 1"):
+        spawner.run_pre_spawn_hook()
+
+
+@pytest.mark.parametrize("name, uid, why", [("nobody", 65534, "nobody"), ("svc", 61200, "dynamic service users"),
+                                            ("ovf", 4294967294, "nobody")])
+def test_the_overflow_account_and_systemds_dynamic_users_are_refused_whatever_the_range(prefix, monkeypatch,
+                                                                                       name, uid, why):
+    fake_passwd(monkeypatch, {name: uid})
+    (prefix.config_d / "10-uids.py").write_text("c.Barehub.uid_max = 2**32 - 1\n")
+    with pytest.raises(unix_accounts.SystemAccountRefused, match=why):
+        hub_hook(prefix)(spawner_of(name))
+
+
+def test_systemd_dynamic_users_and_host_account_containers(prefix, monkeypatch):
+    load_config(prefix)
+    dynamic = spawner_of("no-such-account-here")
+    dynamic.dynamic_users = True  # SystemdSpawner's DynamicUser=: a fresh uid, never an existing account
+    unix_accounts.refuse_system_account(dynamic)
+
+    class SystemUserSpawner:  # dockerspawner's: the container runs as the login's host uid, with its home
+        pass
+
+    SystemUserSpawner.__module__ = "dockerspawner.systemuserspawner"
+    with pytest.raises(unix_accounts.SystemAccountRefused):
+        unix_accounts.refuse_system_account(spawner_of("daemon", SystemUserSpawner))
 
 
 def test_systemd_spawner_checks_the_account_its_username_template_maps_to(prefix, monkeypatch):
