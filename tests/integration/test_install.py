@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER, hub_run,
-                                       RequestLoop, bootstrap_cmd, status_code, unit_properties, wait_until)
+from tests.integration.helpers import (EXPOSURE, HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER, exposure,
+                                       hub_run, RequestLoop, bootstrap_cmd, status_code, unit_properties, wait_until)
 from tests.integration.hubclient import HubUser
 
 def token_header(token: str) -> dict:
@@ -314,18 +314,6 @@ def test_bootstrap_killed_midway_converges_when_run_again(container, base_url, a
     assert "the hub answers through the proxy" in rerun.stdout
     assert sha(container, f"{PREFIX}/state/jupyterhub_cookie_secret") == secret
     assert status_code(f"{base_url}/hub/api/user", headers={"Authorization": f"token {alice_token}"}) == 200
-
-
-EXPOSURE: dict[str, float] = {}
-
-
-def exposure(container, unit: str, label: str) -> float:
-    """systemd's exposure score of a running unit (0 best, 10 worst), recorded as a measurement."""
-    out = container.run(f"systemd-analyze security {unit} --no-pager").stdout
-    overall = [line for line in out.splitlines() if "Overall exposure level" in line][0]
-    MEASUREMENTS[f"systemd-analyze security {unit} ({label})"] = overall.split(":", 1)[1].strip()
-    EXPOSURE[label] = float(overall.split(":")[1].split()[0])
-    return EXPOSURE[label]
 
 
 def test_proxy_unit_security_exposure(container, installed):
