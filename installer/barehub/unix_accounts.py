@@ -23,6 +23,8 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from tornado import web
+
 log = logging.getLogger("barehub")
 
 LOGIN_DEFS = Path("/etc/login.defs")
@@ -38,8 +40,14 @@ NEVER_A_PERSON = {65534, 65535, 4294967294, 4294967295}
 SYSTEMD_DYNAMIC_UIDS = range(61184, 65520)
 
 
-class SystemAccountRefused(RuntimeError):
-    """Shown on the user's spawn page as the reason the server did not start."""
+class SystemAccountRefused(web.HTTPError):
+    """Shown on the user's spawn page as the reason the server did not start: JupyterHub passes an HTTPError's
+    message to the page (any other exception is "Unhandled error starting server NAME"), and the progress
+    events say it too."""
+
+    def __init__(self, message: str):
+        super().__init__(403, message)
+        self.jupyterhub_message = message
 
 
 @dataclass(frozen=True)

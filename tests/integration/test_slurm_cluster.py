@@ -358,12 +358,20 @@ PAGE = b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 8\r\n\r\n
 NODE = socket.gethostbyname(socket.gethostname())
 
 
-def kim_has_a_socket():
+def kim_sockets():
+    """The inodes of kim's TCP sockets on this node."""
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
-            if any(line.split()[7] == kim_uid for line in f.read().splitlines()[1:]):
-                return True
-    return False
+            inodes |= {line.split()[9] for line in f.read().splitlines()[1:] if line.split()[7] == kim_uid}
+    return inodes
+
+
+BEFORE = kim_sockets()  # what an earlier server of hers may leave for a moment: not her new job's
+
+
+def kim_has_a_socket():
+    return bool(kim_sockets() - BEFORE)
 
 
 def take(family, address, port):
@@ -459,6 +467,8 @@ def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_out
     ports = range(40000, 41000)  # slurm.py's PORT_RANGE, as shipped
     kim = user("kim")
     assert hpc.jobs("kim") == []
+    kims = f"awk '$8 == {USERS['kim'][0]}' /proc/net/tcp /proc/net/tcp6"  # her earlier server's sockets gone
+    wait_until(lambda: hpc.nodes["cn1"].run(kims).stdout.strip() == "", 60)
     with Squatter(hpc, ports) as squatter:
         start = time.monotonic()
         kim.spawn(timeout=180, form={"profile": CPU_PROFILE})  # JupyterLab answers /user/kim/lab through traefik
