@@ -18,8 +18,8 @@ import requests
 
 from tests.integration import cluster, idp, pki
 from tests.integration.browser import LAB, Browser
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, failed_spawn,
-                                       resolving_to_loopback, status_code, wait_until)
+from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, resolving_to_loopback,
+                                       status_code, wait_until)
 from tests.integration.idp_client import OidcUser
 
 BASE = f"http://127.0.0.1:{HTTP_PORT}"
@@ -154,12 +154,13 @@ def test_a_login_that_names_a_system_account_is_refused_a_server_and_nothing_run
     mallory = OidcUser(BASE, "mallory", "mallory-Secret-9", idp.HOST, provider)
     page = mallory.login()
     assert mallory.saw_idp_form and page.url.startswith(f"{BASE}/hub/"), page.url
-    # signed in, the hub starts her server at once (no spawn form): a spawn that fails that fast is an error page
-    assert page.status_code == 200 or "not a person's account" in html.unescape(page.text), page.text[-2000:]
+    # signed in, the hub starts her server at once (no spawn form): the page she lands on says why it did not
+    assert page.status_code == 403 and "not a person's account" in html.unescape(page.text), page.text[-2000:]
     mallory.name = "daemon"  # the hub's name for her, from the username claim
-    token = mallory.token()
-    message, _ = failed_spawn(BASE, "daemon", token, profile=None)
-    assert "not a person's account" in message and "uid 1" in message, message
+    r = requests.post(f"{BASE}/hub/api/users/daemon/server", headers={"Authorization": f"token {mallory.token()}"},
+                      timeout=60)  # and through the REST API with her own token
+    assert r.status_code == 403 and "not a person's account" in r.json()["message"], r.text
+    assert "uid 1" in r.json()["message"], r.text
     assert container.run("ps -u daemon -o pid=,comm=", check=False).stdout.strip() == ""
     assert "jupyter-daemon" not in container.run("systemctl list-units --all --no-legend 'jupyter-*'").stdout
     journal = container.run(f"journalctl -u {HUB} --no-pager -o cat -n 200").stdout
