@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.shared import BarehubError
-from barehub.fsutil import FileSpec, chown_contents, ensure_dir, log, primary_group, uid_gid
+from barehub.fsutil import FileSpec, chown_contents, ensure_dir, log, primary_group, uid_gid, uid_of
 from barehub.paths import Paths, shipped
 from barehub.settings import Settings
 
@@ -90,13 +90,6 @@ def make_directories(paths: Paths, settings: Settings, previous_hub_user: str) -
             uid, gid = uid_gid(spec.owner, spec.group)
             for given in chown_contents(path, uid, gid, from_uids=previous | {before}):
                 log.info("gave %s to %s (the hub's files follow --hub-user)", given, spec.owner)
-
-
-def uid_of(user: str) -> int | None:
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
 
 
 # what releases before routes/ kept in proxy/dynamic/ (the hub user's with --hub-user): the hub's rules, its

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from tornado import web
 
+from barehub.fsutil import uid_of
+
 log = logging.getLogger("barehub")
 
 LOGIN_DEFS = Path("/etc/login.defs")
@@ -75,13 +77,6 @@ class AccountPolicy:
         if not self.uid_min <= account.pw_uid <= self.uid_max:
             return (f"{name!r} has uid {account.pw_uid}, outside the range of people's accounts "
                     f"{self.uid_min}-{self.uid_max} ({self.where})")
-        return None
-
-
-def uid_of(name: str) -> int | None:
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
         return None
 
 
