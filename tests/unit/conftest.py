@@ -1,5 +1,7 @@
+import http.server
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,23 @@ def prefix(tmp_path):
     for secret in (paths.cookie_secret, paths.traefik_api_password, paths.barehub_api_token, paths.crypt_key):
         secret.write_text("0123abcd" * 8 + "\n")
     return paths
+
+
+@pytest.fixture
+def hub_api_server(monkeypatch):
+    """Start a stand-in for the hub's API with a request handler class, as a server job meets it: on a free
+    loopback port that JUPYTERHUB_API_URL names, with the server's token set; stopped after the test."""
+    servers = []
+
+    def start(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{server.server_port}/hub/api")
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

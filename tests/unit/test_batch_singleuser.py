@@ -124,17 +124,12 @@ class Hub(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hub(monkeypatch):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def hub(monkeypatch, hub_api_server):
     Hub.reports = []
-    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{server.server_port}/hub/api")
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    hub_api_server(Hub)
     monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:0/user/kim/")  # batchspawner's ip and port 0
     monkeypatch.setenv("BAREHUB_PORT_RANGE", a_free_range())
-    yield Hub
-    server.shutdown()
-    server.server_close()
+    return Hub
 
 
 @pytest.fixture

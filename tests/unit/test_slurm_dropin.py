@@ -2,7 +2,6 @@
 import http.server
 import json
 import socket
-import threading
 
 import pytest
 
@@ -146,14 +145,10 @@ class Hub(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hub_api(monkeypatch):
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{server.server_port}/hub/api")
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+def hub_api(hub_api_server):
     Hub.seen.clear()
-    yield Hub
-    server.shutdown()
+    hub_api_server(Hub)
+    return Hub
 
 
 def test_the_port_report_is_asked_again_while_the_hub_restarts(hub_api):
