@@ -48,10 +48,12 @@ c.SlurmSpawner.port_range = PORT_RANGE
 c.SlurmSpawner.environment = {"SLURM_CONF": SLURM_CONF}
 c.SlurmSpawner.req_keepvars_extra = "BAREHUB_PORT_RANGE,SLURM_CONF"
 c.SlurmSpawner.start_timeout = 300  # seconds a job may wait in the queue
+# users are warned this long before a job's time limit (JupyterLab and /hub/sessions show the time left)
+c.SlurmSpawner.walltime_warning = 600
 c.SlurmSpawner.http_timeout = 120
 c.SlurmSpawner.batch_script = """#!/bin/bash
 #SBATCH --output={{homedir}}/.jupyterhub_slurm_%j.log
-#SBATCH --job-name=jupyterhub-{{username}}
+#SBATCH --job-name=jupyterhub-{{username}}{% if servername %}-{{servername}}{% endif %}
 #SBATCH --chdir={{homedir}}
 #SBATCH --export={{keepvars}}
 {% if partition %}#SBATCH --partition={{partition}}

@@ -37,7 +37,7 @@ os.environ.setdefault(SPAWN_BUCKETS_ENV, ",".join(str(b) for b in SPAWN_BUCKETS_
 from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets)
 from tornado.ioloop import IOLoop  # noqa: E402
 
-from barehub import config_loading
+from barehub import config_loading, sessions
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
 from barehub.paths import Paths
 
@@ -47,6 +47,11 @@ FAILED_ENV = "BAREHUB_FAILED_CONFIG"  # why the current fragments failed, handed
 
 class BarehubJupyterHub(JupyterHub):
     reexec_with: str | None = None
+
+    def init_handlers(self):
+        """JupyterHub's handlers, and barehub's sessions page and API ahead of them (barehub.sessions)."""
+        super().init_handlers()
+        self.handlers[0:0] = self.add_url_prefix(self.hub_prefix, sessions.HANDLERS)
 
     async def shutdown_cancel_tasks(self, sig=None):
         if self.http_server:

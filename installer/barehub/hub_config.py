@@ -5,6 +5,7 @@ Kept as plain functions over a Config so they are testable without starting a hu
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import bcrypt
 from traitlets import Bool, Integer
@@ -17,6 +18,8 @@ from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
 from barehub.secret_files import read_secret
 from barehub.settings import Settings
 
+# barehub's pages (the sessions page, barehub.sessions) and its page.html, which links them in the navigation bar
+TEMPLATES = Path(__file__).parent / "templates"
 IDLE_CULLER = "idle-culler"
 BAREHUB_SERVICE = "barehub"
 IDLE_TIMEOUT = 3600
@@ -77,11 +80,13 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
 
     c.JupyterHub.services = base_services(paths)
     c.JupyterHub.load_roles = base_roles()
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
 
 
 def apply_user_units(c: Config) -> None:
     """Each local user's server is its own systemd unit, running as the user, in one slice
-    (jupyterhub-systemdspawner, as TLJH uses: a maintained spawner over `systemd-run`).
+    (jupyterhub-systemdspawner, as TLJH uses: a maintained spawner over `systemd-run`; barehub's subclass gives
+    each named server its own unit, see barehub.local_spawner).
 
     Outside the hub's cgroup, servers survive hub stops, restarts and reloads without KillMode=process,
     so the hub unit can be sandboxed and stops cleanly; per-user limits (`c.Spawner.mem_limit`,
@@ -90,7 +95,7 @@ def apply_user_units(c: Config) -> None:
     runtime directory (0700 root), not into /run at large: the sandboxed hub can write nowhere else there,
     and no user can reach it to plant a link.
     """
-    c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
+    c.JupyterHub.spawner_class = "barehub.local_spawner.LocalSpawner"
     c.SystemdSpawner.slice = USERS_SLICE
     c.SystemdSpawner.unit_name_template = USER_UNIT_NAME
     c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), "TimeoutStopSec": SERVER_STOP_TIMEOUT}
@@ -111,7 +116,7 @@ def base_roles() -> list[dict]:
     return [
         {"name": IDLE_CULLER, "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
          "services": [IDLE_CULLER]},
-        {"name": BAREHUB_SERVICE, "scopes": ["list:users", "read:users", "read:servers"],
+        {"name": BAREHUB_SERVICE, "scopes": ["list:users", "read:users", "read:servers", "delete:servers"],
          "services": [BAREHUB_SERVICE]},
     ]
 
@@ -154,6 +159,7 @@ def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
     """What barehub keeps whatever the fragments did, and defaults that depend on what they chose."""
     keep_base_services(c, paths)
     keep_user_unit_runtime_dir(c)
+    keep_sessions_templates(c)
     default_local_access(c)
     keep_root_blocked(c)
     refuse_system_accounts(c, settings)
@@ -185,6 +191,15 @@ def keep_user_unit_runtime_dir(c: Config) -> None:
     properties = c.SystemdSpawner.get("unit_extra_properties")
     if isinstance(properties, dict) and "RuntimeDirectory" not in properties:
         c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), **properties}
+
+
+def keep_sessions_templates(c: Config) -> None:
+    """A fragment that sets its own `c.JupyterHub.template_paths` (a site's branding) keeps barehub's templates
+    (the sessions page, and its link in the navigation bar) after its own, so that the site's page.html wins."""
+    ours = str(TEMPLATES)
+    paths = [str(p) for p in c.JupyterHub.get("template_paths", [])]
+    if ours not in paths:
+        c.JupyterHub.template_paths = [*paths, ours]
 
 
 def default_local_access(c: Config) -> None:

@@ -30,18 +30,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 
 from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
 from batchspawner import api as upstream_api
 from batchspawner.batchspawner import JobStatus
-from jupyterhub import orm
 from jupyterhub.apihandlers import APIHandler, default_handlers
 from tornado import web
-from traitlets import TraitError, Unicode, default
+from traitlets import Integer, TraitError, Unicode, default
 
 from barehub.batch_singleuser import ANY_PORT, parse_range
+from barehub.server_end import RemembersEnd
+from barehub.server_tokens import spawner_of_token
 
-QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S'"
+# state, node | reason | start (expected while queued, actual once running) | end (the time limit's) | time limit
+QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S|%e|%l'"
+WALLTIME_WARNING = 600  # seconds before a job's time limit the user is warned (SlurmSpawner.walltime_warning)
 # Slurm's reasons a job waits, as a user would say them (squeue(1), "JOB REASON CODES")
 REASONS = {
     "Priority": "jobs with a higher priority are ahead of yours",
@@ -66,14 +70,52 @@ WILL_NOT_START = {"PartitionDown", "PartitionInactive", "PartitionNodeLimit", "P
 
 
 def parse_status(line: str) -> dict[str, str]:
-    """`squeue -o '%T %B|%r|%S'`'s line: state, node, reason, expected start ("" when Slurm has none)."""
+    """QUERY's line: state, node, reason, start, end, time limit ("" where Slurm has none; a line of an earlier
+    release's query, saved with a running job, has no end and no limit)."""
+    fields = ["state", "host", "reason", "start", "end", "limit"]
     if "|" not in line:  # an error instead (an id slurmctld no longer knows, a controller that does not answer)
-        return {"state": "", "host": "", "reason": "", "start": ""}
-    head, _, rest = line.strip().partition("|")
+        return dict.fromkeys(fields, "")
+    head, *rest = line.strip().split("|")
     state, _, host = head.partition(" ")
-    reason, _, start = rest.partition("|")
-    start = "" if start.strip() in ("", "N/A", "Unknown") else start.strip()
-    return {"state": state.strip(), "host": host.strip(), "reason": reason.strip(), "start": start}
+    values = [state, host, *rest, "", "", "", ""][:len(fields)]
+    status = dict(zip(fields, (value.strip() for value in values)))
+    for key in ("start", "end", "limit"):
+        if status[key] in ("N/A", "Unknown", "NONE", "UNLIMITED", "INVALID"):
+            status[key] = ""
+    return status
+
+
+def slurm_time_utc(text: str) -> str:
+    """Slurm's "2026-12-06T09:15:00" (this host's local time) as UTC ISO-8601 ("2026-12-06T08:15:00Z"); "" stays."""
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return ""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Slurm's states of an ended job (squeue(1), "JOB STATE CODES"), as the sessions page says why the server ended
+END_REASONS = {
+    "TIMEOUT": "time limit reached",
+    "CANCELLED": "cancelled",
+    "COMPLETED": "the server exited",
+    "FAILED": "the job failed (see its log)",
+    "OUT_OF_MEMORY": "out of memory: the job reached its memory limit",
+    "NODE_FAIL": "its node failed",
+    "BOOT_FAIL": "its node failed to boot",
+    "PREEMPTED": "preempted by a job of higher priority",
+    "DEADLINE": "its deadline passed",
+}
+
+
+def describe_job_end(status: dict[str, str]) -> str:
+    """Why a server's job ended, from the final squeue line ("" once Slurm no longer lists the job)."""
+    state = status["state"]
+    if not state:
+        return "ended (Slurm no longer lists the job)"
+    return END_REASONS.get(state, f"ended ({state})")
 
 
 def describe_wait(status: dict[str, str]) -> str:
@@ -123,15 +165,10 @@ class PortReportHandler(APIHandler):
         self.finish(json.dumps({"message": f"port {port} recorded"}))
 
     def reporting_spawner(self):
-        token = self.get_auth_token()
-        orm_token = orm.APIToken.find(self.db, token) if token else None
-        for spawner in self.current_user.spawners.values():
-            if spawner.api_token and spawner.api_token == token:
-                return spawner
-            if orm_token is not None and spawner.server is not None \
-                    and orm_token.note == f"Server at {spawner.server.base_url}":
-                return spawner
-        raise web.HTTPError(403, "only a server's own token may report its port")
+        spawner = spawner_of_token(self)
+        if spawner is None:
+            raise web.HTTPError(403, "only a server's own token may report its port")
+        return spawner
 
 
 # in place of upstream's handler (registered when batchspawner is imported, before the hub makes its handlers)
@@ -152,13 +189,19 @@ class PortRange(Unicode):
         return value
 
 
-class SlurmSpawner(UpstreamSlurmSpawner):
+class SlurmSpawner(RemembersEnd, UpstreamSlurmSpawner):
     started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
 
     port_range = PortRange(
         help="""Ports users' servers may listen on, on the compute nodes ("40000-40999"): the job takes a free one
         (it gets this as BAREHUB_PORT_RANGE), and the hub accepts no other port from a job's report.
         Empty: any port from 1024 to 65535.""",
+    ).tag(config=True)
+
+    walltime_warning = Integer(
+        WALLTIME_WARNING,
+        help="""Seconds before a job's time limit the user is warned, in JupyterLab and on the sessions page, that
+        the job (and her unsaved work) will end.""",
     ).tag(config=True)
 
     @default("port_range")
@@ -213,15 +256,21 @@ class SlurmSpawner(UpstreamSlurmSpawner):
     async def start(self):
         """Upstream's start, with the job asked about while it waits and while its server starts."""
         self.started_by_this_hub = True
+        self.ended = None
         self.ip = self.traits()["ip"].default_value
         self.port = self.traits()["port"].default_value
         if self.server:
             self.server.port = self.port
         await self.submit_batch_script()
         if not self.job_id:
+            self.record_end("Slurm did not accept the job")
             raise RuntimeError("Slurm did not accept the job (no job id in sbatch's output)")
         self.save_state()
-        await self.until_server_listens()
+        try:
+            await self.until_server_listens()
+        except RuntimeError as e:  # the job ended, or will not start: the spawn page and the card say why
+            self.record_end(str(e))
+            raise
         self.db.commit()
         self.log.info(f"Notebook server job {self.job_id} started at {self.ip}:{self.port}")
         return self.ip, self.port
@@ -255,11 +304,50 @@ class SlurmSpawner(UpstreamSlurmSpawner):
             await asyncio.sleep(self.startup_poll_interval)
 
     async def poll(self):
-        """Upstream's, and after a hub restart, a job whose server had not started yet is followed again."""
+        """Upstream's, with why the job ended remembered; and after a hub restart, a job whose server had not
+        started yet is followed again."""
         if self.job_id and self.server is not None and not self.server.port and not self.started_by_this_hub \
                 and not self._stop_pending:
             return await self.resume()
-        return await super().poll()
+        status = await self.query_job_status()
+        if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
+            return None
+        self.record_end(describe_job_end(self.queue_status()))
+        self.clear_state()
+        return 1
+
+    async def stop(self, now=False):
+        """Upstream's (scancel, then up to 10 s for the job to end), the reason remembered; nothing to cancel once
+        poll() found the job ended (upstream called scancel with no id)."""
+        self.record_end("cancelled while queued" if self.state_ispending() else "stopped")
+        if self.job_id:
+            await super().stop(now)
+
+    def clear_state(self):
+        """The job is forgotten, but not where its output went (the sessions page shows it)."""
+        if self.job_id and self.ended is not None:
+            self.ended.setdefault("job_id", self.job_id)
+            self.ended.setdefault("log", self.output_log(self.job_id))
+        super().clear_state()
+
+    def get_req_subvars(self):
+        """Upstream's, and the server's name for the batch script (`{{servername}}`, "" for the default server)."""
+        return {**super().get_req_subvars(), "servername": self.name}
+
+    def session_details(self) -> dict:
+        """What the sessions page shows of the job beyond JupyterHub's model: Slurm's state and reason while it
+        waits, its node, start and end (the time limit's) while it runs, and where its output goes."""
+        details = {"kind": "slurm", "job_id": self.job_id, "warn_before_s": self.walltime_warning}
+        if not self.job_id:
+            return details
+        queue = self.queue_status()
+        pending = queue["state"] == "PENDING"
+        return {**details, "job_state": queue["state"], "node": "" if pending else queue["host"],
+                "reason": queue["reason"] if pending else "", "waiting": describe_wait(queue) if pending else "",
+                "expected_start": slurm_time_utc(queue["start"]) if pending else "",
+                "job_started": "" if pending else slurm_time_utc(queue["start"]),
+                "ends_at": "" if pending else slurm_time_utc(queue["end"]),
+                "time_limit": queue["limit"], "log": self.output_log(self.job_id)}
 
     async def resume(self):
         """The hub restarted while this job waited in the queue or its server started: follow it to its server
@@ -270,8 +358,9 @@ class SlurmSpawner(UpstreamSlurmSpawner):
         try:
             await asyncio.wait_for(self.until_server_listens(), timeout=self.start_timeout)
         except (RuntimeError, asyncio.TimeoutError) as e:
-            self.log.warning(f"Slurm job of {self.user.name}, followed after a hub restart: "
-                             f"{str(e) or f'no server within start_timeout ({self.start_timeout} s)'}")
+            why = str(e) or f"no server within start_timeout ({self.start_timeout} s)"
+            self.log.warning(f"Slurm job of {self.user.name}, followed after a hub restart: {why}")
+            self.record_end(why)
             await self.until_no_stop_pending()
             return 1
         self.server.ip, self.server.port = self.ip, self.port

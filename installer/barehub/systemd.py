@@ -78,10 +78,10 @@ class Systemctl:
         return proc.stdout
 
     def loaded_units(self, pattern: str) -> list[dict[str, str]]:
-        """Units matching `pattern` that are running (or failed), each with its user, state and memory."""
+        """Units matching `pattern` that are running (or failed), each with its slice, user, state and memory."""
         out = self.run("list-units", "--plain", "--no-legend", pattern, check=False).stdout
         names = sorted(line.split()[0] for line in out.splitlines() if line.strip())
-        return [{"unit": unit, **self.show(unit, "User", "ActiveState", "MemoryCurrent", "MemoryMax")}
+        return [{"unit": unit, **self.show(unit, "Slice", "User", "ActiveState", "MemoryCurrent", "MemoryMax")}
                 for unit in names]
 
     def show(self, unit: str, *props: str) -> dict[str, str]:

@@ -18,8 +18,8 @@ CERT_UNITS = (CERTS_PATH_UNIT, "jupyterhub-proxy-certs.service")  # only with --
 ALL_UNITS = UNITS + CERT_UNITS
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 USERS_SLICE = "jupyterhub-users.slice"  # every local user's server unit (hub_config), stopped by uninstall
-USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's server unit (jupyterhub-systemdspawner's template)
-USER_UNITS_GLOB = USER_UNIT_NAME.format(USERNAME="*") + ".service"
+USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's default server's unit (barehub.local_spawner)
+USER_UNITS_GLOB = "jupyter-*.service"  # every server's unit (a named one's is jupyter-USER-SERVER), in USERS_SLICE
 HUB_RUNTIME_DIR = "jupyterhub"  # the hub unit's RuntimeDirectory=, /run/jupyterhub
 
 

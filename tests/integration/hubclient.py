@@ -55,11 +55,12 @@ class HubUser:
         r.raise_for_status()
         return r.json()["token"]
 
-    def execute(self, code: str, timeout: float = 60) -> str:
-        """Start a kernel in the user's server and run `code` over the websocket; returns its stdout."""
+    def execute(self, code: str, timeout: float = 60, server: str = "") -> str:
+        """Start a kernel in the user's server (her named `server`) and run `code` over the websocket; returns its
+        stdout."""
         token = self.token()
         headers = {"Authorization": f"token {token}"}
-        api = f"{self.base}/user/{self.name}/api"
+        api = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "") + "api"
         kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=headers, timeout=60,
                                verify=self.verify)
         kernel.raise_for_status()

@@ -116,9 +116,17 @@ class SlurmCluster:
         site.wait_for_nodes(self.login, ",".join(COMPUTE))
 
     # --- what tests ask
-    def jobs(self, user: str) -> list[dict[str, str]]:
-        """The user's server jobs (slurm.py names them jupyterhub-USER) as squeue shows them on the login node."""
-        out = self.login.run(f"squeue -h -u {user} -n jupyterhub-{user} -o '%i|%T|%P|%N|%C|%m|%b|%r'").stdout
+    def jobs(self, user: str, server: str | None = "") -> list[dict[str, str]]:
+        """The user's server jobs as squeue shows them on the login node: slurm.py names them jupyterhub-USER (her
+        default server) and jupyterhub-USER-SERVER (a named one); server=None: all of them."""
+        out = self.login.run(f"squeue -h -u {user} -o '%j|%i|%T|%P|%N|%C|%m|%b|%r'").stdout
         keys = ("id", "state", "partition", "node", "cpus", "memory", "gres", "reason")
-        return [dict(zip(keys, line.split("|"))) for line in out.splitlines()]
+        jobs = []
+        for line in out.splitlines():
+            name, *fields = line.split("|")
+            if name == f"jupyterhub-{user}" or name.startswith(f"jupyterhub-{user}-"):
+                job = {**dict(zip(keys, fields)), "server": name[len(f"jupyterhub-{user}-"):]}
+                if server is None or job["server"] == server:
+                    jobs.append(job)
+        return jobs
 

@@ -1,19 +1,25 @@
 """The hub as a person sees it, in a real browser (Debian's Chromium through chromedriver, selenium):
 login page, a wrong password, login, a limits profile chosen on the spawn page (the shipped local-limits
-drop-in), JupyterLab, a notebook cell run as the user, Stop and Start from /hub/home, logout.
+drop-in), JupyterLab, a notebook cell run as the user, Stop (clean: the server exits on SIGTERM within 5 s) and
+Start from /hub/home, the sessions page, logout. Then several named sessions of one user (the shipped
+named-servers drop-in), each its own systemd unit, through the REST API as a user calls it with her own token.
 Screenshots are kept in test-artifacts/browser/.
 
-Uses the session's install (as test_install.py does), as bob, and leaves bob's server stopped.
+Uses the session's install (as test_install.py does), as bob, and leaves bob's servers stopped.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import requests
 from selenium.webdriver.common.by import By
 
 from tests.integration.browser import LAB, Browser, choose_profile, run_cell
-from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX, unit_properties
+from tests.integration.helpers import HUB, MEASUREMENTS, PASSWORD as ALICES_PASSWORD, PREFIX, USER as ALICE, \
+    unit_properties, wait_until
+from tests.integration.hubclient import HubUser
 
 USER, PASSWORD = "bob", "bob-Secret-2"
 
@@ -44,6 +50,27 @@ def limits_profiles(container):
     container.run(f"rm -f {fragment} && systemctl reload {HUB}")
 
 
+@pytest.fixture
+def named_servers(container):
+    """The shipped named-servers drop-in, as a site copies it."""
+    fragment = f"{PREFIX}/jupyterhub_config.d/20-named-servers.py"
+    container.run(f"cp /mnt/src/jupyterhub_config.d/named-servers.py {fragment} && systemctl reload {HUB}")
+    yield
+    container.run(f"rm -f {fragment} && systemctl reload {HUB}")
+
+
+def unit_gone_cleanly(container, unit: str) -> bool:
+    """A server unit that ended well is forgotten by systemd; one killed after TimeoutStopSec stays, failed."""
+    shown = unit_properties(container, unit, "LoadState", "ActiveState", "Result")
+    return shown["LoadState"] == "not-found" or (shown["ActiveState"] == "inactive" and shown["Result"] == "success")
+
+
+def stop_was_clean(container, unit: str, since: str) -> None:
+    journal = container.run(f"journalctl -q --no-pager -u {unit} --since '{since}'", check=False).stdout
+    assert "timed out" not in journal and "SIGKILL" not in journal and "Killing" not in journal, journal[-2000:]
+    assert unit_gone_cleanly(container, unit), unit_properties(container, unit, "ActiveState", "Result")
+
+
 def stopped(b: Browser) -> bool:
     """/hub/home once the server is stopped: no visible Stop button, Start says so."""
     stop_buttons = [e for e in b.driver.find_elements(By.CSS_SELECTOR, "#stop") if e.is_displayed()]
@@ -70,12 +97,23 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(containe
     assert run_cell(b, "import getpass; print(getpass.getuser())").strip() == USER
     b.shot("cell-ran-as-the-user")
 
+    b.get(f"{base_url}/hub/sessions")  # the sessions page: a local server, no Slurm fields
+    card = '#session-default[data-state="running"]'
+    b.wait_for_css(card, 30)
+    assert not b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-job").is_displayed()
+    assert b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-profile").text == "medium"  # its key
+    b.shot("sessions-page-local-server")
+
+    since = container.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     b.get(f"{base_url}/hub/home")
     b.wait_for_css("#stop")
     b.shot("home-running")
-    b.click("#stop")
-    b.wait_for(stopped, 60, "server stopped")
+    b.click("#stop")  # JupyterLab and its kernel's websocket were open in this browser a moment ago
+    took = b.wait_for(stopped, 60, "server stopped")
     b.shot("home-stopped")
+    MEASUREMENTS["browser: Stop pressed with JupyterLab's kernel open, server stopped after (s)"] = round(took, 1)
+    stop_was_clean(container, f"jupyter-{USER}-singleuser", since)
+    assert took < 5
     b.click("#start")
     choose_profile(b, "Small: 1 CPU, 2 GB")
     b.wait_for_css(LAB, 120)
@@ -91,3 +129,60 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(containe
     b.shot("logged-out")
     b.get(f"{base_url}/hub/home")  # the session is gone: back to the login page
     b.wait_for_css("#login_submit")
+
+
+def test_a_user_runs_named_sessions_each_its_own_unit_stops_one_alone_and_sees_only_her_own(container, base_url,
+                                                                                          named_servers):
+    bob = HubUser(base_url, USER, PASSWORD)
+    assert bob.login().status_code == 302
+    headers = {"Authorization": f"token {bob.token()}"}  # her own token, as a script of hers would use it
+    api = f"{base_url}/hub/api/users/{USER}"
+    for name in ("first", "second"):
+        assert requests.post(f"{api}/servers/{name}", headers=headers, json={}, timeout=60).status_code in (201, 202)
+
+    def sessions() -> dict:
+        r = requests.get(f"{api}/sessions", headers=headers, timeout=30)
+        r.raise_for_status()
+        return {s["name"]: s for s in r.json()["sessions"]}
+
+    wait_until(lambda: all(sessions().get(n, {}).get("state") == "running" for n in ("first", "second")), 120)
+    uid = container.run(f"id -u {USER}").stdout.strip()
+    for name in ("first", "second"):
+        unit = f"jupyter-{USER}-{name}"
+        assert unit_properties(container, unit, "ActiveState", "Slice")["ActiveState"] == "active"
+        assert requests.get(f"{base_url}/user/{USER}/{name}/api/status", headers=headers, timeout=30).status_code == 200
+        runtime = container.run(f"stat -c '%u %a' /run/jupyterhub/users/*-{name}").stdout.split()
+        assert runtime == [uid, "700"], runtime  # its own runtime directory, the user's, private
+    assert sessions()["first"]["kind"] == "local" and sessions()["first"]["job_id"] == ""
+    status = json.loads(container.run("barehub status --json", check=False).stdout)
+    assert {f"{USER}/first", f"{USER}/second"} <= set(status["running_servers"])
+    assert {f"jupyter-{USER}-first.service", f"jupyter-{USER}-second.service"} <= \
+        {u["unit"] for u in status["server_units"]}
+
+    # another user, with her own token, sees none of it
+    alice = HubUser(base_url, ALICE, ALICES_PASSWORD)
+    assert alice.login().status_code == 302
+    hers = {"Authorization": f"token {alice.token()}"}
+    for path in ("sessions", "sessions/first", "sessions/"):
+        r = requests.get(f"{api}/{path}", headers=hers, timeout=30)
+        assert r.status_code in (403, 404) and "first" not in r.text, (path, r.status_code, r.text[:300])
+    own = requests.get(f"{base_url}/hub/api/users/{ALICE}/sessions", headers=hers, timeout=30).json()["sessions"]
+    assert [s["name"] for s in own] == [""]
+
+    since = container.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    start = time.monotonic()
+    assert requests.delete(f"{api}/servers/first", headers=headers, timeout=60).status_code in (202, 204)
+    wait_until(lambda: sessions()["first"]["state"] == "ended", 30, interval=0.2)
+    MEASUREMENTS["named sessions: one stopped through the API after (s)"] = round(time.monotonic() - start, 1)
+    stop_was_clean(container, f"jupyter-{USER}-first", since)
+    assert sessions()["first"]["why"] == "stopped"
+    assert sessions()["second"]["state"] == "running"  # the other one did not notice
+    assert requests.get(f"{base_url}/user/{USER}/second/api/status", headers=headers, timeout=30).status_code == 200
+
+    assert requests.delete(f"{api}/servers/first", headers=headers, json={"remove": True}, timeout=60).status_code \
+        in (202, 204)
+    wait_until(lambda: "first" not in sessions(), 30)
+    assert requests.delete(f"{api}/servers/second", headers=headers, json={"remove": True}, timeout=60).status_code \
+        in (202, 204)
+    wait_until(lambda: "second" not in sessions(), 30)
+    assert container.run(f"systemctl is-active jupyter-{USER}-second", check=False).stdout.strip() != "active"

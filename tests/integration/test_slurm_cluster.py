@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
 
 from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
                                        RequestLoop, bootstrap_cmd, failed_spawn, filled, progress_events, put_fragment,
@@ -20,6 +21,7 @@ from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
 
+SHORT_PROFILE = "Short: 1 CPU, 1 GB, 1 minute"
 HUB_URL = f"http://login:{HTTP_PORT}"  # slurm.py's HUB_URL: the hub's public URL as the nodes reach it
 BASE = f"http://{ADDRESSES['login']}:{HTTP_PORT}"  # the same, as this test's clients on the login node use it
 
@@ -41,7 +43,11 @@ def hpc(tmp_path_factory, wheelhouse):
 def hub(hpc):
     """barehub installed on the login node with the shipped slurm.py; this thread then runs on the login node's
     network."""
-    put_fragment(hpc.login, "40-slurm.py", filled("slurm.py", {"https://hub.example.org": HUB_URL}))
+    put_fragment(hpc.login, "40-slurm.py", filled("slurm.py", {
+        "https://hub.example.org": HUB_URL,
+        "PROFILES = {\n": "PROFILES = {\n" + f'    "{SHORT_PROFILE}": ' + '{"partition": "cpu", "nprocs": "1", "memory": "1G", '
+                          '"runtime": "1"},\n'}))  # a site's profile with a 1-minute time limit
+    put_fragment(hpc.login, "20-named-servers.py", filled("named-servers.py", {}))
     start = time.monotonic()
     hpc.login.run(bootstrap_cmd(), timeout=900)
     MEASUREMENTS["Slurm cluster: barehub installed on the login node (s)"] = round(time.monotonic() - start, 1)
@@ -248,36 +254,141 @@ def test_doctor_names_the_hub_api_hop_when_the_nodes_cannot_reach_it_and_a_spawn
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_in_a_browser_the_gpu_profile_waits_with_slurms_reason_can_be_cancelled_and_reaches_jupyterlab_on_cn2(
+def sessions(hub_user: HubUser, token: str | None = None) -> dict[str, dict]:
+    """The user's sessions as the REST API gives them to her own token, by server name."""
+    r = requests.get(f"{BASE}/hub/api/users/{hub_user.name}/sessions",
+                     headers={"Authorization": f"token {token or hub_user.token()}"}, timeout=30)
+    r.raise_for_status()
+    return {s["name"]: s for s in r.json()["sessions"]}
+
+
+def test_one_user_runs_a_cpu_session_on_cn1_and_a_gpu_session_on_cn2_at_once_each_stopped_on_its_own(hpc, hub):
+    kim, leo = user("kim"), user("leo")
+    token = kim.token()
+    headers = {"Authorization": f"token {token}"}
+    for name, profile in (("cpu", CPU_PROFILE), ("gpu", GPU_PROFILE)):
+        r = requests.post(f"{BASE}/hub/api/users/kim/servers/{name}", headers=headers, json={"profile": profile},
+                          timeout=60)
+        assert r.status_code in (201, 202), r.text
+    wait_until(lambda: [sessions(kim, token).get(n, {}).get("state") for n in ("cpu", "gpu")] == ["running"] * 2, 240)
+    [cpu], [gpu] = hpc.jobs("kim", "cpu"), hpc.jobs("kim", "gpu")
+    assert (cpu["state"], cpu["node"], gpu["state"], gpu["node"]) == ("RUNNING", "cn1", "RUNNING", "cn2")
+    cards = sessions(kim, token)
+    assert (cards["cpu"]["node"], cards["cpu"]["job_id"], cards["gpu"]["node"], cards["gpu"]["job_id"]) == \
+        ("cn1", cpu["id"], "cn2", gpu["id"])
+    assert 7.9 * 3600 < cards["cpu"]["time_left_s"] <= 8 * 3600 and 3.9 * 3600 < cards["gpu"]["time_left_s"] <= 4 * 3600
+    assert cards["cpu"]["profile"] == CPU_PROFILE and cards["cpu"]["log"] == f"/home/kim/.jupyterhub_slurm_{cpu['id']}.log"
+    for name in ("cpu", "gpu"):  # both reachable, each on its node
+        assert requests.get(f"{BASE}/user/kim/{name}/api/status", headers=headers, timeout=30).status_code == 200
+    # her cpu server's own token reads its own session (JupyterLab's walltime warning) and not her gpu one's
+    out = kim.execute("import os, requests\n"
+                      "api, name = os.environ['JUPYTERHUB_API_URL'], os.environ['JUPYTERHUB_SERVER_NAME']\n"
+                      "auth = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+                      "own = requests.get(f'{api}/users/kim/sessions/{name}', headers=auth, timeout=30)\n"
+                      "other = requests.get(f'{api}/users/kim/sessions/gpu', headers=auth, timeout=30)\n"
+                      "print(name, own.status_code, bool(own.json().get('ends_at')), other.status_code)", server="cpu")
+    assert out.split() == ["cpu", "200", "True", "404"], out
+    leos = {"Authorization": f"token {leo.token()}"}  # another user, with her own token: nothing of kim's
+    for path in ("sessions", "sessions/gpu"):
+        r = requests.get(f"{BASE}/hub/api/users/kim/{path}", headers=leos, timeout=30)
+        assert r.status_code in (403, 404) and "cn2" not in r.text, (path, r.status_code)
+
+    assert requests.delete(f"{BASE}/hub/api/users/kim/servers/cpu", headers=headers, timeout=60).status_code \
+        in (202, 204)
+    wait_until(lambda: hpc.jobs("kim", "cpu") == [], 60)
+    assert [job["state"] for job in hpc.jobs("kim", "gpu")] == ["RUNNING"]  # the other one runs on
+    assert requests.get(f"{BASE}/user/kim/gpu/api/status", headers=headers, timeout=30).status_code == 200
+    cards = sessions(kim, token)
+    assert (cards["cpu"]["state"], cards["cpu"]["why"], cards["gpu"]["state"]) == ("ended", "stopped", "running")
+    for name in ("cpu", "gpu"):
+        requests.delete(f"{BASE}/hub/api/users/kim/servers/{name}", headers=headers, json={"remove": True}, timeout=60)
+    wait_until(lambda: hpc.jobs("kim", None) == [] and set(sessions(kim, token)) == {""}, 60)
+
+
+def card(b: Browser, name: str) -> str:
+    return f'#session-{name}'
+
+
+def card_state(b: Browser, name: str) -> str:
+    found = b.driver.find_elements(By.CSS_SELECTOR, card(b, name))
+    return found[0].get_attribute("data-state") if found else ""
+
+
+def card_text(b: Browser, name: str) -> str:
+    return b.driver.find_element(By.CSS_SELECTOR, card(b, name)).text
+
+
+def new_session(b: Browser, name: str, profile: str) -> None:
+    """On the sessions page: name a new session, then choose its profile on JupyterHub's spawn page."""
+    b.get(f"{BASE}/hub/sessions")
+    b.wait_for_css("#bh-new-name")
+    b.fill({"name": name})
+    b.click("#bh-new-start")
+    choose_profile(b, profile)
+
+
+def press(b: Browser, name: str, action: str) -> None:
+    b.driver.find_element(By.CSS_SELECTOR, f"{card(b, name)} .bh-{action}").click()
+
+
+def test_in_a_browser_sessions_start_from_the_sessions_page_wait_with_slurms_reason_are_cancelled_relaunched_warned_and_ended_by_the_time_limit(
         hpc, hub):
-    """Chromium, on the login node's network: log in, pick the GPU profile while both GPUs are taken, see why it
-    waits, press Stop Server (the job is cancelled), start again, and once the GPUs are free, JupyterLab on cn2
-    runs a cell. Screenshots in test-artifacts/slurm-cluster/."""
-    waiting = "Waiting in Slurm's queue (PENDING, Resources)"
+    """Chromium, on the login node's network, as leo: a 1-minute session from the sessions page (JupyterLab
+    warns that it ends soon), a GPU session while both GPUs are taken (its card says it is queued and why, and
+    when Slurm expects it to start), Cancel (the card stays: cancelled), Relaunch with the same profile once the
+    GPUs are free (running on cn2), and the short session's card ends as "time limit reached". Screenshots in
+    test-artifacts/slurm-cluster/."""
     with GpusTaken(hpc) as gpus, Browser("slurm-cluster") as b:
         b.get(f"{BASE}/hub/login")
         b.wait_for_css("#login_submit")
         b.fill({"username": "leo", "password": USERS["leo"][1]})
         b.click("#login_submit")
-        choose_profile(b, GPU_PROFILE)
-        b.wait_for_text(waiting, 60)
-        b.wait_for_text("Slurm expects it to start at", 30)  # once Slurm's backfill has estimated it, refreshed
-        b.shot("gpu-profile-waits-with-slurms-reason")
-        [job] = hpc.jobs("leo")
-        assert (job["state"], job["partition"], job["reason"]) == ("PENDING", "gpu", "Resources")
-        b.click("#stop-server-btn")
-        wait_until(lambda: hpc.jobs("leo") == [], 60)  # the pending job is cancelled
-        b.shot("pending-spawn-cancelled")
-        b.get(f"{BASE}/hub/spawn")
-        choose_profile(b, GPU_PROFILE)
-        b.wait_for_text(waiting, 60)
-        gpus.release()
+        new_session(b, "short", SHORT_PROFILE)
         b.wait_for_css(LAB, 120)
-        b.shot("jupyterlab-on-cn2")
-        output = run_cell(b, "import os, socket; print(socket.gethostname(), os.environ['CUDA_VISIBLE_DEVICES'])")
-        b.shot("cell-run-on-cn2")
-    assert output.split() == ["cn2", "0"]
-    stop_server(hpc, user("leo"))
+        assert "/user/leo/short/lab" in b.url
+        b.wait_for_text("Save your work", 90)  # JupyterLab's warning: the job's time limit is near
+        b.shot("jupyterlab-warns-the-session-ends-soon")
+
+        new_session(b, "gpu", GPU_PROFILE)
+        b.wait_for_text("Waiting in Slurm's queue (PENDING, Resources)", 60)  # the spawn page, as before
+        b.get(f"{BASE}/hub/sessions")
+        b.wait_for(lambda b: card_state(b, "gpu") == "queued", 30, "gpu session queued")
+        b.wait_for(lambda b: "Expected start" in card_text(b, "gpu"), 60, "Slurm's expected start")
+        assert "Resources" in card_text(b, "gpu") and GPU_PROFILE in card_text(b, "gpu")
+        short = card_text(b, "short")
+        assert "Time left" in short and "Save your work" in short and "cn1" in short, short
+        b.shot("sessions-gpu-queued-with-slurms-reason-short-warned")
+
+        press(b, "gpu", "cancel")
+        wait_until(lambda: hpc.jobs("leo", "gpu") == [], 60)  # the queued job is cancelled
+        b.wait_for(lambda b: card_state(b, "gpu") == "ended", 30, "gpu session cancelled")
+        assert "cancelled" in card_text(b, "gpu")
+        b.shot("gpu-session-cancelled-card-stays")
+
+        gpus.release()
+        press(b, "gpu", "relaunch")
+        b.wait_for(lambda b: card_state(b, "gpu") == "running", 180, "gpu session running")
+        assert "cn2" in card_text(b, "gpu") and [j["node"] for j in hpc.jobs("leo", "gpu")] == ["cn2"]
+        b.shot("gpu-session-relaunched-running-on-cn2")
+
+        wait_until(lambda: hpc.jobs("leo", "short") == [], 180, interval=1)  # Slurm ended it at its time limit
+        ended = time.monotonic()
+        b.wait_for(lambda b: card_state(b, "short") == "ended", 90, "short session ended")
+        MEASUREMENTS["Slurm cluster: a job ended by Slurm, shown on its card after (s)"] = \
+            round(time.monotonic() - ended, 1)
+        assert "time limit reached" in card_text(b, "short"), card_text(b, "short")
+        b.shot("short-session-ended-time-limit-reached")
+
+        press(b, "short", "delete")
+        b.wait_for(lambda b: card_state(b, "short") == "", 30, "short session deleted")
+        press(b, "gpu", "cancel")
+        b.wait_for(lambda b: card_state(b, "gpu") == "ended", 60, "gpu session stopped")
+        b.shot("sessions-after-delete-and-stop")
+    leo = user("leo")
+    for name in ("gpu",):
+        requests.delete(f"{BASE}/hub/api/users/leo/servers/{name}", json={"remove": True},
+                        headers={"Authorization": f"token {leo.token()}"}, timeout=60)
+    wait_until(lambda: hpc.jobs("leo", None) == [], 60)
 
 
 def test_a_server_that_dies_at_start_on_its_node_is_reported_at_once_with_slurms_state(hpc, hub):
@@ -504,3 +615,19 @@ def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_out
     status = requests.get(f"{BASE}/user/kim/api/status", headers={"Authorization": f"token {kim.token()}"}, timeout=30)
     assert status.status_code == 200  # her server, still routed to after the refused reports
     stop_server(hpc, kim)
+
+
+def test_uninstall_cancels_every_users_jobs_queued_and_running(hpc, hub):
+    """Last: README promises an uninstall stops the users' servers; on a cluster they are jobs, and a job left
+    behind would run (or start, from the queue) with no hub to reach."""
+    kim, leo = user("kim"), user("leo")
+    kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    with GpusTaken(hpc):
+        r = requests.post(f"{BASE}/hub/api/users/leo/servers/gpu", json={"profile": GPU_PROFILE},
+                          headers={"Authorization": f"token {leo.token()}"}, timeout=60)
+        assert r.status_code in (201, 202), r.text
+        wait_until(lambda: [j["state"] for j in hpc.jobs("leo", "gpu")] == ["PENDING"], 60)
+        assert [j["state"] for j in hpc.jobs("kim")] == ["RUNNING"]
+        out = hpc.login.run(f"barehub uninstall --prefix {PREFIX} --purge 2>&1").stdout
+        assert hpc.jobs("kim", None) == [] and hpc.jobs("leo", None) == [], out
+    assert "users' servers stopped" in out, out

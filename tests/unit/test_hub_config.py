@@ -131,7 +131,7 @@ def test_spawn_durations_are_counted_up_to_slurm_queue_waits():
 
 def test_local_servers_are_units_in_one_slice_with_their_environment_file_out_of_users_reach(prefix):
     c = load_config(prefix)
-    assert c.JupyterHub.spawner_class == "systemdspawner.SystemdSpawner"
+    assert c.JupyterHub.spawner_class == "barehub.local_spawner.LocalSpawner"
     assert c.SystemdSpawner.slice == "jupyterhub-users.slice"
     assert c.SystemdSpawner.unit_name_template == "jupyter-{USERNAME}-singleuser"
     # by numeric id: systemd splits the value at whitespace, and a user name may have a space

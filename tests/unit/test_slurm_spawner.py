@@ -16,8 +16,9 @@ from barehub.slurm_spawner import (PortReportHandler, SlurmSpawner, check_report
 
 
 def test_a_waiting_jobs_reason_and_expected_start_are_said_as_a_user_would_read_them():
-    status = parse_status("PENDING n/a|Resources|2026-11-30T08:15:00\n")
-    assert status == {"state": "PENDING", "host": "n/a", "reason": "Resources", "start": "2026-11-30T08:15:00"}
+    status = parse_status("PENDING n/a|Resources|2026-11-30T08:15:00|2026-11-30T16:15:00|8:00:00\n")
+    assert status == {"state": "PENDING", "host": "n/a", "reason": "Resources", "start": "2026-11-30T08:15:00",
+                      "end": "2026-11-30T16:15:00", "limit": "8:00:00"}
     text = describe_wait(status)
     assert "(PENDING, Resources)" in text and "in use" in text and "start at 2026-11-30 08:15:00" in text
 

@@ -22,15 +22,21 @@ class SliceSystemctl:
     """systemd's answers for a slice with one user server in it."""
 
     def loaded_units(self, pattern):
-        assert pattern == "jupyter-*-singleuser.service"
-        return [{"unit": "jupyter-root-singleuser.service", "User": "0", "ActiveState": "active",
-                 "MemoryCurrent": str(150 * 2**20), "MemoryMax": "infinity"}]
+        assert pattern == "jupyter-*.service"
+        return [{"unit": "jupyter-root-singleuser.service", "Slice": "jupyterhub-users.slice", "User": "0",
+                 "ActiveState": "active", "MemoryCurrent": str(150 * 2**20), "MemoryMax": "infinity"},
+                {"unit": "jupyter-root-gpu.service", "Slice": "jupyterhub-users.slice", "User": "0",  # a named one
+                 "ActiveState": "active", "MemoryCurrent": str(2**30), "MemoryMax": str(2**31)},
+                {"unit": "jupyter-notebook-legacy.service", "Slice": "system.slice", "User": "0",  # not a hub's
+                 "ActiveState": "active", "MemoryCurrent": "1", "MemoryMax": "infinity"}]
 
 
 def test_status_lists_each_server_unit_with_its_user_and_memory():
     units = server_units(SliceSystemctl())
     assert units == [{"unit": "jupyter-root-singleuser.service", "user": "root", "state": "active",
-                      "memory": "150.0 MiB", "memory_max": "no limit"}]
+                      "memory": "150.0 MiB", "memory_max": "no limit"},
+                     {"unit": "jupyter-root-gpu.service", "user": "root", "state": "active",
+                      "memory": "1.0 GiB", "memory_max": "2.0 GiB"}]
     status = {"release": "r", "prefix": "/p", "url": "u", "config_dir": {"path": "c", "state": "s"}, "units": {},
               "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"},
               "running_servers": ["root"], "server_units": units}

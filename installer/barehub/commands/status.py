@@ -6,14 +6,13 @@ import json
 import pwd
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from barehub import __version__, certificates, hub_run, releases, units
+from barehub.hub_api import HubAPI
 from barehub.installed import package_version, traefik_version
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.paths import Paths
-from barehub.secret_files import read_secret
 from barehub.shared import BarehubError
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
@@ -28,19 +27,12 @@ def add_parser(sub) -> None:
 
 
 def running_servers(paths: Paths, hub_port: int, base_url: str) -> list[str] | str:
-    """Names of users with a running server, asked of the hub's API with barehub's service token."""
+    """Every active server (running, starting or stopping) of every user, "user" or "user/server", asked of the
+    hub's API with barehub's service token."""
     try:
-        token = read_secret(paths.barehub_api_token)
-    except (OSError, BarehubError) as e:
-        return f"no service token: {getattr(e, 'message', e)}"
-    request = urllib.request.Request(f"http://127.0.0.1:{hub_port}{base_url}hub/api/users?state=active",
-                                     headers={"Authorization": f"token {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            users = json.load(resp)
-    except (OSError, ValueError) as e:
-        return f"hub API not reachable: {e}"
-    return [u["name"] + (f"/{n}" if n else "") for u in users for n in u.get("servers", {})]
+        return [f"{user}/{name}" if name else user for user, name in HubAPI(paths, hub_port, base_url).active_servers()]
+    except BarehubError as e:
+        return e.message
 
 
 def config_repo_state(config_d: Path) -> str:
@@ -89,10 +81,11 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
 
 
 def server_units(systemctl: Systemctl) -> list[dict]:
-    """Local user servers as systemd sees them: unit, user, state, memory use and limit."""
+    """Local user servers as systemd sees them (every unit of the users' slice, one per server): unit, user,
+    state, memory use and limit."""
     return [{"unit": u["unit"], "user": user_name(u.get("User", "")), "state": u.get("ActiveState", ""),
              "memory": human_bytes(u.get("MemoryCurrent")), "memory_max": human_bytes(u.get("MemoryMax"))}
-            for u in systemctl.loaded_units(units.USER_UNITS_GLOB)]
+            for u in systemctl.loaded_units(units.USER_UNITS_GLOB) if u.get("Slice") == units.USERS_SLICE]
 
 
 def user_name(user: str) -> str:

@@ -1,0 +1,142 @@
+"""Local user servers as systemd units, one per server: jupyterhub-systemdspawner, able to run named servers.
+
+Upstream names a user's unit from her name alone (`jupyter-{USERNAME}-singleuser`), so a second server of hers
+would get the first one's unit, and upstream's start() stops "a unit of that name not known to JupyterHub" before
+starting its own: her second server would kill her first (systemdspawner #73, open since 2020). Here:
+- a named server gets its own unit, `jupyter-USER-SERVER` (server_unit_name_template), and its own runtime
+  directory (the default server's, with "-SERVER" appended), so stopping one leaves the others running;
+- USER is escaped for systemd (systemd-escape's rules: anything but ASCII letters, digits, ":", "_" and a
+  non-leading "." as \\xNN, "-" included). A name part then never holds a "-", so the first "-" after "jupyter-"
+  ends the user's part, and two users' units can never share a name: upstream's plain
+  `jupyter-{USERNAME}-...` made user "ann-gpu"'s default unit the same as user "ann"'s server "gpu-singleuser",
+  and starting one would have stopped the other's. Server names are JupyterHub's safe slugs (lowercase letters,
+  digits, single hyphens) and are used as they are;
+- a name whose unit would be one of the user's other units (the server "singleuser" and her default server's
+  `jupyter-USER-singleuser`) is refused with a message, instead of stopping that server;
+- why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
+  sessions page and the REST API (barehub.server_end).
+The unit's name is worked out at each start (a server renamed while stopped gets its new name); a running
+server keeps the one saved with it, so units started by an earlier release are still found.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from systemdspawner import SystemdSpawner
+from tornado import web
+from traitlets import Unicode
+
+from barehub.server_end import RemembersEnd
+from barehub.systemd import Systemctl
+
+UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+
+
+def escape_unit_part(text: str) -> str:
+    """systemd-escape's escaping of a unit name's part, with "/" escaped too (systemd-escape turns it into "-")."""
+    out = []
+    for i, char in enumerate(text):
+        if char in UNIT_SAFE and not (i == 0 and char == "."):
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(out)
+
+
+def escape_server_name(name: str) -> str:
+    """A server name as part of a unit name: hyphens kept (the user's part holds none, see above), the rest escaped."""
+    return "-".join(escape_unit_part(part) for part in name.split("-"))
+
+
+# systemd's words for why a unit ended (its Result= property), as a user would say them
+UNIT_RESULTS = {
+    "oom-kill": "out of memory: a process reached the server's memory limit and was killed",
+    "signal": "the server was killed by a signal",
+    "core-dump": "the server crashed (core dump)",
+    "exit-code": "the server exited with an error",
+    "timeout": "the server did not stop in time and was killed",
+    "watchdog": "the server stopped answering and was killed",
+}
+
+
+def describe_unit_end(properties: dict[str, str]) -> str:
+    """Why a server unit ended, from `systemctl show -p LoadState,Result,ExecMainStatus`."""
+    if properties.get("LoadState") == "not-found":  # systemd forgets a unit that ended well
+        return "the server exited"
+    result = properties.get("Result", "")
+    reason = UNIT_RESULTS.get(result, "the server exited" if result in ("", "success") else f"ended ({result})")
+    status = properties.get("ExecMainStatus", "")
+    if result in ("exit-code", "signal") and status not in ("", "0"):
+        reason += f" ({'status' if result == 'exit-code' else 'signal'} {status})"
+    return reason
+
+
+class LocalSpawner(RemembersEnd, SystemdSpawner):
+    server_unit_name_template = Unicode(
+        "jupyter-{USERNAME}-{SERVERNAME}",
+        help="""Unit name of a user's named server: {USERNAME} (escaped for systemd), {USERID}, {SERVERNAME}.
+        The default server's is unit_name_template.""",
+    ).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # upstream expands {USERID} in unit_extra_properties in place at each start: keep what was configured
+        self.configured_properties = dict(self.unit_extra_properties)
+        self.unit_name = self.unit_name_for(self.name)
+
+    def unit_name_for(self, server_name: str) -> str:
+        fields = {"USERNAME": escape_unit_part(self.user.name), "USERID": self.user.id}
+        if not server_name:
+            return self.unit_name_template.format(**fields)
+        return self.server_unit_name_template.format(**fields, SERVERNAME=escape_server_name(server_name))
+
+    def taken_unit_names(self) -> set[str]:
+        """The units of the user's other servers: the default one's, and any other running server's."""
+        names = {self.unit_name_for("")} if self.name else set()
+        for spawner in self.user.spawners.values():
+            if spawner is not self and spawner.active:
+                names.add(getattr(spawner, "unit_name", ""))
+        return names
+
+    def server_properties(self) -> dict:
+        """The configured unit properties, the runtime directory made this server's own."""
+        properties = dict(self.configured_properties)
+        runtime = properties.get("RuntimeDirectory", "")
+        if self.name and runtime:
+            first, *rest = runtime.split()
+            properties["RuntimeDirectory"] = " ".join([f"{first}-{escape_server_name(self.name)}", *rest])
+        return properties
+
+    async def start(self):
+        unit = self.unit_name_for(self.name)
+        if unit in self.taken_unit_names():
+            raise web.HTTPError(409, f"A server named {self.name!r} would share the systemd unit {unit} with another "
+                                     f"of your servers; choose another name.")
+        self.unit_name = unit
+        self.unit_extra_properties = self.server_properties()
+        self.ended = None
+        started = await super().start()
+        if started is None:  # upstream gives up after start_timeout without raising
+            raise RuntimeError(f"the server's unit {unit} did not start within {self.start_timeout} s "
+                               f"(see journalctl -u {unit})")
+        self.ended = None  # upstream's start polls the unit while it comes up
+        return started
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and self.ended is None:
+            self.record_end(await self.unit_end())
+        return status
+
+    async def stop(self, now=False):
+        self.record_end("stopped")
+        await super().stop(now)
+
+    async def unit_end(self) -> str:
+        properties = await asyncio.to_thread(Systemctl(timeout=10).show, self.unit_name,
+                                             "LoadState", "Result", "ExecMainStatus")
+        return describe_unit_end(properties)
+
+    def session_details(self) -> dict:
+        """What the sessions page shows of a local server beyond JupyterHub's model."""
+        return {"kind": "local", "unit": self.unit_name}
