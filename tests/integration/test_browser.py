@@ -71,6 +71,39 @@ def stop_was_clean(container, unit: str, since: str) -> None:
     assert unit_gone_cleanly(container, unit), unit_properties(container, unit, "ActiveState", "Result")
 
 
+class StopWatch:
+    """While a server unit stops: if it is still there after 3 s, what is left in its cgroup, and where each
+    process waits (py-spy, when /mnt/src/.diag has it), is kept in test-artifacts/browser/stop-*.txt."""
+
+    def __init__(self, container, unit: str, label: str):
+        import threading
+        self.container, self.unit, self.label = container, unit, label
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join(30)
+
+    def watch(self) -> None:
+        time.sleep(3)
+        state = self.container.run(f"systemctl is-active {self.unit}", check=False).stdout.strip()
+        if state not in ("active", "deactivating"):
+            return
+        spy = "/mnt/src/.diag/py_spy-0.4.3.data/scripts/py-spy"
+        report = self.container.run(
+            f"systemctl status --no-pager -l {self.unit}; echo; "
+            f"for pid in $(cat /sys/fs/cgroup/jupyterhub.slice/jupyterhub-users.slice/{self.unit}.service/cgroup.procs "
+            f"2>/dev/null || systemctl show -p ControlGroup --value {self.unit} | xargs -I{{}} cat /sys/fs/cgroup{{}}/cgroup.procs); do "
+            f"echo == $pid; ps -o pid,ppid,stat,wchan:30,etime,cmd -p $pid; grep -E 'State|SigBlk|SigIgn|SigCgt' /proc/$pid/status; "
+            f"test -x {spy} && {spy} dump --pid $pid; done", check=False, timeout=60)
+        from tests.integration.browser import ARTIFACTS
+        (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "browser" / f"stop-{self.label}.txt").write_text(report.stdout + report.stderr)
+
+
 def stopped(b: Browser) -> bool:
     """/hub/home once the server is stopped: no visible Stop button, Start says so."""
     stop_buttons = [e for e in b.driver.find_elements(By.CSS_SELECTOR, "#stop") if e.is_displayed()]
@@ -108,8 +141,9 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(containe
     b.get(f"{base_url}/hub/home")
     b.wait_for_css("#stop")
     b.shot("home-running")
-    b.click("#stop")  # JupyterLab and its kernel's websocket were open in this browser a moment ago
-    took = b.wait_for(stopped, 60, "server stopped")
+    with StopWatch(container, f"jupyter-{USER}-singleuser", "first"):
+        b.click("#stop")  # JupyterLab and its kernel's websocket were open in this browser a moment ago
+        took = b.wait_for(stopped, 60, "server stopped")
     b.shot("home-stopped")
     MEASUREMENTS["browser: Stop pressed with JupyterLab's kernel open, server stopped after (s)"] = round(took, 1)
     stop_was_clean(container, f"jupyter-{USER}-singleuser", since)
@@ -120,10 +154,15 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(containe
     assert memory_max(container) == 2 * 2**30
     b.shot("started-again")
 
+    since = container.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     b.get(f"{base_url}/hub/home")
     b.wait_for_css("#stop")
-    b.click("#stop")  # leave bob's server stopped for the next modules
-    b.wait_for(stopped, 60, "server stopped")
+    with StopWatch(container, f"jupyter-{USER}-singleuser", "second"):
+        b.click("#stop")  # leave bob's server stopped for the next modules
+        took = b.wait_for(stopped, 60, "server stopped")
+    MEASUREMENTS["browser: Stop pressed right after JupyterLab loaded, server stopped after (s)"] = round(took, 1)
+    stop_was_clean(container, f"jupyter-{USER}-singleuser", since)
+    assert took < 5
     b.get(f"{base_url}/hub/logout")
     b.wait_for_css("#login_submit")
     b.shot("logged-out")

@@ -161,15 +161,23 @@ def test_services_and_roles_as_the_docs_show_keep_the_culler_and_status(containe
     container.run(f"cat > {CONFIG_D}/50-services.py", input=(
         'c.JupyterHub.services = [{"name": "announcer", "api_token": "a" * 40}]\n'
         'c.JupyterHub.load_roles = [{"name": "announcer", "scopes": ["read:users"], "services": ["announcer"]}]\n'
-        "c.Barehub.idle_timeout = 15\n"))
+        "c.Barehub.idle_timeout = 15\n"
+        "c.JupyterHub.allow_named_servers = True\n"))
     try:
         assert reload(container)[0] == 0
         bob = HubUser(hub, "bob", "bob-Secret-2")
         assert bob.login().status_code == 302
         bob.spawn()
-        assert "bob" in running_servers(container)  # barehub's own service kept its token and role
-        took = wait_until(lambda: "bob" not in running_servers(container), 90, interval=1)
-        MEASUREMENTS["idle server culled after a services/roles fragment (s, timeout 15)"] = round(took, 1)
+        r = requests.post(f"{hub}/hub/api/users/bob/servers/second", headers={"Authorization": f"token {bob.token()}"},
+                          json={}, timeout=60)
+        assert r.status_code in (201, 202), r.text
+        wait_until(lambda: {"bob", "bob/second"} <= set(running_servers(container)), 60, interval=1)
+        # barehub's own service kept its token and role; the culler stops every server of every user
+        took = wait_until(lambda: not {"bob", "bob/second"} & set(running_servers(container)), 90, interval=1)
+        MEASUREMENTS["idle servers (a default and a named one) culled after a services/roles fragment "
+                     "(s, timeout 15)"] = round(took, 1)
+        requests.delete(f"{hub}/hub/api/users/bob/servers/second", headers={"Authorization": f"token {bob.token()}"},
+                        json={"remove": True}, timeout=60)
     finally:
         container.run(f"rm -f {CONFIG_D}/50-services.py")
         assert reload(container)[0] == 0
@@ -245,6 +253,11 @@ def test_sub_path_behind_the_sites_nginx_with_tls(container, hub, tmp_path):
         listening = [line.split()[3] for line in container.run(f"ss -Hltn 'sport = :{HTTP_PORT}'").stdout.splitlines()]
         assert listening == [f"127.0.0.1:{HTTP_PORT}"]  # traefik on loopback only: nginx is the way in
         assert "bob" in running_servers(container)
+        page = user.session.get(f"{site}/jupyter/hub/sessions", timeout=30, verify=str(local))
+        assert page.status_code == 200 and 'href="/jupyter/hub/sessions"' in page.text  # the page, behind the sub-path
+        cards = requests.get(f"{site}/jupyter/hub/api/users/bob/sessions", verify=str(local), timeout=30,
+                             headers={"Authorization": f"token {user.token()}"}).json()["sessions"]
+        assert [(c["name"], c["state"], c["url"]) for c in cards] == [("", "running", "/jupyter/user/bob/")]
         assert "base_url /jupyter/" in container.run("barehub status").stdout
         assert reload(container)[0] == 0
         assert status_code(f"{site}/jupyter/hub/health", verify=False) == 200
