@@ -72,8 +72,9 @@ def stop_was_clean(container, unit: str, since: str) -> None:
 
 
 class StopWatch:
-    """While a server unit stops: if it is still there after 3 s, what is left in its cgroup, and where each
-    process waits (py-spy, when /mnt/src/.diag has it), is kept in test-artifacts/browser/stop-*.txt."""
+    """While a server unit stops: if it is still there after 3 s, its state, its threads and their signals (and
+    where each thread waits, when a py-spy binary is at /mnt/src/.diag, as it was to find barehub.server_exit's
+    cause) are kept in test-artifacts/browser/stop-*.txt for whoever debugs it."""
 
     def __init__(self, container, unit: str, label: str):
         import threading
@@ -93,12 +94,11 @@ class StopWatch:
         if state not in ("active", "deactivating"):
             return
         spy = "/mnt/src/.diag/py_spy-0.4.3.data/scripts/py-spy"
+        pid = self.container.run(f"systemctl show -p MainPID --value {self.unit}", check=False).stdout.strip()
         report = self.container.run(
-            f"systemctl status --no-pager -l {self.unit}; echo; "
-            f"for pid in $(cat /sys/fs/cgroup/jupyterhub.slice/jupyterhub-users.slice/{self.unit}.service/cgroup.procs "
-            f"2>/dev/null || systemctl show -p ControlGroup --value {self.unit} | xargs -I{{}} cat /sys/fs/cgroup{{}}/cgroup.procs); do "
-            f"echo == $pid; ps -o pid,ppid,stat,wchan:30,etime,cmd -p $pid; grep -E 'State|SigBlk|SigIgn|SigCgt' /proc/$pid/status; "
-            f"test -x {spy} && {spy} dump --pid $pid; done", check=False, timeout=60)
+            f"systemctl status --no-pager -l {self.unit}; echo; ps -L -o pid,lwp,stat,wchan:30,cmd -p {pid}; "
+            f"grep -E 'State|SigBlk|SigIgn|SigCgt' /proc/{pid}/status; test -x {spy} && {spy} dump --pid {pid}",
+            check=False, timeout=60)
         from tests.integration.browser import ARTIFACTS
         (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "browser" / f"stop-{self.label}.txt").write_text(report.stdout + report.stderr)
