@@ -225,11 +225,9 @@ def main() -> int:
                 box.run("systemctl stop jupyterhub-proxy", check=False)
     finally:
         box.stop()
-    (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    from bench.report import write_report
+    from bench.report import save, write_report
 
-    write_report(results, REPO / "bench" / "results.md")
-    log("wrote bench/results.md")
+    save(results, "results", write_report)
     return 0
 
 

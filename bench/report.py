@@ -199,3 +199,11 @@ def in_memory_router(r: dict) -> list[str]:
 if __name__ == "__main__":
     results = json.loads(Path(sys.argv[1]).read_text())
     write_report(results, Path(sys.argv[2]))
+
+
+def save(results: dict, name: str, write_markdown) -> None:
+    """bench/NAME.json (the numbers) and bench/NAME.md (written by `write_markdown(results, path)`)."""
+    bench = Path(__file__).resolve().parent
+    (bench / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, bench / f"{name}.md")
+    print(f"bench: wrote bench/{name}.md", flush=True)

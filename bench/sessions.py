@@ -6,7 +6,6 @@ Run: sudo .venv-tests/bin/python -m bench.sessions   (needs what tests/run insta
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ sys.path.insert(0, str(REPO))
 from testbed.container import Container  # noqa: E402
 from testbed.web import wait_until  # noqa: E402
 from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
+from bench.report import save  # noqa: E402
 from tests.integration.browser import Browser  # noqa: E402
 
 HUB = "http://127.0.0.1:28080"
@@ -120,9 +120,7 @@ def main() -> int:
             b.shot("sessions-page-20-servers")
     finally:
         box.stop()
-    (REPO / "bench" / "sessions-results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_report(results, REPO / "bench" / "sessions-results.md")
-    log("wrote bench/sessions-results.md")
+    save(results, "sessions-results", write_report)
     return 0
 
 

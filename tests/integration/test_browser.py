@@ -9,6 +9,7 @@ Uses the session's install (as test_install.py does), as bob, and leaves bob's s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -41,22 +42,25 @@ def memory_max(container) -> int:
     return int(unit_properties(container, f"jupyter-{USER}-singleuser", "MemoryMax")["MemoryMax"])
 
 
-@pytest.fixture
-def limits_profiles(container):
-    """The shipped local-limits drop-in, as a site copies it."""
-    fragment = f"{PREFIX}/jupyterhub_config.d/30-local-limits.py"
-    container.run(f"cp /mnt/src/jupyterhub_config.d/local-limits.py {fragment} && systemctl reload {HUB}")
+@contextlib.contextmanager
+def shipped_drop_in(container, name: str, installed_as: str):
+    """A shipped drop-in, copied as a site does, for the block."""
+    fragment = f"{PREFIX}/jupyterhub_config.d/{installed_as}"
+    container.run(f"cp /mnt/src/jupyterhub_config.d/{name} {fragment} && systemctl reload {HUB}")
     yield
     container.run(f"rm -f {fragment} && systemctl reload {HUB}")
+
+
+@pytest.fixture
+def limits_profiles(container):
+    with shipped_drop_in(container, "local-limits.py", "30-local-limits.py"):
+        yield
 
 
 @pytest.fixture
 def named_servers(container):
-    """The shipped named-servers drop-in, as a site copies it."""
-    fragment = f"{PREFIX}/jupyterhub_config.d/20-named-servers.py"
-    container.run(f"cp /mnt/src/jupyterhub_config.d/named-servers.py {fragment} && systemctl reload {HUB}")
-    yield
-    container.run(f"rm -f {fragment} && systemctl reload {HUB}")
+    with shipped_drop_in(container, "named-servers.py", "20-named-servers.py"):
+        yield
 
 
 def unit_gone_cleanly(container, unit: str) -> bool:
