@@ -8,6 +8,7 @@ c.Spawner.cmd = [sys.executable, "/mnt/bench/tinyserver.py"]
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
 c.JupyterHub.authenticator_class = "dummy"  # users are made through the API: no system accounts needed
+c.Barehub.servers_run_as_unix_users = False  # (the simple spawner runs every server as the hub's own user)
 c.Authenticator.allow_all = True
 c.JupyterHub.concurrent_spawn_limit = 0
 

@@ -17,6 +17,9 @@ from barehub.secret_files import read_secret
 from barehub.shared import BarehubError
 
 
+PAGE = 200  # users per request: JupyterHub's default api_page_max_limit
+
+
 class HubAPI:
     def __init__(self, paths: Paths, hub_port: int, base_url: str = "/", timeout: float = 10):
         self.url = f"http://127.0.0.1:{hub_port}{base_url}hub/api"
@@ -45,9 +48,16 @@ class HubAPI:
         return json.loads(text) if text.strip() else None
 
     def active_servers(self) -> list[tuple[str, str]]:
-        """(user, server name) of every server that runs or is starting or stopping ("" is the default server)."""
-        users = self.request("GET", "/users?state=active") or []
-        return [(user["name"], name) for user in users for name in user.get("servers", {})]
+        """(user, server name) of every server that runs or is starting or stopping ("" is the default server),
+        page by page (the hub answers at most api_page_max_limit users, 200 by default, per request)."""
+        servers: list[tuple[str, str]] = []
+        offset = 0
+        while True:
+            users = self.request("GET", f"/users?state=active&offset={offset}&limit={PAGE}") or []
+            servers += [(user["name"], name) for user in users for name in user.get("servers", {})]
+            if len(users) < PAGE:
+                return servers
+            offset += len(users)
 
     def stop_server(self, user: str, name: str) -> None:
         path = f"/users/{quote(user, safe='')}/" + (f"servers/{quote(name, safe='')}" if name else "server")
@@ -62,7 +72,7 @@ class HubAPI:
                 pass
         deadline = time.monotonic() + timeout
         while True:
-            left = [f"{user}/{name}" if name else user for user, name in self.active_servers()]
+            left = self.active_servers()
             if not left or time.monotonic() >= deadline:
-                return left
+                return [f"{user}/{name}" if name else user for user, name in left]
             time.sleep(1)

@@ -10,9 +10,12 @@ starting its own: her second server would kill her first (systemdspawner #73, op
   ends the user's part, and two users' units can never share a name: upstream's plain
   `jupyter-{USERNAME}-...` made user "ann-gpu"'s default unit the same as user "ann"'s server "gpu-singleuser",
   and starting one would have stopped the other's. Server names are JupyterHub's safe slugs (lowercase letters,
-  digits, single hyphens) and are used as they are;
+  digits, single hyphens) and are used as they are (a name an older hub let in, as a digest);
 - a name whose unit would be one of the user's other units (the server "singleuser" and her default server's
-  `jupyter-USER-singleuser`) is refused with a message, instead of stopping that server;
+  `jupyter-USER-singleuser`) is refused with a message, instead of stopping that server; and a unit of that name
+  that runs but is not hers (a server of another user started by an earlier release, whose unescaped name
+  `jupyter-ann-gpu-singleuser` user "ann" could otherwise reach with a server "gpu-singleuser", or any unit of
+  the host) is refused too, where upstream stopped it as root;
 - why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
   sessions page and the REST API (barehub.server_end).
 The unit's name is worked out at each start (a server renamed while stopped gets its new name); a running
@@ -21,14 +24,19 @@ server keeps the one saved with it, so units started by an earlier release are s
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pwd
 
+from jupyterhub.slugs import is_valid_safe_slug
 from systemdspawner import SystemdSpawner
 from tornado import web
 from traitlets import Unicode
 
 from barehub.server_end import RemembersEnd
 from barehub.systemd import Systemctl
+from barehub.units import USERS_SLICE
 
+LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
 UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 
@@ -43,9 +51,13 @@ def escape_unit_part(text: str) -> str:
     return "".join(out)
 
 
-def escape_server_name(name: str) -> str:
-    """A server name as part of a unit name: hyphens kept (the user's part holds none, see above), the rest escaped."""
-    return "-".join(escape_unit_part(part) for part in name.split("-"))
+def server_name_part(name: str) -> str:
+    """A server name as part of a unit's and a directory's name: a safe slug (all JupyterHub 6 lets a user create)
+    as it is; a name an older hub let in (any character) as a digest that no slug can equal (slugs have no "--"),
+    so no escaping reaches systemd's parsing of RuntimeDirectory=."""
+    if is_valid_safe_slug(name):
+        return name
+    return "legacy--" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 # systemd's words for why a unit ended (its Result= property), as a user would say them
@@ -88,7 +100,7 @@ class LocalSpawner(RemembersEnd, SystemdSpawner):
         fields = {"USERNAME": escape_unit_part(self.user.name), "USERID": self.user.id}
         if not server_name:
             return self.unit_name_template.format(**fields)
-        return self.server_unit_name_template.format(**fields, SERVERNAME=escape_server_name(server_name))
+        return self.server_unit_name_template.format(**fields, SERVERNAME=server_name_part(server_name))
 
     def taken_unit_names(self) -> set[str]:
         """The units of the user's other servers: the default one's, and any other running server's."""
@@ -98,13 +110,24 @@ class LocalSpawner(RemembersEnd, SystemdSpawner):
                 names.add(getattr(spawner, "unit_name", ""))
         return names
 
+    def unit_is_hers(self, properties: dict[str, str]) -> bool:
+        """A running unit of this name is a left-over of this very server (upstream then stops it and starts
+        anew) only if it is in the users' slice and runs as her account."""
+        if properties.get("Slice") != USERS_SLICE:
+            return False
+        try:
+            account = pwd.getpwnam(self._expand_user_vars(self.username_template))
+        except KeyError:
+            return False
+        return properties.get("User") in (str(account.pw_uid), account.pw_name)
+
     def server_properties(self) -> dict:
         """The configured unit properties, the runtime directory made this server's own."""
         properties = dict(self.configured_properties)
         runtime = properties.get("RuntimeDirectory", "")
         if self.name and runtime:
             first, *rest = runtime.split()
-            properties["RuntimeDirectory"] = " ".join([f"{first}-{escape_server_name(self.name)}", *rest])
+            properties["RuntimeDirectory"] = " ".join([f"{first}-{server_name_part(self.name)}", *rest])
         return properties
 
     async def start(self):
@@ -112,6 +135,12 @@ class LocalSpawner(RemembersEnd, SystemdSpawner):
         if unit in self.taken_unit_names():
             raise web.HTTPError(409, f"A server named {self.name!r} would share the systemd unit {unit} with another "
                                      f"of your servers; choose another name.")
+        running = await asyncio.to_thread(Systemctl(timeout=10).show, unit, "ActiveState", "Slice", "User")
+        if running.get("ActiveState") in LIVE and not self.unit_is_hers(running):
+            self.log.warning(f"{self._log_name}: refused: the unit {unit} runs, as user {running.get('User')!r} "
+                             f"in {running.get('Slice')!r}; it is not a server of {self.user.name}")
+            raise web.HTTPError(409, f"A systemd unit named {unit} runs already and is not one of your servers; "
+                                     f"choose another name.")
         self.unit_name = unit
         self.unit_extra_properties = self.server_properties()
         self.ended = None

@@ -16,7 +16,8 @@ Here, for the cause and for the class:
   anyio worker thread is told to finish (the message anyio itself sends it), so exit does not wait for it;
 - whatever else may hold the exit (an extension's thread, a stuck shutdown), EXIT_DEADLINE_S after the stop
   began the process logs which threads are still there and exits: systemd's SIGTERM is answered within
-  seconds in every case, and the kernels have been shut down (or were sent SIGTERM by systemd) by then.
+  seconds in every case (kernels got SIGTERM from systemd or scancel with the server, as all the unit's or job's
+  processes do), with an exit status that shows it was forced.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ import sys
 import threading
 
 EXIT_DEADLINE_S = 4.0  # from the stop's start; TimeoutStopSec is 20 s, the user waits on Stop meanwhile
+# A forced exit is not a clean one: its status says so (128 + SIGTERM, as a shell reports a process SIGTERM
+# ended), and the unit's result shows it ("exit-code", the sessions page "exited with an error (status 143)").
+FORCED_EXIT_STATUS = 143
 ANYIO_WORKER = "AnyIO worker thread"
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ def exit_by_deadline(deadline: float = EXIT_DEADLINE_S) -> threading.Timer:
                 stream.flush()
             except Exception:
                 pass
-        os._exit(0)
+        os._exit(FORCED_EXIT_STATUS)
 
     timer = threading.Timer(deadline, overdue)
     timer.daemon = True

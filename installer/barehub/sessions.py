@@ -101,15 +101,22 @@ class SessionsAPIHandler(APIHandler):
 
 
 class SessionAPIHandler(APIHandler):
-    @web.authenticated
     def get(self, user_name, server_name):
+        """One session: for read:servers on it, or for that server's own token. Access is decided on the database's
+        record, before any spawner of another user is made; a server that is not there and one the request may not
+        see get the same answer."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "authentication required (a token, or the hub's login cookie)")
+        missing = web.HTTPError(404, f"no such server: {user_name}/{server_name}")
         user = self.find_user(user_name)
-        if user is None or server_name not in user.orm_spawners:
-            raise web.HTTPError(404, f"no such server: {user_name}/{server_name}")
-        spawner = user.spawners[server_name]
-        if spawner_of_token(self) is not spawner and not self.get_scope_filter("read:servers")(spawner, kind="server"):
-            raise web.HTTPError(404, f"no such server: {user_name}/{server_name}")
-        self.write(session_model(self, spawner))
+        orm_spawner = user.orm_spawners.get(server_name) if user is not None else None
+        if orm_spawner is None:
+            raise missing
+        own = spawner_of_token(self)
+        is_own = own is not None and own.user.name == user.name and own.name == server_name
+        if not is_own and not self.get_scope_filter("read:servers")(orm_spawner, kind="server"):
+            raise missing
+        self.write(session_model(self, user.spawners[server_name]))
 
 
 def named_servers(handler: BaseHandler, user) -> dict:

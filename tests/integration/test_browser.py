@@ -212,6 +212,8 @@ def test_a_user_runs_named_sessions_each_its_own_unit_stops_one_alone_and_sees_o
         assert r.status_code in (403, 404) and "running" not in r.text, (path, r.status_code, r.text[:300])
         if path == "sessions/first":  # the same answer as for a server bob does not have: not even its existence
             assert (r.status_code, r.text) == (nothing.status_code, nothing.text.replace("nosuchserver", "first"))
+    anonymous = requests.get(f"{api}/sessions/first", timeout=30, allow_redirects=False)
+    assert anonymous.status_code == 403 and "authentication required" in anonymous.json()["message"]
     own = requests.get(f"{base_url}/hub/api/users/{ALICE}/sessions", headers=hers, timeout=30).json()["sessions"]
     assert [s["name"] for s in own] == [""]
 

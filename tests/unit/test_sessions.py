@@ -12,7 +12,7 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
-from barehub.local_spawner import LocalSpawner, describe_unit_end, escape_server_name, escape_unit_part
+from barehub.local_spawner import LocalSpawner, describe_unit_end, escape_unit_part, server_name_part
 from barehub.sessions import describe, epoch
 from barehub.slurm_spawner import SlurmSpawner, describe_job_end, parse_status, slurm_time_utc
 
@@ -55,7 +55,8 @@ def test_two_users_units_never_share_a_name_whatever_their_names():
         names[unit] = f"{user}/{server}"
     assert local_spawner("ann-gpu").unit_name == "jupyter-ann\\x2dgpu-singleuser"
     assert escape_unit_part(".hidden user/é") == "\\x2ehidden\\x20user\\x2f\\xc3\\xa9"
-    assert escape_server_name("gpu-1") == "gpu-1"
+    assert server_name_part("gpu-1") == "gpu-1"
+    assert server_name_part("gpu\nrun") != server_name_part("gpu-run") and "--" in server_name_part("a b")
 
 
 def test_a_server_whose_unit_would_be_another_of_hers_is_refused_before_anything_stops():
@@ -175,3 +176,58 @@ def test_the_batch_script_gets_the_servers_name_for_the_jobs_name():
     me = getpass.getuser()  # batchspawner reads the user's home and shell
     assert slurm_spawner("gpu", me).get_req_subvars()["servername"] == "gpu"
     assert slurm_spawner("", me).get_req_subvars()["servername"] == ""
+
+
+def test_a_running_unit_of_that_name_that_is_not_hers_is_refused_not_stopped(monkeypatch):
+    """A server of user "ann-gpu" started by an earlier release runs as the unescaped jupyter-ann-gpu-singleuser;
+    user "ann" names a server "gpu-singleuser": upstream would stop ann-gpu's unit, as root, and take its name."""
+    import pwd as pwd_module
+
+    from barehub import local_spawner as module
+    accounts = {"ann": 1002, "ann-gpu": 1001}
+    monkeypatch.setattr(module.pwd, "getpwnam", lambda name: types.SimpleNamespace(
+        pw_name=name, pw_uid=accounts[name]) if name in accounts else pwd_module.getpwnam(name))
+    shown = []
+
+    def show(self, unit, *props):
+        shown.append(unit)
+        return {"ActiveState": "active", "Slice": "jupyterhub-users.slice", "User": "1001"}  # ann-gpu's
+
+    monkeypatch.setattr(module.Systemctl, "show", show)
+    spawner = local_spawner("ann", "gpu-singleuser")
+    with pytest.raises(web.HTTPError) as refused:
+        asyncio.run(spawner.start())
+    assert refused.value.status_code == 409 and shown == ["jupyter-ann-gpu-singleuser"]
+    assert spawner.unit_is_hers({"Slice": "jupyterhub-users.slice", "User": "1002"})  # a left-over of her own
+    assert not spawner.unit_is_hers({"Slice": "system.slice", "User": "1002"})  # a unit of the host's
+
+
+def test_a_server_name_an_older_hub_let_in_never_reaches_the_batch_script():
+    me = getpass.getuser()
+    assert slurm_spawner("bad\n#SBATCH --account=other", me).get_req_subvars()["servername"] == "named"
+
+
+def test_every_active_server_is_found_past_the_hubs_page_limit(hub_api_server, prefix):
+    """The hub answers at most 200 users per request: uninstall must see the 201st user's server too."""
+    import http.server
+    import json as json_module
+    from urllib.parse import parse_qs, urlparse
+
+    from barehub.hub_api import HubAPI
+    users = [{"name": f"u{i}", "servers": {"": {}, "gpu": {}} if i == 250 else {"": {}}} for i in range(300)]
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)
+            offset, limit = int(query["offset"][0]), min(int(query["limit"][0]), 200)
+            body = json_module.dumps(users[offset:offset + limit]).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = hub_api_server(Hub)
+    found = HubAPI(prefix, server.server_port).active_servers()
+    assert len(found) == 301 and ("u250", "gpu") in found and ("u299", "") in found
