@@ -64,7 +64,7 @@ def page_load(b: Browser, url: str, shown, rounds: int) -> dict:
 def cards_shown(b: Browser) -> bool:
     return b.driver.execute_script(
         "return document.body.dataset.sessionsLoaded === 'yes' && "
-        "document.querySelectorAll('.bh-card[data-state=running]').length") == SERVERS
+        "document.querySelectorAll('.bh-card[data-server^=s][data-state=running]').length") == SERVERS
 
 
 def home_rows_shown(b: Browser) -> bool:
