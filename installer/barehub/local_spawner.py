@@ -144,10 +144,15 @@ class LocalSpawner(RemembersEnd, SystemdSpawner):
         self.unit_name = unit
         self.unit_extra_properties = self.server_properties()
         self.ended = None
-        started = await super().start()
-        if started is None:  # upstream gives up after start_timeout without raising
-            raise RuntimeError(f"the server's unit {unit} did not start within {self.start_timeout} s "
-                               f"(see journalctl -u {unit})")
+        try:
+            started = await super().start()
+            if started is None:  # upstream gives up after start_timeout without raising
+                raise RuntimeError(f"the server's unit {unit} did not start within {self.start_timeout} s "
+                                   f"(see journalctl -u {unit})")
+        except Exception as e:  # the card says so, not the "stopped" of the stop() JupyterHub calls next
+            self.ended = None
+            self.record_end(f"did not start: {e}")
+            raise
         self.ended = None  # upstream's start polls the unit while it comes up
         return started
 

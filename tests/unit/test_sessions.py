@@ -231,3 +231,20 @@ def test_every_active_server_is_found_past_the_hubs_page_limit(hub_api_server, p
     server = hub_api_server(Hub)
     found = HubAPI(prefix, server.server_port).active_servers()
     assert len(found) == 301 and ("u250", "gpu") in found and ("u299", "") in found
+
+
+def test_a_local_server_that_did_not_start_says_so_not_stopped(monkeypatch):
+    from systemdspawner import SystemdSpawner
+
+    from barehub import local_spawner as module
+
+    async def fails(self):
+        raise RuntimeError("No user named bob found in the system")
+
+    monkeypatch.setattr(SystemdSpawner, "start", fails)
+    monkeypatch.setattr(module.Systemctl, "show", lambda self, unit, *props: {"ActiveState": "inactive"})
+    spawner = local_spawner("bob", "gpu")
+    with pytest.raises(RuntimeError):
+        asyncio.run(spawner.start())
+    spawner.record_end("stopped")  # what the stop() JupyterHub calls next records
+    assert spawner.get_state()["ended"]["reason"] == "did not start: No user named bob found in the system"
