@@ -30,8 +30,9 @@ class HubAPI:
         """The answer's JSON (None when it has none); BarehubError saying what failed otherwise."""
         try:
             token = read_secret(self.paths.barehub_api_token)
-        except OSError as e:
-            raise BarehubError(f"no service token: {e}", "run the installer again to create it") from None
+        except (OSError, BarehubError) as e:  # missing, or refused (a link planted where the token was)
+            raise BarehubError(f"no service token: {getattr(e, 'message', e)}",
+                               "run the installer again to create it") from None
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Authorization": f"token {token}",

@@ -49,3 +49,11 @@ def test_memory_figures_read_as_people_read_them():
 
     assert [human_bytes(v) for v in ("infinity", str(2**64 - 1), "512", str(3 * 2**30), "[not set]", None)] == \
         ["no limit", "no limit", "512 B", "3.0 GiB", "[not set]", "unknown"]
+
+
+def test_a_service_token_that_is_a_link_is_refused_and_said_so(prefix, tmp_path):
+    from barehub.commands.status import running_servers
+    token = prefix.barehub_api_token
+    token.unlink(missing_ok=True)
+    token.symlink_to(tmp_path / "elsewhere")
+    assert running_servers(prefix, 1, "/").startswith(f"no service token: {token} is a symbolic link")
