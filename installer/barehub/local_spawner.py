@@ -27,7 +27,7 @@ import asyncio
 import hashlib
 import pwd
 
-from jupyterhub.slugs import is_valid_safe_slug
+from barehub import server_names
 from systemdspawner import SystemdSpawner
 from tornado import web
 from traitlets import Unicode
@@ -55,7 +55,7 @@ def server_name_part(name: str) -> str:
     """A server name as part of a unit's and a directory's name: a safe slug (all JupyterHub 6 lets a user create)
     as it is; a name an older hub let in (any character) as a digest that no slug can equal (slugs have no "--"),
     so no escaping reaches systemd's parsing of RuntimeDirectory=."""
-    if is_valid_safe_slug(name):
+    if server_names.is_safe(name):
         return name
     return "legacy--" + hashlib.sha256(name.encode()).hexdigest()[:16]
 

@@ -36,7 +36,7 @@ from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
 from batchspawner import api as upstream_api
 from batchspawner.batchspawner import JobStatus
 from jupyterhub.apihandlers import APIHandler, default_handlers
-from jupyterhub.slugs import is_valid_safe_slug
+from barehub import server_names
 from tornado import web
 from traitlets import Integer, TraitError, Unicode, default
 
@@ -336,7 +336,7 @@ class SlurmSpawner(RemembersEnd, UpstreamSlurmSpawner):
         a safe slug, all JupyterHub 6 lets a user create; a name an older hub let in (a newline, "--account=...")
         is not written into the script (the template is not escaped): "named" stands for it."""
         return {**super().get_req_subvars(),
-                "servername": self.name if not self.name or is_valid_safe_slug(self.name) else "named"}
+                "servername": self.name if not self.name or server_names.is_safe(self.name) else "named"}
 
     def session_details(self) -> dict:
         """What the sessions page shows of the job beyond JupyterHub's model: Slurm's state and reason while it

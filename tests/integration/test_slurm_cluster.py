@@ -48,6 +48,8 @@ def hub(hpc):
         "PROFILES = {\n": "PROFILES = {\n" + f'    "{SHORT_PROFILE}": ' + '{"partition": "cpu", "nprocs": "1", "memory": "1G", '
                           '"runtime": "1"},\n'}))  # a site's profile with a 1-minute time limit
     put_fragment(hpc.login, "20-named-servers.py", filled("named-servers.py", {}))
+    # the hub notices a job that ended within 10 s (JupyterHub's default poll, 30 s, is what sites run)
+    put_fragment(hpc.login, "45-test-poll.py", "c.SlurmSpawner.poll_interval = 10\n")
     start = time.monotonic()
     hpc.login.run(bootstrap_cmd(), timeout=900)
     MEASUREMENTS["Slurm cluster: barehub installed on the login node (s)"] = round(time.monotonic() - start, 1)

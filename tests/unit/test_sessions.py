@@ -248,3 +248,12 @@ def test_a_local_server_that_did_not_start_says_so_not_stopped(monkeypatch):
         asyncio.run(spawner.start())
     spawner.record_end("stopped")  # what the stop() JupyterHub calls next records
     assert spawner.get_state()["ended"]["reason"] == "did not start: No user named bob found in the system"
+
+
+def test_the_server_names_used_as_they_are_are_jupyterhubs_safe_slugs():
+    from jupyterhub.slugs import is_valid_safe_slug
+
+    from barehub.server_names import is_safe
+    names = ["gpu", "gpu-1", "a", "a-", "-a", "a--b", "1a", "A", "gpu run", "x" * 30, "x" * 31, "a_b", "a.b", "",
+             "gpu\n", "é"]
+    assert [is_safe(n) for n in names] == [is_valid_safe_slug(n) for n in names]
