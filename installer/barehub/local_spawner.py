@@ -27,11 +27,11 @@ import asyncio
 import hashlib
 import pwd
 
-from barehub import server_names
 from systemdspawner import SystemdSpawner
 from tornado import web
 from traitlets import Unicode
 
+from barehub import server_names
 from barehub.server_end import RemembersEnd
 from barehub.systemd import Systemctl
 from barehub.units import USERS_SLICE

@@ -36,10 +36,10 @@ from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
 from batchspawner import api as upstream_api
 from batchspawner.batchspawner import JobStatus
 from jupyterhub.apihandlers import APIHandler, default_handlers
-from barehub import server_names
 from tornado import web
 from traitlets import Integer, TraitError, Unicode, default
 
+from barehub import server_names
 from barehub.batch_singleuser import ANY_PORT, parse_range
 from barehub.server_end import RemembersEnd
 from barehub.server_tokens import spawner_of_token
