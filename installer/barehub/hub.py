@@ -37,7 +37,7 @@ os.environ.setdefault(SPAWN_BUCKETS_ENV, ",".join(str(b) for b in SPAWN_BUCKETS_
 from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets)
 from tornado.ioloop import IOLoop  # noqa: E402
 
-from barehub import config_loading, sessions
+from barehub import config_loading, hub_config, sessions
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
 from barehub.paths import Paths
 
@@ -52,6 +52,11 @@ class BarehubJupyterHub(JupyterHub):
         """JupyterHub's handlers, and barehub's sessions page and API ahead of them (barehub.sessions)."""
         super().init_handlers()
         self.handlers[0:0] = self.add_url_prefix(self.hub_prefix, sessions.HANDLERS)
+
+    def init_tornado_settings(self):
+        """JupyterHub's settings, and the site's culling limits for barehub's handlers (barehub.culling)."""
+        super().init_tornado_settings()
+        self.tornado_settings["barehub_cull_policy"] = hub_config.cull_policy(self.config)
 
     async def shutdown_cancel_tasks(self, sig=None):
         if self.http_server:

@@ -4,14 +4,15 @@ Kept as plain functions over a Config so they are testable without starting a hu
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import bcrypt
-from traitlets import Bool, Integer
+from traitlets import Bool, Float, Integer, TraitError
 from traitlets.config import Config, Configurable
 
-from barehub import unix_accounts
+from barehub import culling, unix_accounts
 
 from barehub.paths import Paths
 from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
@@ -29,12 +30,19 @@ IDLE_TIMEOUT = 3600
 SERVER_STOP_TIMEOUT = "20s"
 
 
+# jupyterhub-idle-culler's config file: barehub's decision (barehub.culling) as its cull_arbiter_hook
+CULLER_CONFIG = Path(__file__).parent / "idle_culler_config.py"
+
+
 def idle_culler_service(timeout: int = IDLE_TIMEOUT, *extra_args: str) -> dict:
-    """The idle culler as a hub-managed service. A fragment tunes it by calling this again."""
+    """The idle culler (jupyterhub-idle-culler, deciding with barehub.culling) as a hub-managed service. A fragment
+    tunes it by calling this again; the site's limits (c.Barehub) reach it in its environment, see
+    keep_base_services."""
     return {
         "name": IDLE_CULLER,
         "command": [sys.executable, "-P", "-m", "barehub.die_with_parent",  # -P: not from the hub's cwd (state/)
-                    sys.executable, "-P", "-m", "jupyterhub_idle_culler", f"--timeout={timeout}", *extra_args],
+                    sys.executable, "-P", "-m", "jupyterhub_idle_culler", f"--config={CULLER_CONFIG}",
+                    f"--timeout={timeout}", *extra_args],
     }
 
 
@@ -98,13 +106,16 @@ def apply_user_units(c: Config) -> None:
     c.JupyterHub.spawner_class = "barehub.local_spawner.LocalSpawner"
     c.SystemdSpawner.slice = USERS_SLICE
     c.SystemdSpawner.unit_name_template = USER_UNIT_NAME
-    c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), "TimeoutStopSec": SERVER_STOP_TIMEOUT}
+    c.SystemdSpawner.unit_extra_properties = {**user_unit_properties(), "TimeoutStopSec": SERVER_STOP_TIMEOUT,
+                                              "CPUAccounting": "yes"}
 
 
 def user_unit_properties() -> dict[str, str]:
     """The server unit's RuntimeDirectory, where the spawner writes its environment file: by JupyterHub's
     numeric user id, as systemd splits this value at whitespace and a (directory-service) user name may
-    contain a space ("john user" would create and chown /run/user)."""
+    contain a space ("john user" would create and chown /run/user).
+    (CPUAccounting, set beside it: the unit's own cgroup counts its CPU on a cgroup v1 host too, which the
+    server reads to count a busy terminal or build as activity, barehub.server_activity.)"""
     return {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERID}}"}
 
 
@@ -114,7 +125,9 @@ def base_services(paths: Paths) -> list[dict]:
 
 def base_roles() -> list[dict]:
     return [
-        {"name": IDLE_CULLER, "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        # admin:server_state: what barehub's spawners keep for the culler (busy since, kept until: barehub.server_work)
+        {"name": IDLE_CULLER, "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers",
+                                         "admin:server_state"],
          "services": [IDLE_CULLER]},
         {"name": BAREHUB_SERVICE, "scopes": ["list:users", "read:users", "read:servers", "delete:servers"],
          "services": [BAREHUB_SERVICE]},
@@ -125,7 +138,23 @@ class Barehub(Configurable):
     """barehub's own switches, set in a fragment like any JupyterHub option (`c.Barehub.idle_culler = False`)."""
 
     idle_culler = Bool(True, config=True, help="Run the idle culler, which stops servers left idle.")
-    idle_timeout = Integer(IDLE_TIMEOUT, config=True, help="Seconds of inactivity after which the culler stops a server.")
+    idle_timeout = Integer(IDLE_TIMEOUT, min=0, config=True,
+                           help="Seconds of inactivity after which the culler stops a server (0: never for idleness). "
+                                "A server with a busy kernel or using CPU is active (barehub.server_activity).")
+    max_busy = Integer(0, min=0, config=True,
+                       help="Seconds a server may stay busy without a break before the culler stops it "
+                            "(a runaway loop must not hold a GPU for ever); 0: no cap.")
+    max_age = Integer(0, min=0, config=True,
+                      help="Seconds after its start at which the culler stops a server whatever it does; 0: none.")
+    profile_limits = culling.ProfileLimits(
+        config=True, help='Limits per spawn profile (its label, user_options["profile"]), over the ones above: '
+                          '{"1 GPU": {"idle_timeout": 900, "max_busy": 4 * 3600, "max_age": 86400}}.')
+    keep_max = Integer(24 * 3600, min=0, config=True,
+                       help="Longest a user may ask to keep a server running (\"keep until\"), in seconds from the "
+                            "moment she asks; 0: users cannot.")
+    cpu_active_percent = Float(10.0, min=0, config=True,
+                               help="CPU use of a server (percent of one CPU, over a few seconds, from its own cgroup "
+                                    "or process tree) at which it counts as active, as a busy kernel does.")
     uid_min = Integer(None, allow_none=True, config=True,
                       help="Lowest uid a server may run as (default: UID_MIN of /etc/login.defs).")
     uid_max = Integer(None, allow_none=True, config=True,
@@ -165,15 +194,37 @@ def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
     refuse_system_accounts(c, settings)
 
 
+def cull_policy(c: Config) -> culling.Policy:
+    """The site's culling limits (c.Barehub), validated: a wrong value raises TraitError naming the option."""
+    section = Barehub(config=c)
+    return culling.policy_from_config(section, section.idle_timeout)
+
+
 def keep_base_services(c: Config, paths: Paths) -> None:
     """A fragment that assigns `c.JupyterHub.services` or `load_roles` (as JupyterHub's docs show) keeps
     barehub's idle culler and own service, with their roles; a fragment's entry of the same name wins.
-    The culler goes only with the explicit `c.Barehub.idle_culler = False`; `c.Barehub.idle_timeout` tunes it."""
+    The culler goes only with the explicit `c.Barehub.idle_culler = False`; `c.Barehub.idle_timeout` tunes it.
+    The culler, the fragment's own entry too, gets the site's limits (c.Barehub) in its environment and looks as
+    often as the shortest of them needs."""
     dropped = set() if c.Barehub.get("idle_culler", True) else {IDLE_CULLER}
     as_set = base_services(paths)  # as the base config set them, before the fragments
-    kept = [idle_culler_service(c.Barehub.get("idle_timeout", IDLE_TIMEOUT)), *as_set[1:]]
-    c.JupyterHub.services = with_base(c.JupyterHub.services, as_set, kept, dropped)
-    c.JupyterHub.load_roles = with_base(c.JupyterHub.load_roles, base_roles(), base_roles(), dropped)
+    try:
+        policy = cull_policy(c)
+    except TraitError:  # `barehub check` names the fragment's line; the hub refuses to start with it (barehub.hub)
+        policy = culling.Policy(culling.Limits(IDLE_TIMEOUT))
+    kept = [idle_culler_service(policy.default.idle_timeout, f"--cull-every={policy.cull_every()}"), *as_set[1:]]
+    services = with_base(c.JupyterHub.services, as_set, kept, dropped)
+    for service in services:
+        if isinstance(service, dict) and service.get("name") == IDLE_CULLER:
+            service["environment"] = {culling.POLICY_ENV: json.dumps(policy.to_json()),
+                                      **(service.get("environment") or {})}
+    c.JupyterHub.services = services
+    roles = with_base(c.JupyterHub.load_roles, base_roles(), base_roles(), dropped)
+    for role in roles:  # a fragment's own culler role too: without the state, no cap and no keep-until
+        if isinstance(role, dict) and role.get("name") == IDLE_CULLER and "admin:server_state" not in role.get(
+                "scopes", []):
+            role["scopes"] = [*role.get("scopes", []), "admin:server_state"]
+    c.JupyterHub.load_roles = roles
 
 
 def with_base(entries: list, as_set: list[dict], kept: list[dict], dropped: set[str]) -> list:

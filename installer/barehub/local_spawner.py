@@ -33,6 +33,7 @@ from traitlets import Unicode
 
 from barehub import server_names
 from barehub.server_end import RemembersEnd
+from barehub.server_work import RemembersWork
 from barehub.systemd import Systemctl
 from barehub.units import USERS_SLICE
 
@@ -83,7 +84,7 @@ def describe_unit_end(properties: dict[str, str]) -> str:
     return reason
 
 
-class LocalSpawner(RemembersEnd, SystemdSpawner):
+class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
     server_unit_name_template = Unicode(
         "jupyter-{USERNAME}-{SERVERNAME}",
         help="""Unit name of a user's named server: {USERNAME} (escaped for systemd), {USERID}, {SERVERNAME}.

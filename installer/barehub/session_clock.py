@@ -26,7 +26,6 @@ import logging
 import os
 import ssl
 import time
-from datetime import datetime, timezone
 from urllib.parse import quote
 
 from jupyter_server.auth.decorator import authorized
@@ -35,17 +34,13 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from barehub.utc_time import epoch, iso
+
 CACHE_SECONDS = 30
 HUB_TIMEOUT = 10  # seconds for one hub answer
 DEFAULT_WARN = 600  # seconds: what the lab extension uses until the hub has said otherwise
 
 log = logging.getLogger(__name__)
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:  # the hub speaks UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def hub_session_url(env) -> str | None:
@@ -76,7 +71,10 @@ def _parse(body: bytes) -> dict:
     data = json.loads(body)
     ends_at = data.get("ends_at") or None  # the hub says "" when the job has no end (yet)
     if ends_at is not None:
-        ends_at = _iso(datetime.fromisoformat(ends_at))  # ValueError (or TypeError) when not a date
+        moment = epoch(ends_at)
+        if moment is None:
+            raise ValueError(f"ends_at {ends_at!r} is not a time")
+        ends_at = iso(moment)
     warn = data.get("warn_before_s")
     warn = DEFAULT_WARN if warn is None else warn
     if isinstance(warn, bool) or not isinstance(warn, int) or warn < 0:
@@ -134,7 +132,7 @@ class SessionHandler(APIHandler):
     @authorized
     async def get(self) -> None:
         answer = await self.settings["barehub_session_clock"].get()
-        answer["now"] = _iso(datetime.now(timezone.utc))
+        answer["now"] = iso(time.time())
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(answer))
 

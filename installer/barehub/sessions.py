@@ -9,6 +9,13 @@ spawner itself (barehub's spawners' `session_details()` and `ended`, see barehub
   for NAME (her own token, the page's cookie, an admin), as JupyterHub's server list is;
 - GET {hub}/api/users/NAME/sessions/SERVER: one; also for the server's own token (only its own session:
   JupyterLab's walltime warning, barehub.session_clock, asks through it);
+- PATCH {hub}/api/users/NAME/sessions/SERVER {"keep_until": ISO-8601 or null}: keep the server running until
+  then, within the site's maximum (c.Barehub.keep_max), with the token's servers scope for NAME (her own);
+- POST {hub}/api/users/NAME/work {"server": SERVER, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601}: a
+  server's own report that it is working (barehub.server_activity), with users:activity for NAME, as JupyterHub's
+  activity API (POST /users/NAME/activity) is; a busy report moves the server's last_activity, and the answer
+  says how often to report (barehub.culling). (The server is named in the body, as in JupyterHub's activity API:
+  a URL with the default server's empty name, .../sessions//work, would not survive a proxy that merges slashes.)
 - GET {hub}/sessions: the page (JupyterHub's templates; plain HTML and a small script that asks the API
   every few seconds). Cancel, Relaunch and Delete are JupyterHub's own server API calls; a new session goes
   through JupyterHub's spawn page for a named server (/hub/spawn/NAME/SERVER), as its home page does.
@@ -25,25 +32,13 @@ from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from barehub.server_tokens import spawner_of_token
+from barehub.utc_time import epoch, iso
 
 REFRESH_S = 5  # how often the page asks again
 
 
-def iso(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch else ""
-
-
-def epoch(text: str | None) -> float | None:
-    """JupyterHub's ("2026-12-06T08:00:00.123456Z") and barehub's ISO times as epoch seconds."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def describe(model: dict, details: dict, ended: dict | None, now: float) -> dict:
+def describe(model: dict, details: dict, ended: dict | None, now: float, work: dict | None = None,
+             keep_until: float | None = None) -> dict:
     """The session's state and times, from JupyterHub's server model, the spawner's details and why it ended
     (pure: the card and the API say exactly this)."""
     if model["pending"] == "stop":
@@ -75,6 +70,9 @@ def describe(model: dict, details: dict, ended: dict | None, now: float) -> dict
         "log": details.get("log") or (ended or {}).get("log", ""),
         "expected_start": details.get("expected_start", "") if state == "queued" else "",
         "kind": details.get("kind", "other"),
+        "busy": ((work or {}).get("busy") or "") if state == "running" else "",
+        "busy_since": iso((work or {}).get("busy_since")) if state == "running" else "",
+        "keep_until": iso(keep_until) if keep_until and keep_until > now and state == "running" else "",
     }
 
 
@@ -83,7 +81,8 @@ def session_model(handler: BaseHandler, spawner) -> dict:
     ended = getattr(spawner, "ended", None)
     model = handler.server_model(spawner)
     model.pop("state", None)  # the spawner's raw state (admins only) is not the session's
-    return {**model, **describe(model, details, ended if isinstance(ended, dict) else None, time.time())}
+    return {**model, **describe(model, details, ended if isinstance(ended, dict) else None, time.time(),
+                                getattr(spawner, "work", None), getattr(spawner, "keep_until", None))}
 
 
 def sessions_of(handler: BaseHandler, user) -> list[dict]:
@@ -118,6 +117,102 @@ class SessionAPIHandler(APIHandler):
             raise missing
         self.write(session_model(self, user.spawners[server_name]))
 
+    @needs_scope("servers")
+    def patch(self, user_name, server_name):
+        """{"keep_until": ISO-8601 or null}: the culler keeps the server running until then (null: no longer), within
+        c.Barehub.keep_max from now. Saved with the server's state, so a hub restart keeps it."""
+        user, spawner = running_spawner(self, user_name, server_name)
+        if not hasattr(spawner, "keep_until"):
+            raise web.HTTPError(409, f"{type(spawner).__name__} servers cannot be kept (not a barehub spawner)")
+        body = json_body(self)
+        unknown = set(body) - {"keep_until"}
+        if unknown or "keep_until" not in body:
+            raise web.HTTPError(400, f'the body must be {{"keep_until": ISO-8601 time or null}}; unknown: '
+                                     f'{", ".join(sorted(unknown)) or "none"}')
+        spawner.keep_until = self.keep_until(body["keep_until"])
+        save_state(self, spawner)
+        self.log.info("%s keeps %s until %s", self.current_user.name, spawner._log_name,
+                      iso(spawner.keep_until) or "no longer")
+        self.write(session_model(self, spawner))
+
+    def keep_until(self, value) -> float | None:
+        if value is None:
+            return None
+        moment, now = epoch(value), time.time()
+        keep_max = self.settings["barehub_cull_policy"].keep_max
+        if moment is None:
+            raise web.HTTPError(400, f'"keep_until" must be an ISO-8601 time such as "2026-12-06T18:00:00Z", or null, '
+                                     f'not {value!r}')
+        if moment <= now:
+            raise web.HTTPError(400, f'"keep_until" {iso(moment)} has passed (now {iso(now)})')
+        if not keep_max:
+            raise web.HTTPError(403, "this hub does not let users keep servers running (c.Barehub.keep_max is 0)")
+        if moment > now + keep_max:
+            raise web.HTTPError(400, f'"keep_until" {iso(moment)} is beyond the longest keep this hub allows, '
+                                     f'{keep_max // 3600} h {keep_max % 3600 // 60} min from now (until '
+                                     f'{iso(now + keep_max)})')
+        return moment
+
+
+def running_spawner(handler: APIHandler, user_name: str, server_name: str):
+    """The user's running server of that name (the scope was checked for the user), else 404/409."""
+    user = handler.find_user(user_name)
+    orm_spawner = user.orm_spawners.get(server_name) if user is not None else None
+    if orm_spawner is None:
+        raise web.HTTPError(404, f"no such server: {user_name}/{server_name}")
+    spawner = user.spawners[server_name]
+    if not spawner.ready:
+        raise web.HTTPError(409, f"server {user_name}/{server_name} is not running")
+    return user, spawner
+
+
+def profile_of(spawner) -> str | None:
+    options = spawner.user_options if isinstance(spawner.user_options, dict) else {}
+    return options.get("profile") if isinstance(options.get("profile"), str) else None
+
+
+def json_body(handler: APIHandler) -> dict:
+    body = handler.get_json_body()
+    if not isinstance(body, dict):
+        raise web.HTTPError(400, "the body must be a JSON object")
+    return body
+
+
+def save_state(handler: APIHandler, spawner) -> None:
+    spawner.orm_spawner.state = spawner.get_state()
+    handler.db.commit()
+
+
+class WorkAPIHandler(APIHandler):
+    @needs_scope("users:activity")
+    def post(self, user_name):
+        """{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601}: recorded for the culler
+        (barehub.server_work); a busy server's last_activity moves to now, as JupyterHub's activity API moves it."""
+        body = json_body(self)
+        server_name = body.get("server", "")
+        if not isinstance(server_name, str):
+            raise web.HTTPError(400, f'"server" must be the server\'s name ("" for the default one), not {server_name!r}')
+        user, spawner = running_spawner(self, user_name, server_name)
+        busy = body.get("busy")
+        if busy not in (None, "kernel", "cpu"):
+            raise web.HTTPError(400, f'"busy" must be "kernel", "cpu" or null, not {busy!r}')
+        now = time.time()
+        busy_since = epoch(body.get("busy_since"))
+        if busy and busy_since is None:
+            raise web.HTTPError(400, f'"busy_since" must be an ISO-8601 time when "busy" is set, not '
+                                     f'{body.get("busy_since")!r}')
+        if callable(getattr(spawner, "record_work", None)):
+            spawner.record_work(min(busy_since, now) if busy_since else None, busy)
+        if busy:
+            moment = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)  # the hub's naive UTC
+            spawner.orm_spawner.last_activity = moment
+            if not user.orm_user.last_activity or user.orm_user.last_activity < moment:
+                user.orm_user.last_activity = moment
+            self.db.commit()
+        policy = self.settings["barehub_cull_policy"]
+        self.write({"report_every_s": policy.report_every(profile_of(spawner)),
+                    "cpu_active_percent": policy.cpu_active_percent})
+
 
 def named_servers(handler: BaseHandler, user) -> dict:
     limit = handler.named_server_limit_per_user
@@ -130,7 +225,8 @@ class SessionsPageHandler(BaseHandler):
     async def get(self):
         user = self.current_user
         html = await self.render_template("sessions.html", user=user, refresh_s=REFRESH_S,
-                                          named_servers=named_servers(self, user))
+                                          named_servers=named_servers(self, user),
+                                          keep_max_s=self.settings["barehub_cull_policy"].keep_max)
         self.finish(html)
 
 
@@ -138,5 +234,6 @@ class SessionsPageHandler(BaseHandler):
 HANDLERS = [
     (r"/api/users/([^/]+)/sessions", SessionsAPIHandler),
     (r"/api/users/([^/]+)/sessions/([^/]*)", SessionAPIHandler),
+    (r"/api/users/([^/]+)/work", WorkAPIHandler),
     (r"/sessions", SessionsPageHandler),
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
 from batchspawner import api as upstream_api
@@ -42,7 +42,9 @@ from traitlets import Integer, TraitError, Unicode, default
 from barehub import server_names
 from barehub.batch_singleuser import ANY_PORT, parse_range
 from barehub.server_end import RemembersEnd
+from barehub.server_work import RemembersWork
 from barehub.server_tokens import spawner_of_token
+from barehub.utc_time import iso
 
 # state, node | reason | start (expected while queued, actual once running) | end (the time limit's) | time limit
 QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S|%e|%l'"
@@ -94,7 +96,7 @@ def slurm_time_utc(text: str) -> str:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return ""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(moment.timestamp())  # a naive moment is local time
 
 
 # Slurm's states of an ended job (squeue(1), "JOB STATE CODES"), as the sessions page says why the server ended
@@ -190,7 +192,7 @@ class PortRange(Unicode):
         return value
 
 
-class SlurmSpawner(RemembersEnd, UpstreamSlurmSpawner):
+class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
     started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
 
     port_range = PortRange(

@@ -55,6 +55,55 @@ class HubUser:
         r.raise_for_status()
         return r.json()["token"]
 
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """The hub's REST API with the user's own token: `path` under /hub/api/."""
+        token = getattr(self, "_token", None) or self.token()
+        self._token = token
+        return self.session.request(method, f"{self.base}/hub/api/{path.lstrip('/')}", timeout=60, verify=self.verify,
+                                    headers={"Authorization": f"token {token}"}, **kwargs)
+
+    def start_cell(self, code: str, server: str = "") -> str:
+        """Run `code` in a new kernel and leave it running with no browser connected (the websocket is closed
+        once the kernel says it is busy); returns the kernel's id."""
+        token = self.token()
+        api = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "") + "api"
+        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers={"Authorization": f"token {token}"},
+                               timeout=60, verify=self.verify)
+        kernel.raise_for_status()
+        kid = kernel.json()["id"]
+        ws = websocket.create_connection(api.replace("http", "ws", 1) + f"/kernels/{kid}/channels",
+                                         header=[f"Authorization: token {token}"], timeout=60)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps(execute_request(self.name, msg_id, code)))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "status"
+                        and msg["content"]["execution_state"] == "busy"):
+                    return kid
+            raise AssertionError("the kernel did not start the cell")
+        finally:
+            ws.close()
+
+    def start_in_terminal(self, command: str, server: str = "") -> str:
+        """Type `command` into a new JupyterLab terminal and close it (the terminal keeps running, as when a browser
+        tab is closed); returns the terminal's name."""
+        token = self.token()
+        base = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "")
+        r = requests.post(f"{base}api/terminals", headers={"Authorization": f"token {token}"}, timeout=60,
+                          verify=self.verify)
+        r.raise_for_status()
+        name = r.json()["name"]
+        ws = websocket.create_connection(base.replace("http", "ws", 1) + f"terminals/websocket/{name}",
+                                         header=[f"Authorization: token {token}"], timeout=60)
+        try:
+            ws.send(json.dumps(["stdin", command + "\r"]))
+            time.sleep(1)  # the shell reads it
+        finally:
+            ws.close()
+        return name
+
     def execute(self, code: str, timeout: float = 60, server: str = "") -> str:
         """Start a kernel in the user's server (her named `server`) and run `code` over the websocket; returns its
         stdout."""
@@ -71,13 +120,7 @@ class HubUser:
                                          sslopt=sslopt)
         try:
             msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": self.name, "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False},
-            }))
+            ws.send(json.dumps(execute_request(self.name, msg_id, code)))
             out = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -99,3 +142,13 @@ class HubUser:
         finally:
             ws.close()
             requests.delete(f"{api}/kernels/{kid}", headers=headers, timeout=30, verify=self.verify)
+
+
+def execute_request(user: str, msg_id: str, code: str) -> dict:
+    return {
+        "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False},
+    }

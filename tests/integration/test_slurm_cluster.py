@@ -619,6 +619,44 @@ def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_out
     stop_server(hpc, kim)
 
 
+def test_the_culler_keeps_a_silent_cell_and_a_busy_process_on_compute_nodes_and_stops_them_once_idle(hpc, hub):
+    """As on a local server (test_culling.py): kim's cell sleeps with no browser connected, leo's cell leaves a
+    CPU-bound process behind and goes idle (Slurm here tracks processes without cgroups, proctrack/linuxproc, so
+    the server counts its own process tree); both jobs run past the profile's 30 s idle timeout and are cancelled
+    one timeout after the work ends, and the culler says why."""
+    work_s, idle_s = 70, 30
+    put_fragment(hpc.login, "60-culling.py", f"c.Barehub.profile_limits = {{{CPU_PROFILE!r}: {{'idle_timeout': {idle_s}}}}}\n")
+    hpc.login.run(f"systemctl reload {HUB}")
+    try:
+        kim, leo = user("kim"), user("leo")
+        for person in (kim, leo):
+            person.spawn(timeout=180, form={"profile": CPU_PROFILE})
+        since = int(time.time())
+        kim.start_cell(f"import time; time.sleep({work_s})")
+        start = time.monotonic()
+        leo.start_cell(f"import subprocess; subprocess.Popen(['nice', '-n', '19', 'timeout', '{work_s}', 'sh', '-c', "
+                       "'while :; do :; done'])")
+        stopped: dict[str, float] = {}
+        while len(stopped) < 2 and time.monotonic() - start < work_s + idle_s + 60:
+            for person in (kim, leo):
+                if person.name not in stopped and not hpc.jobs(person.name):
+                    stopped[person.name] = round(time.monotonic() - start, 1)
+            time.sleep(1)
+        MEASUREMENTS["Slurm cluster, culling (timeout 30 s, work 70 s): job cancelled after (s)"] = str(stopped)
+        assert set(stopped) == {"kim", "leo"}, stopped
+        for name, seconds in stopped.items():
+            assert work_s + idle_s - 15 <= seconds <= work_s + idle_s + 45, stopped
+        journal = hpc.login.run(f"journalctl -u {HUB} --no-pager --since @{since}", check=False).stdout
+        said = [line.split("barehub culler: ", 1)[1] for line in journal.splitlines() if "barehub culler: " in line]
+        assert any(s.startswith("keeping kim/: busy (kernel) since") for s in said), said
+        assert any(s.startswith("keeping leo/: busy (cpu) since") for s in said), said
+        for name in ("kim", "leo"):
+            assert any(s.startswith(f"stopping {name}/: idle for") and s.endswith(f"(profile {CPU_PROFILE!r})")
+                       for s in said), said
+    finally:
+        hpc.login.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-culling.py && systemctl reload {HUB}")
+
+
 def test_uninstall_cancels_every_users_jobs_queued_and_running(hpc, hub):
     """Last: README promises an uninstall stops the users' servers; on a cluster they are jobs, and a job left
     behind would run (or start, from the queue) with no hub to reach."""

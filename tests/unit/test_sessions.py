@@ -13,7 +13,8 @@ from tornado import web
 from traitlets.config import Config
 
 from barehub.local_spawner import LocalSpawner, describe_unit_end, escape_unit_part, server_name_part
-from barehub.sessions import describe, epoch
+from barehub.sessions import describe
+from barehub.utc_time import epoch
 from barehub.slurm_spawner import SlurmSpawner, describe_job_end, parse_status, slurm_time_utc
 
 PROPERTIES = {"RuntimeDirectory": "jupyterhub/users/{USERID}", "TimeoutStopSec": "20s"}

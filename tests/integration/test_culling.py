@@ -1,0 +1,102 @@
+"""The real culler (jupyterhub-idle-culler with barehub's decision) on short timeouts, against real work: a cell
+that sleeps with no browser connected, a runaway loop past a profile's cap, a "keep until" a user asked for, a
+terminal building something (CPU in the server's own cgroup), and an idle server for contrast. Each runs as its
+own user at the same time, so the whole story takes about two minutes; the culler's log lines must say why.
+
+Uses the session's install (as test_browser.py does) and the shipped local-limits drop-in for profiles; leaves
+the users' servers stopped and the fragments removed.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX, wait_until
+from tests.integration.hubclient import HubUser
+
+CONFIG_D = f"{PREFIX}/jupyterhub_config.d"
+IDLE_S, CAP_S, KEEP_S, WORK_S = 30, 40, 60, 80  # the profiles' timeout and cap; how long pia keeps; how long work runs
+LIMITS = f'''
+c.Barehub.profile_limits = {{"small": {{"idle_timeout": {IDLE_S}}},
+                            "medium": {{"idle_timeout": {IDLE_S}, "max_busy": {CAP_S}}}}}
+'''
+# who does what, with which local-limits profile
+PEOPLE = {"nora": "small", "omar": "medium", "pia": "small", "quinn": "small", "rita": "small"}
+
+
+@pytest.fixture(scope="module")
+def people(container, base_url):
+    for name in PEOPLE:
+        container.run(f"id {name} || (useradd --create-home --shell /bin/bash {name} && "
+                      f"echo '{name}:{name}-Secret-9' | chpasswd)")
+    container.run(f"cp /mnt/src/jupyterhub_config.d/local-limits.py {CONFIG_D}/30-local-limits.py")
+    container.run(f"cat > {CONFIG_D}/60-culling.py", input=LIMITS)
+    container.run(f"systemctl reload {HUB}")
+    users = {}
+    for name, profile in PEOPLE.items():
+        users[name] = HubUser(base_url, name, f"{name}-Secret-9")
+        assert users[name].login().status_code == 302
+        users[name].spawn(form={"profile": profile})
+    yield users
+    for user in users.values():
+        user.api("DELETE", f"users/{user.name}/server")
+    container.run(f"rm -f {CONFIG_D}/30-local-limits.py {CONFIG_D}/60-culling.py && systemctl reload {HUB}")
+
+
+def running(user: HubUser) -> bool:
+    r = user.api("GET", f"users/{user.name}")
+    return r.status_code == 200 and "" in r.json().get("servers", {})
+
+
+def last_activity(user: HubUser) -> str:
+    return user.api("GET", f"users/{user.name}").json()["servers"][""]["last_activity"]
+
+
+def test_the_culler_keeps_work_and_stops_idleness_saying_why(container, people):
+    nora, omar, pia, quinn, rita = (people[name] for name in PEOPLE)
+    since = int(time.time())
+    # nora: a silent cell, no browser; the hub's last_activity moves within seconds
+    before = last_activity(nora)
+    nora.start_cell(f"import time; time.sleep({WORK_S})")
+    start = time.monotonic()
+    moved = wait_until(lambda: last_activity(nora) != before, 30, interval=0.25)
+    MEASUREMENTS["culling: a kernel going busy -> the hub's last_activity moves (s)"] = round(moved, 1)
+    # omar: a runaway loop in a profile capped at CAP_S (niced: the machine has 2 cores)
+    omar.start_cell("import os; os.nice(19)\nwhile True: pass")
+    # quinn: a build in a terminal, no kernel at all: CPU in the server's unit
+    quinn.start_in_terminal(f"nice -n 19 timeout {WORK_S} sh -c 'while :; do :; done'")
+    # pia: nothing running, kept until KEEP_S from now
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + KEEP_S))
+    kept = pia.api("PATCH", "users/pia/sessions/", json={"keep_until": until})
+    assert kept.status_code == 200 and kept.json()["keep_until"] == until, kept.text
+    # rita: idle; (her own token may not keep someone else's server)
+    assert rita.api("PATCH", "users/pia/sessions/", json={"keep_until": until}).status_code in (403, 404)
+
+    stopped: dict[str, float] = {}
+    while len(stopped) < len(PEOPLE) and time.monotonic() - start < WORK_S + IDLE_S + 60:
+        for name, user in people.items():
+            if name not in stopped and not running(user):
+                stopped[name] = round(time.monotonic() - start, 1)
+        time.sleep(1)
+    MEASUREMENTS["culling: seconds to each stop (timeout 30, cap 40, kept 60, work 80)"] = str(stopped)
+    assert set(stopped) == set(PEOPLE), f"still running after {WORK_S + IDLE_S + 60} s: {set(PEOPLE) - set(stopped)}"
+    assert stopped["rita"] <= IDLE_S + 30  # idle: one timeout, one look of the culler, one report
+    assert CAP_S <= stopped["omar"] <= CAP_S + 30  # busy all along, stopped at the cap
+    assert KEEP_S <= stopped["pia"] <= KEEP_S + 30  # kept past her timeout, stopped once the keep passed
+    for name in ("nora", "quinn"):  # working past the timeout, then stopped one timeout after the work ended
+        assert WORK_S + IDLE_S - 15 <= stopped[name] <= WORK_S + IDLE_S + 45, (name, stopped)
+
+    journal = container.run(f"journalctl -u {HUB} --no-pager --since @{since}", check=False).stdout
+    said = [line.split("barehub culler: ", 1)[1] for line in journal.splitlines() if "barehub culler: " in line]
+    assert any(s.startswith("stopping rita/: idle for") and "past the timeout of 0:00:30 (profile 'small')" in s
+               for s in said), said
+    assert any(s.startswith("stopping omar/: busy (kernel) for 0:00:4") and
+               s.endswith("beyond the cap of 0:00:40 (profile 'medium')") for s in said), said
+    assert f"keeping pia/: kept until {until} at the user's request" in said, said
+    assert any(s.startswith("stopping pia/: idle for") and s.endswith(f"its keep-until {until} has passed")
+               for s in said), said
+    assert any(s.startswith("keeping nora/: busy (kernel) since") for s in said), said
+    assert any(s.startswith("keeping quinn/: busy (cpu) since") for s in said), said
+    for name in ("nora", "quinn"):
+        assert any(s.startswith(f"stopping {name}/: idle for") for s in said), said
