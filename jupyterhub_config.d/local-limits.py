@@ -37,6 +37,11 @@ def _apply_profile(spawner):
     key = spawner.user_options.get("profile", DEFAULT)
     if key not in PROFILES:
         raise ValueError(f"unknown profile {key!r}; choose one of {', '.join(PROFILES)}")
+    # the profile used, named in the options (a spawn that chose none gets DEFAULT): the sessions page and the
+    # culler's per-profile limits (c.Barehub.profile_limits) go by it
+    spawner.user_options = {**spawner.user_options, "profile": key}
+    if getattr(spawner, "orm_spawner", None) is not None:  # (kept for the hub's next start)
+        spawner.orm_spawner.user_options = spawner.user_options
     for option, value in PROFILES[key][1].items():
         setattr(spawner, option, value)
 

@@ -102,6 +102,11 @@ def _apply_profile(spawner, user_options):
     if refused or not isinstance(label, str) or label not in PROFILES:
         what = f"options {', '.join(refused)} are not accepted" if refused else f"unknown profile {label!r}"
         raise web.HTTPError(400, f"{what}: choose one of the profiles: {'; '.join(PROFILES)}")
+    # the profile used, named in the options (a spawn that chose none gets the first): the sessions page and the
+    # culler's per-profile limits (c.Barehub.profile_limits) go by it
+    spawner.user_options = {**user_options, "profile": label}
+    if spawner.orm_spawner is not None:  # (kept for the hub's next start)
+        spawner.orm_spawner.user_options = spawner.user_options
     site = _SITE_REQUEST.setdefault(spawner, {key: getattr(spawner, f"req_{key}") for key in _REQUEST_KEYS})
     for key, value in {**site, **PROFILES[label]}.items():
         setattr(spawner, f"req_{key}", value)

@@ -11,9 +11,11 @@ culled after 89 s with a 60 s timeout). barehub keeps the real culler and gives 
   which the culler reads in the one paged user list it already asks for (its role has admin:server_state);
 - this function, installed as the culler's `cull_arbiter_hook` (barehub/idle_culler_config.py), applies the
   site's limits per profile and says why for every server, in the hub's journal.
-The order: past the maximum age -> stop (the admin's absolute bound); kept until a time the user chose within
-the site's maximum -> keep; busy beyond the cap -> stop (a runaway loop does not hold a GPU for ever); idle past
-the timeout -> stop; otherwise keep.
+The order: past the maximum age -> stop (the admin's absolute bound); busy beyond the cap -> stop (a runaway loop
+does not hold a GPU for ever, kept or not); kept until a time the user chose within the site's maximum -> keep
+(a keep is for idle time: a meeting, a long read); idle past the timeout -> stop; otherwise keep. The cap counts
+from the start of a spell as the hub recorded it (barehub.server_work), which later reports cannot push back; a
+user who stops her loop and starts it again begins a new spell, so max_age is the one bound nothing resets.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from datetime import timedelta
 
 from traitlets import TraitError, TraitType
 
-from barehub.utc_time import epoch, iso as utc
+from barehub.utc_time import epoch, iso as utc, moment_of
 
 POLICY_ENV = "BAREHUB_CULL_POLICY"  # the site's limits, as JSON, in the culler's environment
 LIMIT_KEYS = ("idle_timeout", "max_busy", "max_age")
@@ -115,10 +117,6 @@ def duration(seconds: float) -> str:
     return str(timedelta(seconds=round(max(0.0, seconds))))
 
 
-def number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def decide(server: dict, policy: Policy, now: float, idle_timeout: int | None = None) -> Decision:
     """Stop or keep this server (JupyterHub's server model, with the spawner's state), and why.
 
@@ -133,31 +131,31 @@ def decide(server: dict, policy: Policy, now: float, idle_timeout: int | None = 
     work = state.get("work") if isinstance(state.get("work"), dict) else {}
 
     started = epoch(server.get("started"))
-    age = now - started if started else None
+    age = now - started if started is not None else None
     if limits.max_age and age is not None and age >= limits.max_age:
         return Decision(True, f"running for {duration(age)}, past the maximum age of {duration(limits.max_age)}"
                               f"{of_profile}")
 
-    keep_until = number(state.get("keep_until"))
-    if keep_until and keep_until > now:
+    busy_since, reported = moment_of(work.get("busy_since")), moment_of(work.get("reported_at"))
+    busy = work.get("busy") if work.get("busy") in ("kernel", "cpu") else None
+    working = busy is not None and busy_since is not None and reported is not None and \
+        now - reported <= STALE_REPORTS * policy.report_every(profile)
+    if working and limits.max_busy and now - busy_since >= limits.max_busy:
+        return Decision(True, f"busy ({busy}) for {duration(now - busy_since)}, beyond the cap of "
+                              f"{duration(limits.max_busy)}{of_profile}")
+
+    keep_until = moment_of(state.get("keep_until"))
+    if keep_until is not None and keep_until > now:
         return Decision(False, f"kept until {utc(keep_until)} at the user's request")
 
-    busy_since, reported = number(work.get("busy_since")), number(work.get("reported_at"))
-    fresh = reported is not None and now - reported <= STALE_REPORTS * policy.report_every(profile)
-    if busy_since and fresh and work.get("busy"):
-        busy_for = now - busy_since
-        if limits.max_busy and busy_for >= limits.max_busy:
-            return Decision(True, f"busy ({work['busy']}) for {duration(busy_for)}, beyond the cap of "
-                                  f"{duration(limits.max_busy)}{of_profile}")
-
     last = epoch(server.get("last_activity")) or started
-    idle = now - last if last else None
-    expired = f"; its keep-until {utc(keep_until)} has passed" if keep_until else ""
+    idle = now - last if last is not None else None
+    expired = f"; its keep-until {utc(keep_until)} has passed" if keep_until is not None else ""
     if limits.idle_timeout and idle is not None and idle >= limits.idle_timeout:
         return Decision(True, f"idle for {duration(idle)}, past the timeout of {duration(limits.idle_timeout)}"
                               f"{of_profile}{expired}")
-    if busy_since and fresh and work.get("busy"):
-        return Decision(False, f"busy ({work['busy']}) since {utc(busy_since)}")
+    if working:
+        return Decision(False, f"busy ({busy}) since {utc(busy_since)}")
     return Decision(False, f"idle for {duration(idle or 0)} of {duration(limits.idle_timeout)}{of_profile}"
                     if limits.idle_timeout else "no idle timeout")
 
@@ -166,7 +164,10 @@ class Arbiter:
     """jupyterhub-idle-culler's cull_arbiter_hook: decides with `decide` and logs why.
 
     Every stop is logged; a kept server is logged when the reason it is kept changes in kind (kept until T,
-    busy, idle), at debug level otherwise, so a week of a kept server is a handful of lines, not thousands."""
+    busy, idle), at debug level otherwise, so a week of a kept server is a handful of lines, not thousands.
+    A server whose record cannot be decided on is kept and said once: the culler goes on with the others."""
+
+    REMEMBERED = 10_000  # servers whose last reason is kept (a hub with more starts forgetting the oldest)
 
     def __init__(self, policy: Policy, clock=time.time):
         self.policy = policy
@@ -175,13 +176,18 @@ class Arbiter:
 
     def __call__(self, *, inactive, inactive_limit, server, **_) -> bool:
         name = server.get("full_name") or server.get("name") or "?"
-        decision = decide(server, self.policy, self.clock(), inactive_limit)
+        try:
+            decision = decide(server, self.policy, self.clock(), inactive_limit)
+        except Exception as e:  # noqa: BLE001 (one odd record must not stop the culling of everyone)
+            decision = Decision(False, f"undecidable ({type(e).__name__}: {e}), kept")
         kind = decision.reason.split(" ", 1)[0]
+        previous = self.last_kind.pop(name, None)  # re-inserted last: the dict's order is the order last seen
         if decision.cull:
             log.info("barehub culler: stopping %s: %s", name, decision.reason)
-            self.last_kind.pop(name, None)
-        else:
-            level = logging.INFO if self.last_kind.get(name) != kind and kind != "idle" else logging.DEBUG
-            log.log(level, "barehub culler: keeping %s: %s", name, decision.reason)
-            self.last_kind[name] = kind
-        return decision.cull
+            return True
+        level = logging.INFO if previous != kind and kind != "idle" else logging.DEBUG
+        log.log(level, "barehub culler: keeping %s: %s", name, decision.reason)
+        self.last_kind[name] = kind
+        while len(self.last_kind) > self.REMEMBERED:
+            del self.last_kind[next(iter(self.last_kind))]
+        return False

@@ -35,7 +35,7 @@ from barehub import server_names
 from barehub.server_end import RemembersEnd
 from barehub.server_work import RemembersWork
 from barehub.systemd import Systemctl
-from barehub.units import USERS_SLICE
+from barehub.units import SERVER_UNIT_ENV, USERS_SLICE
 
 LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
 UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
@@ -130,6 +130,11 @@ class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
             first, *rest = runtime.split()
             properties["RuntimeDirectory"] = " ".join([f"{first}-{server_name_part(self.name)}", *rest])
         return properties
+
+    def get_env(self):
+        """The server's environment, and the name of its own unit: its cgroup counts its CPU (a build in a
+        terminal is activity, barehub.server_activity), and no other cgroup named like a unit is taken for it."""
+        return {**super().get_env(), SERVER_UNIT_ENV: f"{self.unit_name}.service"}
 
     async def start(self):
         unit = self.unit_name_for(self.name)

@@ -22,7 +22,8 @@ Working, at a check: a kernel is busy ("kernel", wins), or the server used at le
 since the previous check ("cpu": a computation in a subprocess, a terminal, a kernel that says idle while its
 threads run). CPU is read from the server's own cgroup when it has one: a local server's systemd unit
 (".service"), a Slurm job's job_<id> (all its steps). A shared cgroup (the root, a slice, a login session's scope)
-would count other people's processes and is never used: the server's process tree (psutil) is then.
+would count other people's processes and is never used: the server's process tree (psutil) is then. (The tree
+misses work detached from it, a `nohup` whose terminal closed, re-parented to init; a cgroup does not.)
 The hub's answer sets report_every_s and cpu_active_percent (the site's policy), defaults until it has answered.
 The server is named in the body, not the URL (as in JupyterHub's activity API): the default server's empty name
 would make .../sessions//work, and traefik, between a Slurm job and the hub, merges the two slashes.
@@ -51,6 +52,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
 from barehub.session_clock import _ssl_options
+from barehub.units import SERVER_UNIT_ENV
 from barehub.utc_time import iso
 
 CHECK_S = 5  # seconds between two looks at the kernels and the CPU
@@ -124,13 +126,15 @@ def own_cgroup(path: str, env) -> str | None:
     """The cgroup (a path in the hierarchy) that is this server's own, from the one its process is in; None when
     that one is shared with others. A Slurm job: its job_<SLURM_JOB_ID> directory (every step of the job), and
     nothing else (without Slurm's cgroup plugin the job is in slurmd's .service, every job of the node). A local
-    server: its systemd unit, a .service."""
+    server: its own systemd unit, named by barehub's spawner in SERVER_UNIT_ENV, and no other .service (a spawner
+    that runs servers inside the hub's unit would count the hub's and every user's CPU)."""
     parts = path.rstrip("/").split("/")
     job_id = env.get("SLURM_JOB_ID")
     if job_id:
         job = f"job_{job_id}"
         return "/".join(parts[:parts.index(job) + 1]) if job in parts else None
-    return path.rstrip("/") if parts[-1].endswith(".service") else None
+    unit = env.get(SERVER_UNIT_ENV)
+    return path.rstrip("/") if unit and parts[-1] == unit else None
 
 
 def _mounts(root: Path) -> list[tuple[str, str, str, set[str]]]:

@@ -8,9 +8,6 @@ them, so a server started again is neither busy nor kept.
 """
 from __future__ import annotations
 
-import time
-
-
 class RemembersWork:
     """Mixin for a jupyterhub Spawner.
 
@@ -20,8 +17,20 @@ class RemembersWork:
     work: dict | None = None
     keep_until: float | None = None
 
-    def record_work(self, busy_since: float | None, busy: str | None) -> None:
-        self.work = {"busy_since": busy_since if busy else None, "busy": busy, "reported_at": time.time()}
+    def record_work(self, busy: str | None, busy_since: float | None, now: float, fresh_s: float,
+                    started: float | None = None) -> None:
+        """A report from the server. The hub keeps the start of a spell itself: while the server goes on saying it
+        is busy (each report within fresh_s of the last), the first busy_since stands, whatever later reports say
+        (a cap on busy time cannot be pushed back); a new spell starts when the server says, but no earlier than
+        the server started and no later than now."""
+        previous = self.work or {}
+        going_on = (busy and previous.get("busy") and previous.get("busy_since") is not None
+                    and now - previous.get("reported_at", 0) <= fresh_s)
+        if going_on:
+            busy_since = previous["busy_since"]
+        elif busy:
+            busy_since = max(min(busy_since if busy_since is not None else now, now), started or 0)
+        self.work = {"busy_since": busy_since if busy else None, "busy": busy, "reported_at": now}
 
     def get_state(self):
         state = super().get_state()

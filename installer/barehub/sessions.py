@@ -31,6 +31,7 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
+from barehub.culling import STALE_REPORTS
 from barehub.server_tokens import spawner_of_token
 from barehub.utc_time import epoch, iso
 
@@ -183,35 +184,51 @@ def save_state(handler: APIHandler, spawner) -> None:
     handler.db.commit()
 
 
+WORK_KEYS = {"server", "busy", "busy_since"}
+
+
+def work_report(body: dict) -> tuple[str, str | None, float | None]:
+    """(server, busy, busy_since) from a work report's body; 400 naming the field when it is not one."""
+    unknown = set(body) - WORK_KEYS
+    if unknown:
+        raise web.HTTPError(400, f"unknown field(s) {', '.join(sorted(unknown))}; a report has "
+                                 f"{', '.join(sorted(WORK_KEYS))}")
+    server_name, busy = body.get("server", ""), body.get("busy")
+    if not isinstance(server_name, str):
+        raise web.HTTPError(400, f'"server" must be the server\'s name ("" for the default one), not {server_name!r}')
+    if busy not in (None, "kernel", "cpu"):
+        raise web.HTTPError(400, f'"busy" must be "kernel", "cpu" or null, not {busy!r}')
+    busy_since = epoch(body.get("busy_since"))
+    if busy and busy_since is None:
+        raise web.HTTPError(400, f'"busy_since" must be an ISO-8601 time when "busy" is set, not '
+                                 f'{body.get("busy_since")!r}')
+    return server_name, busy, busy_since
+
+
 class WorkAPIHandler(APIHandler):
     @needs_scope("users:activity")
     def post(self, user_name):
         """{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601}: recorded for the culler
-        (barehub.server_work); a busy server's last_activity moves to now, as JupyterHub's activity API moves it."""
-        body = json_body(self)
-        server_name = body.get("server", "")
-        if not isinstance(server_name, str):
-            raise web.HTTPError(400, f'"server" must be the server\'s name ("" for the default one), not {server_name!r}')
+        (barehub.server_work, which keeps the start of a spell itself); a busy server's last_activity moves to now,
+        as JupyterHub's activity API moves it. A server's own token reports for that server only."""
+        server_name, busy, busy_since = work_report(json_body(self))
+        own = spawner_of_token(self)
+        if own is not None and (own.user.name != user_name or own.name != server_name):
+            raise web.HTTPError(403, f"a server's token reports for its own server only, not {user_name}/{server_name}")
         user, spawner = running_spawner(self, user_name, server_name)
-        busy = body.get("busy")
-        if busy not in (None, "kernel", "cpu"):
-            raise web.HTTPError(400, f'"busy" must be "kernel", "cpu" or null, not {busy!r}')
-        now = time.time()
-        busy_since = epoch(body.get("busy_since"))
-        if busy and busy_since is None:
-            raise web.HTTPError(400, f'"busy_since" must be an ISO-8601 time when "busy" is set, not '
-                                     f'{body.get("busy_since")!r}')
+        now, policy = time.time(), self.settings["barehub_cull_policy"]
+        profile = profile_of(spawner)
         if callable(getattr(spawner, "record_work", None)):
-            spawner.record_work(min(busy_since, now) if busy_since else None, busy)
+            started = spawner.orm_spawner.started
+            spawner.record_work(busy, busy_since, now, fresh_s=STALE_REPORTS * policy.report_every(profile),
+                                started=started.replace(tzinfo=timezone.utc).timestamp() if started else None)
         if busy:
             moment = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)  # the hub's naive UTC
             spawner.orm_spawner.last_activity = moment
             if not user.orm_user.last_activity or user.orm_user.last_activity < moment:
                 user.orm_user.last_activity = moment
             self.db.commit()
-        policy = self.settings["barehub_cull_policy"]
-        self.write({"report_every_s": policy.report_every(profile_of(spawner)),
-                    "cpu_active_percent": policy.cpu_active_percent})
+        self.write({"report_every_s": policy.report_every(profile), "cpu_active_percent": policy.cpu_active_percent})
 
 
 def named_servers(handler: BaseHandler, user) -> dict:

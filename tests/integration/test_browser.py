@@ -140,6 +140,22 @@ def test_a_person_logs_in_works_in_jupyterlab_stops_starts_and_logs_out(containe
     assert not b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-job").is_displayed()
     assert b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-profile").text == "medium"  # its key
     b.shot("sessions-page-local-server")
+    # keep until a time typed on the card (the browser's own zone): the card and the API say it; then no longer
+    until = b.driver.execute_script(
+        "const input = document.querySelector('#session-default .bh-keep-until');"
+        "const local = new Date(Date.now() + 2 * 3600e3 - new Date().getTimezoneOffset() * 60e3);"
+        "input.value = local.toISOString().slice(0, 16);"
+        "return new Date(input.value).toISOString().replace('.000Z', 'Z');")
+    b.click("#session-default .bh-keep-set")
+    b.wait_for(lambda b: b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-kept").text, 30, "kept shown")
+    bobs = HubUser(base_url, USER, PASSWORD)
+    assert bobs.login().status_code == 302
+    assert bobs.api("GET", f"users/{USER}/sessions/").json()["keep_until"] == until
+    b.shot("sessions-page-kept-until")
+    b.click("#session-default .bh-keep-clear")
+    b.wait_for(lambda b: not b.driver.find_element(By.CSS_SELECTOR, "#session-default .bh-kept").is_displayed(),
+               30, "no longer kept")
+    assert bobs.api("GET", f"users/{USER}/sessions/").json()["keep_until"] == ""
 
     since = container.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     b.get(f"{base_url}/hub/home")

@@ -1,5 +1,8 @@
 import http.server
 import importlib.util
+import os
+import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -7,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +55,26 @@ def hub_api_server(monkeypatch):
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_jupyter_server(tmp_path: Path, stderr) -> tuple[subprocess.Popen, str]:
+    """A real jupyter-server as a server of the env runs (the env's config, here JUPYTER_CONFIG_PATH, enables
+    barehub's extensions; the hub's environment variables are the test's), at /user/kim/ with the token "secret";
+    returns the process and its URL."""
+    port = free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(SERVER_CONFIG), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path))
+    command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
+               "--ServerApp.base_url=/user/kim/", f"--ServerApp.root_dir={tmp_path}"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+    return server, f"http://127.0.0.1:{port}/user/kim/"

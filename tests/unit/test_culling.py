@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from barehub.culling import POLICY_ENV, Arbiter, Limits, Policy, decide
+from barehub.server_work import RemembersWork
 from barehub.utc_time import iso
 from barehub.validation import load_config, validate
 
@@ -55,11 +56,46 @@ def test_a_busy_report_the_server_stopped_repeating_is_not_believed():
     assert not decide(stale, POLICY, NOW).cull
 
 
-def test_kept_until_a_time_is_kept_past_the_idle_timeout_and_the_cap_then_culled_when_it_passes():
-    kept = decide(server(idle_s=5000, profile=GPU, busy_for=5 * 3600, keep_for=60), POLICY, NOW)
+def test_kept_until_a_time_is_kept_past_the_idle_timeout_then_culled_when_it_passes():
+    kept = decide(server(idle_s=5000, profile=GPU, keep_for=60), POLICY, NOW)
     assert not kept.cull and kept.reason == f"kept until {iso(NOW + 60)} at the user's request"
     passed = decide(server(idle_s=5000, keep_for=-1), POLICY, NOW)
     assert passed.cull and passed.reason.endswith(f"its keep-until {iso(NOW - 1)} has passed")
+
+
+def test_a_keep_does_not_hold_a_runaway_loop_past_the_cap():
+    decision = decide(server(profile=GPU, busy_for=5 * 3600, keep_for=3600), POLICY, NOW)
+    assert decision.cull and decision.reason.startswith("busy (kernel) for 5:00:00, beyond the cap")
+
+
+@pytest.mark.parametrize("state", [
+    {"keep_until": float("nan")}, {"keep_until": 1e20}, {"keep_until": True}, {"keep_until": -5.0},
+    {"work": {"busy": "kernel", "busy_since": -62135600400.0, "reported_at": NOW}},
+    {"work": {"busy": "kernel", "busy_since": float("inf"), "reported_at": NOW}},
+    {"work": {"busy": ["kernel"], "busy_since": NOW - 10, "reported_at": NOW}},
+    {"work": [1, 2]}, "not a dict",
+])
+def test_any_record_a_spawner_could_carry_is_decided_without_an_error(state):
+    model = {**server(idle_s=10), "state": state}
+    assert decide(model, POLICY, NOW) == decide(server(idle_s=10), POLICY, NOW)
+
+
+def test_an_undecidable_server_is_kept_and_the_culler_goes_on(caplog):
+    arbiter = Arbiter(POLICY, clock=lambda: NOW)
+    caplog.set_level(logging.INFO, logger="IdleCuller")
+    odd = {**server(idle_s=4000), "user_options": {"profile": ["not", "hashable"]}}
+    odd["user_options"] = type("Options", (dict,), {"get": lambda self, key: 1 / 0})()
+    assert arbiter(inactive=None, inactive_limit=3600, server=odd) is False
+    assert arbiter(inactive=None, inactive_limit=3600, server=server(idle_s=4000)) is True
+    assert "undecidable (ZeroDivisionError" in caplog.text
+
+
+def test_the_arbiter_remembers_a_bounded_number_of_servers():
+    arbiter = Arbiter(POLICY, clock=lambda: NOW)
+    arbiter.REMEMBERED = 3
+    for i in range(5):
+        arbiter(inactive=None, inactive_limit=3600, server=server(busy_for=60, name=f"s{i}"))
+    assert list(arbiter.last_kind) == ["kim/s2", "kim/s3", "kim/s4"]
 
 
 def test_the_maximum_age_wins_over_everything():
@@ -172,3 +208,48 @@ def test_the_real_culler_loads_barehubs_decision_from_its_config_file(tmp_path):
                          text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"Arbiter {{{GPU!r}: Limits(idle_timeout=900, max_busy=14400, max_age=0)}}"
+
+
+# ------------------------------------------------------------------ the reports the hub takes
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"server": "", "busy": "kernel", "busy_since": iso(NOW), "extra": 1}, "unknown field(s) extra"),
+    ({"server": 7, "busy": None}, '"server" must be the server\'s name'),
+    ({"busy": "gpu", "busy_since": iso(NOW)}, '"busy" must be "kernel", "cpu" or null'),
+    ({"busy": "kernel"}, '"busy_since" must be an ISO-8601 time'),
+    ({"busy": "kernel", "busy_since": "0001-01-01T00:00:00+01:00"}, '"busy_since" must be an ISO-8601 time'),
+    ({"busy": "cpu", "busy_since": 1800000000}, '"busy_since" must be an ISO-8601 time'),
+])
+def test_a_report_that_is_not_one_is_refused_naming_the_field(body, says):
+    from tornado.web import HTTPError
+
+    from barehub.sessions import work_report
+
+    with pytest.raises(HTTPError) as refused:
+        work_report(body)
+    assert refused.value.status_code == 400 and says in refused.value.log_message
+
+
+class Server(RemembersWork):
+    """RemembersWork alone (its record_work needs nothing of a Spawner)."""
+
+
+def test_the_hub_keeps_the_start_of_a_spell_whatever_later_reports_say():
+    spawner = Server()
+    spawner.record_work("kernel", NOW - 3, NOW, fresh_s=60, started=NOW - 100)
+    spawner.record_work("kernel", NOW + 10, NOW + 15, fresh_s=60, started=NOW - 100)  # a report says "just now"
+    spawner.record_work("cpu", NOW + 20, NOW + 30, fresh_s=60, started=NOW - 100)  # kernel -> cpu: one spell
+    assert spawner.work == {"busy_since": NOW - 3, "busy": "cpu", "reported_at": NOW + 30}
+    spawner.record_work(None, None, NOW + 35, fresh_s=60)  # the spell ends
+    assert spawner.work == {"busy_since": None, "busy": None, "reported_at": NOW + 35}
+    spawner.record_work("kernel", NOW + 36, NOW + 40, fresh_s=60, started=NOW - 100)
+    assert spawner.work["busy_since"] == NOW + 36
+
+
+def test_a_new_spell_begins_no_earlier_than_the_server_and_no_later_than_now():
+    spawner = Server()
+    spawner.record_work("kernel", NOW - 10_000, NOW, fresh_s=60, started=NOW - 100)
+    assert spawner.work["busy_since"] == NOW - 100
+    spawner.record_work("kernel", NOW + 500, NOW + 200, fresh_s=60, started=NOW - 100)  # 200 s quiet: a new spell
+    assert spawner.work["busy_since"] == NOW + 200

@@ -27,8 +27,10 @@ def test_a_profile_chosen_on_the_spawn_page_sets_the_limits(config):
     assert (medium.cpu_limit, medium.mem_limit) == (2.0, "8G")
 
 
-def test_an_api_spawn_without_a_choice_gets_the_default_profile(config):
-    assert (spawn(config).cpu_limit, spawn(config).mem_limit) == (1.0, "2G")
+def test_an_api_spawn_without_a_choice_gets_the_default_profile_named_in_its_options(config):
+    spawner = spawn(config)
+    assert (spawner.cpu_limit, spawner.mem_limit) == (1.0, "2G")
+    assert spawner.user_options == {"profile": "small"}  # the culler's per-profile limits go by it
 
 
 def test_an_unknown_profile_is_refused_by_name(config):

@@ -30,8 +30,9 @@ from barehub.server_activity import (CHECK_S, DEFAULT_CPU_ACTIVE_PERCENT, DEFAUL
                                      HubReporter, ServerActivity, WorkState, cpu_percent, cpu_source,
                                      kernels_busy, own_cgroup, process_tree_seconds)
 
+from barehub.units import SERVER_UNIT_ENV
+from tests.unit.conftest import SERVER_CONFIG, start_jupyter_server
 REPO = Path(__file__).resolve().parents[2]
-SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"
 WORK_PATH = "/hub/api/users/kim/work"
 START = 1_700_000_000.0  # epoch seconds at the first check of the tests' wall clock
 IDLE = {"busy_since": None, "busy": None}
@@ -145,6 +146,8 @@ V1_SPLIT_MOUNTS = """\
 """
 V2_MOUNTS = "29 1 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
 UNIT = "/jupyterhub-users.slice/jupyter-kim-singleuser.service"
+MINE = {SERVER_UNIT_ENV: "jupyter-kim-singleuser.service"}  # as barehub's LocalSpawner names the server's unit
+KIMS = {SERVER_UNIT_ENV: "jupyter-kim.service"}
 
 
 def fake_root(tmp_path: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> Path:
@@ -160,26 +163,26 @@ def fake_root(tmp_path: Path, cgroup: str, mountinfo: str, files: dict[str, str]
 
 OWN = {
     "v1 local unit (cpu,cpuacct; hybrid)": (
-        {}, f"12:memory:{UNIT}\n4:cpu,cpuacct:{UNIT}\n1:name=systemd:{UNIT}\n0::{UNIT}\n", V1_MOUNTS,
+        MINE, f"12:memory:{UNIT}\n4:cpu,cpuacct:{UNIT}\n1:name=systemd:{UNIT}\n0::{UNIT}\n", V1_MOUNTS,
         {f"sys/fs/cgroup/cpu,cpuacct{UNIT}/cpuacct.usage": "2500000000\n",
          f"sys/fs/cgroup/unified{UNIT}/cpu.stat": "usage_usec 9000000\n"},  # v1 has the accounting: first
         UNIT, "sys/fs/cgroup/cpu,cpuacct" + UNIT + "/cpuacct.usage"),
     "v1 cpu and cpuacct mounted apart": (
-        {}, f"2:cpuacct:{UNIT}\n1:cpu:{UNIT}\n0::/\n", V1_SPLIT_MOUNTS,
+        MINE, f"2:cpuacct:{UNIT}\n1:cpu:{UNIT}\n0::/\n", V1_SPLIT_MOUNTS,
         {f"sys/fs/cgroup/cpuacct{UNIT}/cpuacct.usage": "2500000000\n"},
         UNIT, "sys/fs/cgroup/cpuacct" + UNIT + "/cpuacct.usage"),
     "v1 with no mountinfo": (
-        {}, f"4:cpuacct,cpu:{UNIT}\n", "",
+        MINE, f"4:cpuacct,cpu:{UNIT}\n", "",
         {f"sys/fs/cgroup/cpu,cpuacct{UNIT}/cpuacct.usage": "2500000000\n"},
         UNIT, "sys/fs/cgroup/cpu,cpuacct" + UNIT + "/cpuacct.usage"),
     "v1 in a container seeing the host's paths": (
-        {}, "4:cpu,cpuacct:/docker/abc/system.slice/jupyter-kim.service\n",
+        KIMS, "4:cpu,cpuacct:/docker/abc/system.slice/jupyter-kim.service\n",
         "34 25 0:30 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
         {"sys/fs/cgroup/cpu,cpuacct/system.slice/jupyter-kim.service/cpuacct.usage": "2500000000\n"},
         "/docker/abc/system.slice/jupyter-kim.service",
         "sys/fs/cgroup/cpu,cpuacct/system.slice/jupyter-kim.service/cpuacct.usage"),
     "v2 local unit": (
-        {}, f"0::{UNIT}\n", V2_MOUNTS,
+        MINE, f"0::{UNIT}\n", V2_MOUNTS,
         {f"sys/fs/cgroup{UNIT}/cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"},
         UNIT, "sys/fs/cgroup" + UNIT + "/cpu.stat"),
     "v1 Slurm job": (
@@ -219,7 +222,12 @@ SHARED = {
     "another job's cgroup": (
         {"SLURM_JOB_ID": "42"}, "0::/system.slice/slurmstepd.scope/job_43/step_batch\n", V2_MOUNTS,
         {"sys/fs/cgroup/system.slice/slurmstepd.scope/job_43/cpu.stat": "usage_usec 1\n"}),
-    "its own, unreadable": ({}, f"0::{UNIT}\n", V2_MOUNTS, {}),
+    "its own, unreadable": (MINE, f"0::{UNIT}\n", V2_MOUNTS, {}),
+    "a unit, but not the one its spawner named (servers inside the hub's unit)": (
+        MINE, "0::/system.slice/jupyterhub.service\n", V2_MOUNTS,
+        {"sys/fs/cgroup/system.slice/jupyterhub.service/cpu.stat": "usage_usec 1\n"}),
+    "a unit, and no spawner naming one": ({}, f"0::{UNIT}\n", V2_MOUNTS,
+                                          {f"sys/fs/cgroup{UNIT}/cpu.stat": "usage_usec 1\n"}),
     "no /proc/self/cgroup": ({}, None, "", {}),
 }
 
@@ -235,13 +243,15 @@ def test_a_shared_cgroup_is_never_used_the_process_tree_is(tmp_path, env, cgroup
 
 
 def test_own_cgroup():
-    assert own_cgroup(UNIT, {}) == UNIT
-    assert own_cgroup("/system.slice/jupyter-kim@gpu.service", {}) == "/system.slice/jupyter-kim@gpu.service"
-    assert own_cgroup("/", {}) is None
+    assert own_cgroup(UNIT, MINE) == UNIT
+    gpu = {SERVER_UNIT_ENV: "jupyter-kim@gpu.service"}
+    assert own_cgroup("/system.slice/jupyter-kim@gpu.service", gpu) == "/system.slice/jupyter-kim@gpu.service"
+    assert own_cgroup(UNIT, {}) is None and own_cgroup("/system.slice/jupyterhub.service", MINE) is None
+    assert own_cgroup("/", MINE) is None
     assert own_cgroup("/user.slice/user-1000.slice/user@1000.service/app.slice/app.scope", {}) is None
     assert own_cgroup("/slurm/job_42/step_0", {"SLURM_JOB_ID": "42"}) == "/slurm/job_42"
     assert own_cgroup("/slurm/job_420/step_0", {"SLURM_JOB_ID": "42"}) is None
-    assert own_cgroup(UNIT, {"SLURM_JOB_ID": "42"}) is None  # a job is never a unit's
+    assert own_cgroup(UNIT, {"SLURM_JOB_ID": "42", **MINE}) is None  # a job is never a unit's
 
 
 class FakeProcess:
@@ -588,12 +598,6 @@ def test_enabled_for_every_server_of_the_env():
 
 # ------------------------------------------------------------------------------------------ in a real server
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_for(predicate, seconds: float, what: str):
     deadline = time.monotonic() + seconds
@@ -626,19 +630,9 @@ async def execute(url: str, kernel_id: str, code: str) -> None:
 
 def test_a_real_server_reports_a_kernel_sleeping_in_a_cell(hub, tmp_path):
     hub.answer = {"report_every_s": 60, "cpu_active_percent": 1000}  # the CPU never counts: the kernel does
-    port = free_port()
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(SERVER_CONFIG), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path))
-    command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
-               "--ServerApp.base_url=/user/kim/", f"--ServerApp.root_dir={tmp_path}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
     log = tmp_path / "server.log"
     with log.open("wb") as stderr:
-        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
-    url = f"http://127.0.0.1:{port}/user/kim/"
+        server, url = start_jupyter_server(tmp_path, stderr)
     try:
         wait_for(lambda: reports() or server.poll() is not None, 30, "no report at start")
         assert server.poll() is None, log.read_text()

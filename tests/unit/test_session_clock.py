@@ -27,9 +27,9 @@ import requests
 from barehub import session_clock
 from barehub.session_clock import CACHE_SECONDS, SessionClock
 
+from tests.unit.conftest import SERVER_CONFIG, start_jupyter_server
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "installer" / "barehub" / "labextension"
-SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"
 ENDS_AT = "2026-12-06T08:15:00Z"
 
 
@@ -162,27 +162,11 @@ def test_https_hub_uses_the_system_cas_unless_internal_ssl(tmp_path):
 
 # --- in a real jupyter-server, enabled by the env's config file
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def jupyter_server(hub, tmp_path):
-    """jupyter-server as a server of the env runs: the env's config (here JUPYTER_CONFIG_PATH) enables the
-    extension, the hub's environment variables point to the stand-in hub."""
-    port = free_port()
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(SERVER_CONFIG), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path))
-    command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
-               "--ServerApp.base_url=/user/kim/", f"--ServerApp.root_dir={tmp_path}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/user/kim/"
+    """jupyter-server as a server of the env runs: the env's config enables the extension, the hub's environment
+    variables point to the stand-in hub."""
+    server, url = start_jupyter_server(tmp_path, subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
         assert server.poll() is None, server.stderr.read().decode()

@@ -36,7 +36,12 @@ def test_profiles_become_the_job_request(slurm):
     assert applied(slurm, {"profile": label}) == {"partition": "gpu", "nprocs": "8", "memory": "32G",
                                                   "runtime": "4:00:00", "gres": "gpu:1", "options": "",
                                                   "account": ""}
-    assert applied(slurm, {})["partition"] == "cpu"  # the first profile is the default
+    assert applied(slurm, {})["partition"] == "cpu"  # the first profile is the default...
+    from barehub.slurm_spawner import SlurmSpawner
+
+    spawner = SlurmSpawner(config=Config({"SlurmSpawner": slurm}))
+    applied(slurm, {}, spawner)
+    assert spawner.user_options == {"profile": "CPU only: 2 CPUs, 4 GB, 8 hours"}  # ... named (the culler's limits)
 
 
 def test_a_profiles_keys_do_not_leak_into_the_users_next_spawn_and_the_sites_own_request_stays(prefix):
