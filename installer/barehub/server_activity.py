@@ -1,6 +1,7 @@
 """Whether a server is working, told to the hub: a jupyter-server extension that looks every CHECK_S seconds at
 the server's kernels and CPU, and POSTs {JUPYTERHUB_API_URL}/users/{user}/work
-{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601 UTC or null}, answered
+{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601 UTC or null, and when idle, maybe
+"last_activity": ISO-8601 UTC, the user's own activity (see ServerActivity)}, answered
 {"report_every_s": int, "cpu_active_percent": number} (barehub.sessions' work API).
 
 Why. The idle culler stops a server whose last activity is older than its timeout, and the hub's last_activity
@@ -329,12 +330,16 @@ class HubReporter:
 class ServerActivity:
     """Every CHECK_S seconds: is the server working (WorkState), the local activity moved while it is, the hub
     told at start, on a change, and every report_every_s while working (a report not taken is sent again at the
-    next check)."""
+    next check). An idle server whose user was active (jupyter-server's last_activity(): her requests, kernel
+    messages) tells the hub that too, at most every report_every_s: jupyterhub-singleuser tells it only every
+    300 s, which a profile's idle timeout of a few minutes would take for idleness."""
 
     def __init__(self, settings: dict, kernel_manager, reporter: HubReporter,
                  cpu_seconds: Callable[[], float] | None, clock=time.monotonic, wall=time.time,
-                 logger: logging.Logger = log):
+                 logger: logging.Logger = log, last_activity: Callable[[], datetime | None] | None = None):
         self.log = logger
+        self.last_activity = last_activity
+        self.activity_told: float | None = None  # the user's last activity the hub has been told (epoch seconds)
         self.settings = settings
         self.kernel_manager = kernel_manager
         self.reporter = reporter
@@ -360,10 +365,24 @@ class ServerActivity:
         before, self._cpu_before = self._cpu_before, (now, seconds)
         return None if before is None else cpu_percent(before[1], seconds, now - before[0])
 
-    def _due(self, now: float, report: dict) -> bool:
+    def _active(self) -> float | None:
+        """The user's last activity in this server (epoch seconds), when it is not this extension's own."""
+        if self.last_activity is None or self.state.busy is not None:
+            return None
+        try:
+            moment = self.last_activity()
+        except Exception:  # noqa: BLE001 (a source of activity that fails: not told this time)
+            return None
+        if not isinstance(moment, datetime):
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+    def _due(self, now: float, report: dict, active: float | None) -> bool:
         if report != self.reported:  # the first one, or a change the hub has not taken yet
             return True
-        return self.state.busy is not None and now - self.reported_at >= self.reporter.report_every_s - SLACK_S
+        if now - self.reported_at < self.reporter.report_every_s - SLACK_S:
+            return False
+        return self.state.busy is not None or (active is not None and active > (self.activity_told or 0))
 
     def check(self) -> asyncio.Future | None:
         """One check; the report it sends (to await in tests), if any."""
@@ -372,16 +391,18 @@ class ServerActivity:
                            self.reporter.cpu_active_percent)
         if self.state.busy is not None:
             self.settings[SETTINGS_KEY] = datetime.now(timezone.utc)
-        report = self.state.as_report()
-        if self.reporter.url is None or self.sending is not None or not self._due(now, report):
+        report, active = self.state.as_report(), self._active()
+        if self.reporter.url is None or self.sending is not None or not self._due(now, report, active):
             return None
-        self.sending = asyncio.ensure_future(self._send(report, now))
+        self.sending = asyncio.ensure_future(self._send(report, now, active))
         return self.sending
 
-    async def _send(self, report: dict, now: float) -> None:
+    async def _send(self, report: dict, now: float, active: float | None) -> None:
+        told = {**report, "last_activity": iso(active)} if active is not None else report
         try:
-            if await self.reporter.send(report):
+            if await self.reporter.send(told):
                 self.reported, self.reported_at = report, now
+                self.activity_told = active if active is not None else self.activity_told
         finally:
             self.sending = None
 
@@ -413,7 +434,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
         kernel_manager = web_app.settings.get("kernel_manager")
     reporter = HubReporter(logger=serverapp.log)  # the server's log (its journal), where its own lines are
     web_app.settings["barehub_server_activity"] = ServerActivity(web_app.settings, kernel_manager, reporter,
-                                                                 cpu_seconds, logger=serverapp.log)
+                                                                 cpu_seconds, logger=serverapp.log,
+                                                                 last_activity=web_app.last_activity)
     serverapp.log.info("barehub server activity: CPU from the %s, %s", source,
                        f"reports to {reporter.url}" if reporter.url else "no hub to report to")
 

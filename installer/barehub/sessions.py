@@ -184,11 +184,12 @@ def save_state(handler: APIHandler, spawner) -> None:
     handler.db.commit()
 
 
-WORK_KEYS = {"server", "busy", "busy_since"}
+WORK_KEYS = {"server", "busy", "busy_since", "last_activity"}
 
 
-def work_report(body: dict) -> tuple[str, str | None, float | None]:
-    """(server, busy, busy_since) from a work report's body; 400 naming the field when it is not one."""
+def work_report(body: dict) -> tuple[str, str | None, float | None, float | None]:
+    """(server, busy, busy_since, last_activity) from a work report's body; 400 naming the field when it is not
+    one."""
     unknown = set(body) - WORK_KEYS
     if unknown:
         raise web.HTTPError(400, f"unknown field(s) {', '.join(sorted(unknown))}; a report has "
@@ -202,16 +203,20 @@ def work_report(body: dict) -> tuple[str, str | None, float | None]:
     if busy and busy_since is None:
         raise web.HTTPError(400, f'"busy_since" must be an ISO-8601 time when "busy" is set, not '
                                  f'{body.get("busy_since")!r}')
-    return server_name, busy, busy_since
+    last_activity = epoch(body.get("last_activity"))
+    if body.get("last_activity") is not None and last_activity is None:
+        raise web.HTTPError(400, f'"last_activity" must be an ISO-8601 time or absent, not {body["last_activity"]!r}')
+    return server_name, busy, busy_since, last_activity
 
 
 class WorkAPIHandler(APIHandler):
     @needs_scope("users:activity")
     def post(self, user_name):
-        """{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601}: recorded for the culler
-        (barehub.server_work, which keeps the start of a spell itself); a busy server's last_activity moves to now,
+        """{"server": name, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601, "last_activity": ISO-8601}:
+        recorded for the culler (barehub.server_work, which keeps the start of a spell itself); a busy server's
+        last_activity moves to now, an idle one's to the user's last activity it tells (never past now, never back),
         as JupyterHub's activity API moves it. A server's own token reports for that server only."""
-        server_name, busy, busy_since = work_report(json_body(self))
+        server_name, busy, busy_since, last_activity = work_report(json_body(self))
         own = spawner_of_token(self)
         if own is not None and (own.user.name != user_name or own.name != server_name):
             raise web.HTTPError(403, f"a server's token reports for its own server only, not {user_name}/{server_name}")
@@ -222,9 +227,11 @@ class WorkAPIHandler(APIHandler):
             started = spawner.orm_spawner.started
             spawner.record_work(busy, busy_since, now, fresh_s=STALE_REPORTS * policy.report_every(profile),
                                 started=started.replace(tzinfo=timezone.utc).timestamp() if started else None)
-        if busy:
-            moment = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)  # the hub's naive UTC
-            spawner.orm_spawner.last_activity = moment
+        active = now if busy else min(last_activity, now) if last_activity is not None else None
+        if active is not None:
+            moment = datetime.fromtimestamp(active, timezone.utc).replace(tzinfo=None)  # the hub's naive UTC
+            if not spawner.orm_spawner.last_activity or spawner.orm_spawner.last_activity < moment:
+                spawner.orm_spawner.last_activity = moment
             if not user.orm_user.last_activity or user.orm_user.last_activity < moment:
                 user.orm_user.last_activity = moment
             self.db.commit()

@@ -220,6 +220,7 @@ def test_the_real_culler_loads_barehubs_decision_from_its_config_file(tmp_path):
     ({"busy": "kernel"}, '"busy_since" must be an ISO-8601 time'),
     ({"busy": "kernel", "busy_since": "0001-01-01T00:00:00+01:00"}, '"busy_since" must be an ISO-8601 time'),
     ({"busy": "cpu", "busy_since": 1800000000}, '"busy_since" must be an ISO-8601 time'),
+    ({"busy": None, "last_activity": "yesterday"}, '"last_activity" must be an ISO-8601 time or absent'),
 ])
 def test_a_report_that_is_not_one_is_refused_naming_the_field(body, says):
     from tornado.web import HTTPError

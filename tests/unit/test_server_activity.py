@@ -31,6 +31,7 @@ from barehub.server_activity import (CHECK_S, DEFAULT_CPU_ACTIVE_PERCENT, DEFAUL
                                      kernels_busy, own_cgroup, process_tree_seconds)
 
 from barehub.units import SERVER_UNIT_ENV
+from barehub.utc_time import iso
 from tests.unit.conftest import SERVER_CONFIG, start_jupyter_server
 REPO = Path(__file__).resolve().parents[2]
 WORK_PATH = "/hub/api/users/kim/work"
@@ -337,8 +338,12 @@ def hub(monkeypatch, hub_api_server):
 
 
 def reports() -> list[dict]:
-    """The bodies of the reports the hub heard, less the server's name."""
-    return [{k: v for k, v in body.items() if k != "server"} for *_, body in Hub.reports]
+    """The bodies of the reports the hub heard, less the server's name and the user's activity (told_activity)."""
+    return [{k: v for k, v in body.items() if k not in ("server", "last_activity")} for *_, body in Hub.reports]
+
+
+def told_activity() -> list[str | None]:
+    return [body.get("last_activity") for *_, body in Hub.reports]
 
 
 class Server:
@@ -636,7 +641,9 @@ def test_a_real_server_reports_a_kernel_sleeping_in_a_cell(hub, tmp_path):
     try:
         wait_for(lambda: reports() or server.poll() is not None, 30, "no report at start")
         assert server.poll() is None, log.read_text()
-        assert hub.reports == [(WORK_PATH, "token server-token", "application/json", dict(IDLE, server=""))]
+        [(path, auth, kind, body)] = hub.reports
+        assert (path, auth, kind) == (WORK_PATH, "token server-token", "application/json")
+        assert {**body, "last_activity": "?"} == dict(IDLE, server="", last_activity="?")  # its start: activity
         assert "barehub server activity: CPU from the process tree" in log.read_text()
         token = {"Authorization": "token secret"}
         response = requests.post(url + "api/kernels", json={"name": "python3"}, headers=token, timeout=30)
@@ -670,3 +677,33 @@ def test_a_report_the_hub_refuses_for_good_is_not_hammered_every_check(hub, capl
     assert levels == ["WARNING"]
     server.check(kernel="idle")  # the next change is told
     assert len(reports()) == 3 and reports()[-1] == {"busy_since": None, "busy": None}
+
+
+class Activity:
+    """jupyter-server's last_activity(), as the user's requests move it."""
+    def __init__(self):
+        self.moment = datetime.fromtimestamp(START, timezone.utc)
+
+    def __call__(self):
+        return self.moment
+
+
+def test_an_idle_server_tells_the_users_own_activity_at_most_every_report_every_s(hub):
+    """jupyterhub-singleuser tells the hub every 300 s; a profile's timeout of a few minutes would cull a user who
+    types. An idle server tells the user's activity when it moved, at the hub's cadence (15 s here); not when it
+    did not move; a busy one does not (busy is now)."""
+    server = Server()
+    activity = server.activity.last_activity = Activity()
+    server.check()  # at start: the server's start is its activity
+    assert told_activity() == [iso(START)]
+    activity.moment = datetime.fromtimestamp(START + 3, timezone.utc)  # she types
+    server.check()  # 5 s: not yet (15 s since the last report)
+    server.check()
+    server.check()  # 15 s
+    assert told_activity() == [iso(START), iso(START + 3)] and reports()[-1] == IDLE
+    server.check()
+    server.check()
+    server.check()  # 30 s: nothing new
+    assert len(Hub.reports) == 2
+    server.check(kernel="busy")  # busy: told as busy, not as her activity
+    assert told_activity()[-1] is None and reports()[-1]["busy"] == "kernel"
