@@ -63,7 +63,8 @@ def test_the_culler_keeps_work_and_stops_idleness_saying_why(container, people):
         "report = lambda user, server: requests.post(f'{api}/users/{user}/work', headers=auth, timeout=30, json={\n"
         "    'server': server, 'busy': 'kernel', 'busy_since': '2026-01-01T00:00:00Z'}).status_code\n"
         "print(report('rita', ''), report('rita', 'other'), report('nora', ''))")
-    assert out.split() == ["200", "403", "403"], out
+    own, her_other, someone_elses = out.split()
+    assert (own, her_other) == ("200", "403") and someone_elses in ("403", "404"), out  # (404: not even seen)
     since = int(time.time())
     # nora: a silent cell, no browser; the hub's last_activity moves within seconds
     before = last_activity(nora)
