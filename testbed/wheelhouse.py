@@ -20,3 +20,7 @@ def build_wheelhouse(repo: Path, cache: Path = CACHE) -> Path:
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return target
+
+
+if __name__ == "__main__":  # tests/run: built once, for the test processes it starts (BAREHUB_WHEELHOUSE)
+    print(build_wheelhouse(Path(__file__).resolve().parents[1]))

@@ -33,9 +33,9 @@ from traitlets import Unicode
 
 from barehub import server_names
 from barehub.server_end import RemembersEnd
-from barehub.server_work import RemembersWork
+from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
 from barehub.systemd import Systemctl
-from barehub.units import SERVER_UNIT_ENV, USERS_SLICE
+from barehub.units import USERS_SLICE
 
 LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
 UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")

@@ -53,7 +53,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
 from barehub.session_clock import _ssl_options
-from barehub.units import SERVER_UNIT_ENV
+from barehub.server_work import SERVER_UNIT_ENV
 from barehub.utc_time import iso
 
 CHECK_S = 5  # seconds between two looks at the kernels and the CPU

@@ -8,6 +8,11 @@ them, so a server started again is neither busy nor kept.
 """
 from __future__ import annotations
 
+# where a local server finds its own unit's name (barehub.local_spawner sets it): the one cgroup whose CPU is its
+# work (barehub.server_activity)
+SERVER_UNIT_ENV = "BAREHUB_SERVER_UNIT"
+
+
 class RemembersWork:
     """Mixin for a jupyterhub Spawner.
 

@@ -19,8 +19,6 @@ ALL_UNITS = UNITS + CERT_UNITS
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 USERS_SLICE = "jupyterhub-users.slice"  # every local user's server unit (hub_config), stopped by uninstall
 USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's default server's unit (barehub.local_spawner)
-# the environment variable a local server finds its own unit's name in (its cgroup's: barehub.server_activity)
-SERVER_UNIT_ENV = "BAREHUB_SERVER_UNIT"
 USER_UNITS_GLOB = "jupyter-*.service"  # every server's unit (a named one's is jupyter-USER-SERVER), in USERS_SLICE
 HUB_RUNTIME_DIR = "jupyterhub"  # the hub unit's RuntimeDirectory=, /run/jupyterhub
 

@@ -20,7 +20,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    return build_wheelhouse(REPO)
+    """This checkout's wheelhouse: built here, or once by tests/run for the test processes it runs side by side
+    (BAREHUB_WHEELHOUSE: two processes rebuilding one wheelhouse would delete each other's barehub wheel)."""
+    built = os.environ.get("BAREHUB_WHEELHOUSE")
+    return Path(built) if built else build_wheelhouse(REPO)
 
 
 @pytest.fixture(scope="session")

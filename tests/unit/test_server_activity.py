@@ -30,7 +30,7 @@ from barehub.server_activity import (CHECK_S, DEFAULT_CPU_ACTIVE_PERCENT, DEFAUL
                                      HubReporter, ServerActivity, WorkState, cpu_percent, cpu_source,
                                      kernels_busy, own_cgroup, process_tree_seconds)
 
-from barehub.units import SERVER_UNIT_ENV
+from barehub.server_work import SERVER_UNIT_ENV
 from barehub.utc_time import iso
 from tests.unit.conftest import SERVER_CONFIG, start_jupyter_server
 REPO = Path(__file__).resolve().parents[2]
