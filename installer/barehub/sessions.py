@@ -11,10 +11,10 @@ spawner itself (barehub's spawners' `session_details()` and `ended`, see barehub
   JupyterLab's walltime warning, barehub.session_clock, asks through it);
 - PATCH {hub}/api/users/NAME/sessions/SERVER {"keep_until": ISO-8601 or null}: keep the server running until
   then, within the site's maximum (c.Barehub.keep_max), with the token's servers scope for NAME (her own);
-- POST {hub}/api/users/NAME/work {"server": SERVER, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601}: a
-  server's own report that it is working (barehub.server_activity), with users:activity for NAME, as JupyterHub's
-  activity API (POST /users/NAME/activity) is; a busy report moves the server's last_activity, and the answer
-  says how often to report (barehub.culling). (The server is named in the body, as in JupyterHub's activity API:
+- POST {hub}/api/users/NAME/work {"server": SERVER, "busy": "kernel" | "cpu" | null, "busy_since": ISO-8601,
+  "last_activity": ISO-8601}: a server's own report that it is working, or of its user's last activity
+  (barehub.server_activity), with users:activity for NAME, as JupyterHub's activity API (POST /users/NAME/activity)
+  is; a report moves the server's last_activity, and the answer says how often to report (barehub.culling). (The server is named in the body, as in JupyterHub's activity API:
   a URL with the default server's empty name, .../sessions//work, would not survive a proxy that merges slashes.)
 - GET {hub}/sessions: the page (JupyterHub's templates; plain HTML and a small script that asks the API
   every few seconds). Cancel, Relaunch and Delete are JupyterHub's own server API calls; a new session goes
@@ -122,15 +122,16 @@ class SessionAPIHandler(APIHandler):
     def patch(self, user_name, server_name):
         """{"keep_until": ISO-8601 or null}: the culler keeps the server running until then (null: no longer), within
         c.Barehub.keep_max from now. Saved with the server's state, so a hub restart keeps it."""
-        user, spawner = running_spawner(self, user_name, server_name)
-        if not hasattr(spawner, "keep_until"):
-            raise web.HTTPError(409, f"{type(spawner).__name__} servers cannot be kept (not a barehub spawner)")
         body = json_body(self)
         unknown = set(body) - {"keep_until"}
         if unknown or "keep_until" not in body:
             raise web.HTTPError(400, f'the body must be {{"keep_until": ISO-8601 time or null}}; unknown: '
                                      f'{", ".join(sorted(unknown)) or "none"}')
-        spawner.keep_until = self.keep_until(body["keep_until"])
+        keep_until = self.keep_until(body["keep_until"])
+        user, spawner = running_spawner(self, user_name, server_name)
+        if not hasattr(spawner, "keep_until"):
+            raise web.HTTPError(409, f"{type(spawner).__name__} servers cannot be kept (not a barehub spawner)")
+        spawner.keep_until = keep_until
         save_state(self, spawner)
         self.log.info("%s keeps %s until %s", self.current_user.name, spawner._log_name,
                       iso(spawner.keep_until) or "no longer")
