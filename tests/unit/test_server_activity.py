@@ -240,7 +240,9 @@ def test_a_shared_cgroup_is_never_used_the_process_tree_is(tmp_path, env, cgroup
         (root / "proc" / "self" / "cgroup").unlink()
     read, label = cpu_source(env, root)
     assert label == "process tree"
-    assert read() == pytest.approx(sum(psutil.Process().cpu_times()[:4]), abs=1.0)  # this test's own process
+    # this test's own process tree: at least this process's own CPU (a fake cgroup file here says 1 microsecond);
+    # not an exact figure, as a long test run's process has children of its own that keep working
+    assert read() >= sum(psutil.Process().cpu_times()[:2]) > 0.01
 
 
 def test_own_cgroup():
