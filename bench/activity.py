@@ -16,14 +16,12 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.box import CONFIG_D, HUB, installed  # noqa: E402
+from bench.report import save  # noqa: E402
 from testbed.container import Container  # noqa: E402
 from testbed.web import wait_until  # noqa: E402
-from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
-from bench.report import save  # noqa: E402
 
-HUB = "http://127.0.0.1:28080"
 SERVERS = 100
 WINDOW_S = 120
 TIMEOUT_S = 60
@@ -66,19 +64,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench: run as root (it boots a systemd container)", file=sys.stderr)
         return 1
-    wheelhouse = build_wheelhouse(REPO, CACHE)
-    box = Container(f"barehub-bench-activity-{os.getpid()}",
-                    {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse", str(REPO / "bench"): "/mnt/bench"},
-                    Path("/tmp/barehub-bench-activity-console.log"))
-    box.boot()
     results: dict = {"machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, "servers": SERVERS,
                      "window_s": WINDOW_S, "timeout_s": TIMEOUT_S, "phases": {}}
-    try:
-        token = box.run("python3 -c 'import secrets; print(secrets.token_hex(16))'").stdout.strip()
-        box.run(f"mkdir -p /etc/bench && echo {token} > /etc/bench/token && chmod 600 /etc/bench/token")
-        box.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /mnt/wheelhouse --http-port 28080", timeout=900)
-        box.run("cp /mnt/bench/configs/common.py /opt/barehub/jupyterhub_config.d/90-bench.py && "
-                "cat > /opt/barehub/jupyterhub_config.d/91-activity.py", input=CONFIG)
+    with installed("activity") as (box, token):
+        box.run(f"cat > {CONFIG_D}/91-activity.py", input=CONFIG)
         box.run(f"echo off > {SWITCH} && : > {SWITCH}.log && systemctl restart jupyterhub")
         wait_until(lambda: requests.get(f"{HUB}/hub/health", timeout=5).status_code == 200, 120)
         auth = {"Authorization": f"token {token}"}
@@ -98,10 +87,6 @@ def main() -> int:
                                         "reports_per_min": (reports_sent(box, mode) - sent) / minutes,
                                         "refused": reports_sent(box, f"{mode} refused")}
             log(f"{label}: {results['phases'][label]}")
-        user = requests.get(f"{HUB}/hub/api/users/u000", headers=auth, timeout=30).json()
-        results["last_activity_moves"] = user["servers"][""]["last_activity"]
-    finally:
-        box.stop()
     save(results, "activity-results", write_report)
     return 0
 

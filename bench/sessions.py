@@ -14,15 +14,12 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from testbed.container import Container  # noqa: E402
-from testbed.web import wait_until  # noqa: E402
-from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.box import CONFIG_D, HUB, installed  # noqa: E402
 from bench.report import save  # noqa: E402
+from testbed.web import wait_until  # noqa: E402
 from tests.integration.browser import Browser  # noqa: E402
 
-HUB = "http://127.0.0.1:28080"
 SERVERS = 20
 USER = "ada"
 ROUNDS_API, ROUNDS_PAGE = 50, 10
@@ -77,18 +74,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench: run as root (it boots a systemd container)", file=sys.stderr)
         return 1
-    wheelhouse = build_wheelhouse(REPO, CACHE)
-    box = Container(f"barehub-bench-sessions-{os.getpid()}",
-                    {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse", str(REPO / "bench"): "/mnt/bench"},
-                    Path("/tmp/barehub-bench-sessions-console.log"))
-    box.boot()
     results: dict = {"machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, "servers": SERVERS}
-    try:
-        token = box.run("python3 -c 'import secrets; print(secrets.token_hex(16))'").stdout.strip()
-        box.run(f"mkdir -p /etc/bench && echo {token} > /etc/bench/token && chmod 600 /etc/bench/token")
-        box.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /mnt/wheelhouse --http-port 28080", timeout=900)
-        box.run("cp /mnt/bench/configs/common.py /opt/barehub/jupyterhub_config.d/90-bench.py && "
-                f"printf '{NAMED}' > /opt/barehub/jupyterhub_config.d/91-named.py && systemctl restart jupyterhub")
+    with installed("sessions") as (box, token):
+        box.run(f"printf '{NAMED}' > {CONFIG_D}/91-named.py && systemctl restart jupyterhub")
         wait_until(lambda: requests.get(f"{HUB}/hub/health", timeout=5).status_code == 200, 120)
         auth = {"Authorization": f"token {token}"}
         requests.post(f"{HUB}/hub/api/users/{USER}", headers=auth, timeout=60)
@@ -118,8 +106,6 @@ def main() -> int:
                                                                                  home_rows_shown, ROUNDS_PAGE),
             }
             b.shot("sessions-page-20-servers")
-    finally:
-        box.stop()
     save(results, "sessions-results", write_report)
     return 0
 
