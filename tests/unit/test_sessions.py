@@ -146,6 +146,16 @@ def test_an_ended_server_says_why_and_keeps_its_jobs_log_a_local_one_has_no_slur
     assert describe(model(pending="stop", ready=True), {}, None, NOW)["state"] == "stopping"
 
 
+def test_a_running_servers_card_says_what_it_is_busy_with_and_until_when_it_is_kept_a_stopped_one_neither():
+    work = {"busy": "kernel", "busy_since": NOW - 90, "reported_at": NOW - 5}
+    card = describe(model(ready=True), {"kind": "local"}, None, NOW, work, NOW + 3600)
+    assert (card["busy"], card["busy_since"], card["keep_until"]) == \
+        ("kernel", "2026-12-06T08:28:30Z", "2026-12-06T09:30:00Z")
+    assert describe(model(ready=True), {}, None, NOW, None, NOW - 1)["keep_until"] == ""  # passed: not shown
+    stopped = describe(model(), {}, None, NOW, work, NOW + 3600)
+    assert (stopped["busy"], stopped["busy_since"], stopped["keep_until"]) == ("", "", "")
+
+
 def slurm_spawner(name: str = "", user_name: str = "leo") -> SlurmSpawner:
     user = types.SimpleNamespace(name=user_name, escaped_name=user_name, url=f"/user/{user_name}/")
     spawner = SlurmSpawner(user=user, orm_spawner=types.SimpleNamespace(name=name, server=None), hub=types.SimpleNamespace(public_host="", base_url="/hub/",
