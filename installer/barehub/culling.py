@@ -2,8 +2,9 @@
 
 Why. jupyterhub-idle-culler stops a server whose last activity is older than one timeout. A kernel that computes
 without printing (a training loop, a solver, `time.sleep`) sends nothing, so the hub's last_activity stays at the
-moment the cell started and hours of work are culled (JupyterHub #1498; reproduced here: a 300 s silent cell
-culled after 89 s with a 60 s timeout). barehub keeps the real culler and gives it more to go on:
+moment the cell started and hours of work are culled (JupyterHub #1498; seen here too: without
+barehub.server_activity, test_culling.py's sleeping cell was culled at its 30 s timeout). barehub keeps the real
+culler and gives it more to go on:
 - each server says when it is working (barehub.server_activity: a busy kernel, or CPU used by the server's own
   cgroup or process tree) and the hub moves its last_activity on each such report (barehub.sessions' work API),
   so a busy server is not idle;
