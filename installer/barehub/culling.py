@@ -38,6 +38,12 @@ MIN_REPORT_EVERY, MAX_REPORT_EVERY = 5, 300
 log = logging.getLogger("IdleCuller")  # the culler's own logger: its lines and these share one format
 
 
+def profile_in(user_options) -> str | None:
+    """The spawn profile's label in a server's user_options (the drop-ins write the one used), if any."""
+    profile = user_options.get("profile") if isinstance(user_options, dict) else None
+    return profile if isinstance(profile, str) else None
+
+
 @dataclass(frozen=True)
 class Limits:
     """Seconds; 0 is no limit (idle_timeout 0: never culled for idleness)."""
@@ -67,6 +73,10 @@ class Policy:
         """How often a working server reports: four times per idle timeout, so one lost report never culls it."""
         timeout = self.limits_for(profile).idle_timeout or 4 * MAX_REPORT_EVERY
         return max(MIN_REPORT_EVERY, min(MAX_REPORT_EVERY, timeout // 4))
+
+    def stale_after(self, profile: str | None) -> int:
+        """Seconds after which a busy report is not believed: the server went quiet (STALE_REPORTS reports missed)."""
+        return STALE_REPORTS * self.report_every(profile)
 
     def to_json(self) -> dict:
         return {"default": vars(self.default), "profiles": {k: vars(v) for k, v in self.profiles.items()},
@@ -122,8 +132,7 @@ def decide(server: dict, policy: Policy, now: float, idle_timeout: int | None = 
     """Stop or keep this server (JupyterHub's server model, with the spawner's state), and why.
 
     `idle_timeout`: the culler's own --timeout, for servers of no profile with limits of its own."""
-    options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
-    profile = options.get("profile") if isinstance(options.get("profile"), str) else None
+    profile = profile_in(server.get("user_options"))
     limits = policy.limits_for(profile)
     if idle_timeout is not None and limits is policy.default:
         limits = replace(limits, idle_timeout=idle_timeout)
@@ -140,7 +149,7 @@ def decide(server: dict, policy: Policy, now: float, idle_timeout: int | None = 
     busy_since, reported = moment_of(work.get("busy_since")), moment_of(work.get("reported_at"))
     busy = work.get("busy") if work.get("busy") in ("kernel", "cpu") else None
     working = busy is not None and busy_since is not None and reported is not None and \
-        now - reported <= STALE_REPORTS * policy.report_every(profile)
+        now - reported <= policy.stale_after(profile)
     if working and limits.max_busy and now - busy_since >= limits.max_busy:
         return Decision(True, f"busy ({busy}) for {duration(now - busy_since)}, beyond the cap of "
                               f"{duration(limits.max_busy)}{of_profile}")

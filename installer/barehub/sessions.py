@@ -31,7 +31,7 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from barehub.culling import STALE_REPORTS
+from barehub.culling import profile_in
 from barehub.server_tokens import spawner_of_token
 from barehub.utc_time import epoch, iso
 
@@ -55,12 +55,11 @@ def describe(model: dict, details: dict, ended: dict | None, now: float, work: d
         state, why = "stopped", ""
     started = epoch(details.get("job_started")) or epoch(model.get("started"))
     ends = epoch(details.get("ends_at")) if state in ("running", "starting", "stopping") else None
-    options = model.get("user_options") or {}
-    profile = options.get("profile") if isinstance(options, dict) else None
+    profile = profile_in(model.get("user_options"))
     return {
         "state": state,
         "why": why,
-        "profile": profile if isinstance(profile, str) else "",
+        "profile": profile or "",
         "time_used_s": round(now - started) if started and state in ("running", "stopping") else None,
         "ends_at": iso(ends) if ends else "",
         "time_left_s": max(0, round(ends - now)) if ends else None,
@@ -168,11 +167,6 @@ def running_spawner(handler: APIHandler, user_name: str, server_name: str):
     return user, spawner
 
 
-def profile_of(spawner) -> str | None:
-    options = spawner.user_options if isinstance(spawner.user_options, dict) else {}
-    return options.get("profile") if isinstance(options.get("profile"), str) else None
-
-
 def json_body(handler: APIHandler) -> dict:
     body = handler.get_json_body()
     if not isinstance(body, dict):
@@ -223,10 +217,10 @@ class WorkAPIHandler(APIHandler):
             raise web.HTTPError(403, f"a server's token reports for its own server only, not {user_name}/{server_name}")
         user, spawner = running_spawner(self, user_name, server_name)
         now, policy = time.time(), self.settings["barehub_cull_policy"]
-        profile = profile_of(spawner)
+        profile = profile_in(spawner.user_options)
         if callable(getattr(spawner, "record_work", None)):
             started = spawner.orm_spawner.started
-            spawner.record_work(busy, busy_since, now, fresh_s=STALE_REPORTS * policy.report_every(profile),
+            spawner.record_work(busy, busy_since, now, fresh_s=policy.stale_after(profile),
                                 started=started.replace(tzinfo=timezone.utc).timestamp() if started else None)
         active = now if busy else min(last_activity, now) if last_activity is not None else None
         if active is not None:
