@@ -56,8 +56,20 @@ def base_url(installed) -> str:
     return f"http://127.0.0.1:{HTTP_PORT}"
 
 
+MODULE_SECONDS: dict[str, float] = {}  # where the suite's time goes, to balance tests/run's lanes
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0]
+    MODULE_SECONDS[module] = MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
     if MEASUREMENTS:
         terminalreporter.section("barehub measurements")
         for key, value in MEASUREMENTS.items():
             terminalreporter.write_line(f"{key}: {value}")
+    if MODULE_SECONDS:
+        terminalreporter.section("time per module (s; the session's container boot and install in the first)")
+        for module, seconds in sorted(MODULE_SECONDS.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{seconds:7.1f}  {module}")
