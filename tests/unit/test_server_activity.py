@@ -281,16 +281,22 @@ def test_the_process_tree_counts_every_process_and_its_reaped_children():
 
 
 def test_the_process_tree_of_this_process_sees_a_subprocess_working_and_keeps_it_once_reaped():
+    """The child burns CPU time, not wall time, and says when it has burned half: on a busy machine it only
+    takes longer (with a wall-clock burn it got 0.12 s of CPU in 0.6 s there)."""
     read = process_tree_seconds()
     before = read()
-    burn = "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"
-    child = subprocess.Popen([sys.executable, "-c", burn])
-    time.sleep(0.4)
+    burn = ("import sys, time\n"
+            "while time.process_time() < 0.3: pass\n"
+            "print('half', flush=True)\n"
+            "while time.process_time() < 0.6: pass\n"
+            "sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "half\n"
     during = read()
-    child.wait()
+    child.communicate("", timeout=60)
     after = read()
-    assert during - before > 0.2
-    assert after - before > 0.5  # reaped: its time is this process's children's
+    assert during - before > 0.25
+    assert after - before > 0.55  # reaped: its time is this process's children's
 
 
 # ------------------------------------------------------------------------------------------ the reports
