@@ -9,9 +9,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.fsutil import FileSpec, chown_contents, ensure_dir, log, primary_group, uid_gid, uid_of
-from barehub.paths import Paths, shipped
+from barehub.base.paths import Paths
+from barehub.package_files import shipped
 from barehub.settings import Settings
 
 CLI_LINK = Path("/usr/local/bin/barehub")

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.as_user import run_as
-from barehub.shared import BarehubError, flag_name, read_json_dict
-from barehub.fsutil import FileSpec, atomic_write, open_no_follow
-from barehub.paths import Paths
+from barehub.base.errors import BarehubError
+from barehub.base.install_settings import flag_name
+from barehub.base.records import read_json_dict
+from barehub.base.records import open_no_follow
+from barehub.fsutil import FileSpec, atomic_write
+from barehub.base.paths import Paths
 from barehub.settings import Settings
 
 

@@ -5,7 +5,7 @@ import subprocess
 import time
 from typing import Sequence
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 class Systemctl:

@@ -14,7 +14,7 @@ from barehub import layout, secret_files
 from barehub.fsutil import FileSpec, atomic_write, chown_contents
 from barehub.settings import Settings
 from barehub.releases import adopt_legacy_records
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 NOBODY = pwd.getpwnam("nobody")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -160,7 +160,7 @@ def test_legacy_file_and_trust_settings_of_the_hub_user_are_not_taken_but_asked_
 
 def old_layout(tmp_path, hub: pwd.struct_passwd):
     """proxy/dynamic/ as releases before routes/ left it with --hub-user: hers, with root's tls.toml in it."""
-    from barehub.paths import Paths
+    from barehub.base.paths import Paths
 
     paths = Paths.from_prefix(tmp_path / "hub")
     paths.traefik_dynamic_dir.mkdir(parents=True)

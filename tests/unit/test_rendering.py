@@ -2,7 +2,8 @@
 import tomllib
 from pathlib import Path
 
-from barehub.paths import Paths, base_config_file
+from barehub.base.paths import Paths
+from barehub.package_files import base_config_file
 from barehub.proxy_config import render_proxy_config
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.units import render_units

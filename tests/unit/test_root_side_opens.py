@@ -18,7 +18,7 @@ import pytest
 from barehub import certificates, hub_run, layout, release_change, releases, secret_files
 from barehub.commands import status
 from barehub.settings import Settings
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.validation import load_config
 
 NOBODY = pwd.getpwnam("nobody")

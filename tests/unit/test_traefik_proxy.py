@@ -23,7 +23,7 @@ from tornado.netutil import bind_sockets
 from traitlets.config import Config
 
 from barehub import certificates, layout, proxy_config, release_change, releases
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import Settings
 from barehub.traefik_proxy import BarehubTraefikProxy
 
