@@ -33,7 +33,7 @@ from barehub.base.install_lock import InstallLock
 from barehub.base.machine import require_root
 from barehub.base.ports import check_distinct_ports
 from barehub.base.records import read_json_dict
-from barehub.systemd import Systemctl
+from barehub.systemd import Systemctl, remove_unit_files
 
 log = logging.getLogger("barehub")
 PROXY_DEADLINE_S = 60
@@ -157,7 +157,7 @@ def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], syst
     """Write every rendered file that differs; returns each unit's inputs digest."""
     if not settings.tls_cert:
         tls_pem = certificates.default_certificate(paths)  # traefik always has one: see proxy_config.tls_config
-        remove_units(systemctl, units.CERT_UNITS, report)
+        report.changed_files += remove_unit_files(systemctl, units.CERT_UNITS, units.DEFAULT_UNIT_DIR)
     examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
     desired = {}
     for unit, files in render_all(paths, settings, tls_pem, traefik_version(paths)).items():
@@ -241,16 +241,6 @@ def refuse_broken_fragments(paths: Paths, systemctl: Systemctl) -> None:
         raise BarehubError(e.message.replace("the running hub was left alone", "not (re)starting the hub"),
                            f"fix the file(s) in {paths.config_d} and run the installer again")
     log.info("config OK: %d fragment(s) checked", count)
-
-
-def remove_units(systemctl: Systemctl, names: tuple[str, ...], report: Report,
-                 unit_dir: Path = units.DEFAULT_UNIT_DIR) -> None:
-    present = [name for name in names if (unit_dir / name).exists()]
-    if present:
-        systemctl.disable_now(present)
-        for name in present:
-            (unit_dir / name).unlink()
-            report.changed_files.append(unit_dir / name)
 
 
 def run(args: argparse.Namespace) -> int:
