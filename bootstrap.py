@@ -66,7 +66,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog="bootstrap.py",
         description=f"Install barehub {VERSION}: JupyterHub + traefik supervised by systemd.",
     )
-    p.add_argument("--prefix", type=Path, default=base.paths.DEFAULT_PREFIX, help="base directory (default: %(default)s)")
+    p.add_argument("--prefix", type=Path, default=base.paths.DEFAULT_PREFIX,
+                   help="base directory (default: %(default)s)")
     p.add_argument("--version", dest="release", metavar="X",
                    help=f"the barehub release to install or move to: X, or 'latest' (default: {VERSION})")
     p.add_argument("--env-backend", choices=("conda", "pip"),
@@ -165,13 +166,6 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
         return 0
 
 
-def remembered_settings(paths: Paths) -> Dict:
-    """What an earlier install of this prefix chose (the installer writes it; releases up to 2026.11.0 in
-    state/, which the installer moves: here only its ports are checked)."""
-    read = base.records.read_json_dict
-    return read(paths.settings_file) or read(paths.legacy_record(paths.settings_file))
-
-
 def ports_of_run(args: argparse.Namespace, remembered: Dict) -> Tuple[Dict[str, int], bool]:
     """The ports this run will use (given flags, else remembered settings, else defaults), and whether
     HTTPS is on."""
@@ -184,7 +178,7 @@ def preflight(args: argparse.Namespace) -> str:
     check_systemd()
     conda_platform = check_arch()
     check_prefix_writable(args.prefix)
-    remembered = remembered_settings(args.paths)
+    remembered = base.records.remembered_settings(args.paths)
     if args.tls_cert:
         settings_table.check_tls_files(args.tls_cert, args.tls_key)
     settings_table.check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))

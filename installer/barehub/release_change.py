@@ -49,13 +49,6 @@ class Upgrade:
     backup: Path
 
 
-def keep_running_env(paths: Paths, previous: releases.Release) -> None:
-    """PREFIX/conda stays on the running release's env until the upgrade's backup is taken."""
-    running = paths.prefix / previous.env
-    if running.is_dir() and (not paths.env.exists() or paths.env.resolve() != running.resolve()):
-        switch_current_env(paths, running)
-
-
 def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) -> None:
     """Everything that can refuse the upgrade, checked while nothing has changed yet."""
     check_systemd_version(systemctl.run("--version").stdout)  # the old release's bootstrap did not ask

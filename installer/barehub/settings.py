@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from barehub.base.paths import Paths
 from barehub.base import install_settings
 from barehub.base.errors import BarehubError
+from barehub.base.records import FORMAT
 
 # the fields and their defaults come from the table of install settings (barehub.base.install_settings)
 _Recorded = make_dataclass("_Recorded", [(s.name, s.type, field(default=s.default)) for s in install_settings.RECORDED],
@@ -61,11 +62,8 @@ def load_settings(paths: Paths) -> Settings:
     except (OSError, ValueError) as e:
         raise BarehubError(f"cannot read {paths.settings_file}: {e}",
                            "fix or remove the file; it is rewritten from the flags of the next install")
-    values = install_settings.merge(data, {})
-    if "hub_sudo" not in data and values["hub_user"] != "root":
-        values["hub_sudo"] = True  # a --hub-user hub from before the flag ran sudo: it keeps doing so
-    return Settings(**values)
+    return Settings(**install_settings.merge(data, {}))  # as barehub.migrations left it
 
 
 def render_settings(settings: Settings) -> str:
-    return json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n"
+    return json.dumps({**asdict(settings), "format": FORMAT}, indent=2, sort_keys=True) + "\n"

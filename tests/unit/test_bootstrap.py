@@ -233,14 +233,15 @@ def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
 
 def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap, tmp_path):
     paths = bootstrap.Paths.from_prefix(tmp_path)
-    assert bootstrap.remembered_settings(paths) == {}
-    paths.state.mkdir()  # an install made by a release up to 2026.11.0 kept them in state/
-    paths.legacy_record(paths.settings_file).write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
-    assert bootstrap.remembered_settings(paths)["http_port"] == 8000
+    assert bootstrap.base.records.remembered_settings(paths) == {}
+    paths.state.mkdir()  # an install made by a release before records/ kept them in state/
+    legacy = bootstrap.base.records.legacy_record(paths, paths.settings_file)
+    legacy.write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
+    assert bootstrap.base.records.remembered_settings(paths)["http_port"] == 8000
     paths.records.mkdir()
     paths.settings_file.write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
-    paths.legacy_record(paths.settings_file).write_text('{"http_port": 9000}')
-    remembered = bootstrap.remembered_settings(paths)
+    legacy.write_text('{"http_port": 9000}')
+    remembered = bootstrap.base.records.remembered_settings(paths)
     args = lambda *argv: bootstrap.parse_args(list(argv))  # noqa: E731
     public = lambda ports_https: (ports_https[0]["http_port"], ports_https[0]["https_port"], ports_https[1])  # noqa: E731
     assert public(bootstrap.ports_of_run(args(), {})) == (80, 443, False)

@@ -9,8 +9,6 @@ from .paths import Paths
 
 def switch_current_env(paths: Paths, env_dir: Path) -> None:
     """Point PREFIX/conda at `env_dir`, atomically: the units and the CLI use that path."""
-    if paths.env.is_dir() and not paths.env.is_symlink():  # an env from before envs/ existed
-        os.replace(paths.env, paths.env_of("unversioned"))
     tmp = paths.prefix / ".conda.tmp"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()

@@ -113,7 +113,8 @@ def add_settings_arguments(p: argparse.ArgumentParser, bootstrap: bool = False) 
     g = p.add_argument_group("install settings (remembered)")
     for s in FLAGS:
         if s.bootstrap or not bootstrap:
-            default = "" if s.arg.get("action") == "store_true" or s.default in ("", ()) else f" (default {s.default_text})"
+            said = s.arg.get("action") == "store_true" or s.default in ("", ())
+            default = "" if said else f" (default {s.default_text})"
             g.add_argument(s.flag_name, dest=s.name, help=s.help + default, **s.arg)
 
 

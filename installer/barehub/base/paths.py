@@ -25,7 +25,8 @@ class Paths:
     # --- the base layout
     @property
     def env(self) -> Path:
-        """A link to the current release's env in envs/ (the units and the CLI use this path)."""
+        """A link to the current release's env in envs/ (the units and the CLI use this path), whatever the
+        env backend (conda or a pip venv): the name is that of the first layout, where it was a conda env."""
         return self.prefix / "conda"
 
     @property
@@ -111,10 +112,6 @@ class Paths:
     def release_file(self) -> Path:
         """The release the install last converged to (written once the hub answers), and its env."""
         return self.records / "release.json"
-
-    def legacy_record(self, record: Path) -> Path:
-        """Where releases up to 2026.11.0 kept a record: state/, which the hub user owns."""
-        return self.state / record.name
 
     # --- state
 
@@ -218,7 +215,7 @@ class Paths:
 
     def is_install(self) -> bool:
         """Whether an install has converged here (its settings are written before anything starts)."""
-        return self.settings_file.is_file() or self.legacy_record(self.settings_file).is_file()
+        return self.settings_file.is_file()
 
 
 def prefix_of_env(env_prefix: str = sys.prefix) -> Optional[Path]:

@@ -11,6 +11,10 @@ from typing import Dict
 from .errors import BarehubError
 from .paths import Paths
 
+# The format of root's records (install.json, release.json), which they carry; barehub.migrations converts
+# those of older installs (without it: format 1 in records/, 0 in state/).
+FORMAT = 2
+
 
 def open_no_follow(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
     """A descriptor of the regular, single-named file at `path`, never through a link another user planted.
@@ -46,6 +50,18 @@ def read_json_dict(path: Path) -> Dict:
     except (OSError, ValueError, BarehubError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def remembered_settings(paths: Paths) -> Dict:
+    """What an earlier install of this prefix chose, for bootstrap.py's checks before the installer runs:
+    records/install.json, or state/install.json where releases before records/ kept it (the installer moves
+    it: barehub.migrations)."""
+    return read_json_dict(paths.settings_file) or read_json_dict(legacy_record(paths, paths.settings_file))
+
+
+def legacy_record(paths: Paths, record: Path) -> Path:
+    """Where releases before records/ kept a record: state/, which the hub user owns."""
+    return paths.state / record.name
 
 
 def remembered_source(paths: Paths) -> Dict:

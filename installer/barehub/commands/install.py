@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import (__version__, certificates, hub_run, known_good, layout, proxy_config, release_change,
-                     releases, secret_files, units)
+from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, proxy_config,
+                     release_change, releases, secret_files, units)
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
@@ -97,8 +97,7 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     require_root("barehub install")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     lock = InstallLock(paths).acquire()  # held until this process exits
-    for name in releases.adopt_legacy_records(paths, overrides):
-        log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
+    migrations.migrate(paths, overrides)  # before anything reads a record
     remembered_hub_user = load_settings(paths).hub_user  # whose files in state/ follow a change of --hub-user
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
@@ -108,7 +107,6 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         use_own_env(paths)
         converge(paths, settings, tls_pem, systemctl, report)
         return report
-    release_change.keep_running_env(paths, previous)  # a bootstrap.py before 2026.11.0 switched it early
     release_change.preflight(paths, previous, systemctl)  # nothing has changed before this passes
     prepare_layout(paths, settings, remembered_hub_user, report)
     upgrade = release_change.begin(paths, previous)
@@ -145,6 +143,7 @@ def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemc
 def prepare_layout(paths: Paths, settings: Settings, previous_hub_user: str, report: Report) -> None:
     if layout.ensure_system_user(settings.proxy_user):
         log.info("created system user %s for traefik", settings.proxy_user)
+    migrations.take_dynamic_dir_back(paths, settings, previous_hub_user)  # once the upgrade's checks passed
     layout.make_directories(paths, settings, previous_hub_user)
     report.new_secrets = secret_files.ensure_all(paths, settings.hub_user)
     secret_files.ensure_private_file(paths.db_file, settings.hub_user)  # users' tokens and state live here
