@@ -26,7 +26,7 @@ from pathlib import Path
 from barehub import __version__, releases
 from barehub.base.current_env import switch_current_env
 from barehub.base.errors import BarehubError
-from barehub.base.install_settings import flag_name
+from barehub.base.install_settings import BY_NAME, flag_name
 from barehub.base.paths import Paths
 from barehub.base.records import FORMAT, legacy_record, open_no_follow
 from barehub.fsutil import FileSpec, atomic_write, ensure_dir, uid_of
@@ -135,7 +135,7 @@ def checkable_settings(paths: Paths, data: dict, hub_uid: int, flags: dict, lega
                  and not is_default(getattr(defaults, name), value)}
     https_off = "no_https" in given
     missing = {name: value for name, value in unchecked.items()
-               if name not in given and not (https_off and name in ("acme_domains", "tls_cert", "tls_key"))}
+               if name not in given and not (https_off and name in BY_NAME["no_https"].replaces)}
     if missing:
         owner = pwd.getpwuid(hub_uid).pw_name
         listed = "; ".join(f"{name} = {value!r} ({flag_name(name)})" for name, value in sorted(missing.items()))

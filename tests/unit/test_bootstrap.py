@@ -2,7 +2,10 @@
 so its exact command plan is what is tested)."""
 import argparse
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -337,3 +340,15 @@ def test_systemd_too_old_for_server_units_is_refused_with_what_to_use(bootstrap,
     with pytest.raises(bootstrap.BarehubError) as refused:
         bootstrap.check_systemd(systemctl(239))  # RHEL 8
     assert "systemd 239 is too old" in refused.value.message and "243" in refused.value.message
+
+
+def test_bootstrap_loads_its_base_package_from_beside_itself_as_in_the_wheel(tmp_path):
+    """The wheel ships bootstrap.py inside the package (`barehub upgrade` runs it): there it loads barehub/base/
+    from beside itself, on a python that has nothing but the standard library."""
+    package = tmp_path / "barehub"
+    shutil.copytree(REPO / "installer" / "barehub" / "base", package / "base")
+    shutil.copy(REPO / "bootstrap.py", package / "bootstrap.py")
+    out = subprocess.run([sys.executable, "-I", "-S", str(package / "bootstrap.py"), "--help"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--letsencrypt-domain" in out.stdout and "--hub-port" not in out.stdout
