@@ -39,9 +39,9 @@ def load_base():
             package = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = package  # its modules import each other relatively, dataclasses look it up
             spec.loader.exec_module(package)
-            for name in ("errors", "paths", "records", "current_env", "install_lock", "install_settings", "ports",
-                         "machine"):
-                importlib.import_module(f"{spec.name}.{name}")
+            for module in sorted(directory.glob("*.py")):
+                if module.stem != "__init__":
+                    importlib.import_module(f"{spec.name}.{module.stem}")
             return package
     sys.exit(f"bootstrap.py: barehub's base package is missing next to {__file__}: use a complete checkout or "
              "release")
