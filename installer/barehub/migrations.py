@@ -2,9 +2,10 @@
 
 Root's records (records/install.json, records/release.json) carry `"format": FORMAT` from this release on;
 one without it is of format 1 (in records/, as earlier releases wrote it) or 0 (in state/, where releases
-before records/ kept it). `migrate` brings them to FORMAT, once, under the install lock and before
-anything reads a record; it also converts what releases before envs/ left (PREFIX/conda a directory) and
-what a bootstrap.py before 2026.11.0 did early (PREFIX/conda already on the new env).
+before records/ kept it). `convert_older_install` brings them to FORMAT, once, under the install lock and
+before anything reads a record; it also converts what releases before envs/ left (PREFIX/conda a directory)
+and what a bootstrap.py before 2026.11.0 did early (PREFIX/conda already on the new env). (The database's
+own migration, by JupyterHub, is release_change.migrate.)
 
 Two conversions cannot run that early, and are called where they must run:
 - `take_dynamic_dir_back` (releases before proxy/dynamic/routes/): it takes proxy/dynamic/ from the older hub,
@@ -35,7 +36,7 @@ from barehub.settings import Settings
 log = logging.getLogger("barehub")
 
 
-def migrate(paths: Paths, flags: dict) -> None:
+def convert_older_install(paths: Paths, flags: dict) -> None:
     """Bring this install's records and layout to the current format (see the module docstring)."""
     for name in adopt_legacy_records(paths, flags):  # format 0 -> 1
         log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)

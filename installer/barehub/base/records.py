@@ -1,4 +1,5 @@
-"""Reading what earlier runs left: root's one safe open in another user's directory, JSON records."""
+"""Root's records: their format, reading what earlier runs left (and where older installs kept it), and
+root's one safe open of a file in another user's directory."""
 from __future__ import annotations
 
 import errno

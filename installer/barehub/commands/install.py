@@ -97,7 +97,7 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     require_root("barehub install")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     lock = InstallLock(paths).acquire()  # held until this process exits
-    migrations.migrate(paths, overrides)  # before anything reads a record
+    migrations.convert_older_install(paths, overrides)  # before anything reads a record
     remembered_hub_user = load_settings(paths).hub_user  # whose files in state/ follow a change of --hub-user
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
