@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Install or converge a barehub JupyterHub under PREFIX (default: shared.DEFAULT_PREFIX).
+"""Install or converge a barehub JupyterHub under PREFIX (default: barehub.base.paths.DEFAULT_PREFIX).
 
 Runs on the system python with the standard library only. It checks the machine,
 creates the hub environment in PREFIX/conda (conda/micromamba or a pip venv), installs
@@ -29,20 +29,27 @@ VERSION = "2026.11.0"
 HERE = Path(__file__).resolve().parent
 
 
-def load_shared():
-    """barehub/shared.py, which the package shares: in a checkout under installer/, in a wheel beside this file."""
-    for path in (HERE / "installer" / "barehub" / "shared.py", HERE / "shared.py"):
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location("barehub_shared", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses look their module up
-            spec.loader.exec_module(module)
-            return module
-    sys.exit(f"bootstrap.py: barehub's shared.py is missing next to {__file__}: use a complete checkout or release")
+def load_base():
+    """barehub's base package (barehub/base/: stdlib only), which the package shares: in a checkout under
+    installer/, in a wheel beside this file. Loaded under a name of its own, without the rest of barehub."""
+    for directory in (HERE / "installer" / "barehub" / "base", HERE / "base"):
+        if (directory / "__init__.py").is_file():
+            spec = importlib.util.spec_from_file_location("barehub_base", directory / "__init__.py",
+                                                          submodule_search_locations=[str(directory)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = package  # its modules import each other relatively, dataclasses look it up
+            spec.loader.exec_module(package)
+            for module in sorted(directory.glob("*.py")):
+                if module.stem != "__init__":
+                    importlib.import_module(f"{spec.name}.{module.stem}")
+            return package
+    sys.exit(f"bootstrap.py: barehub's base package is missing next to {__file__}: use a complete checkout or "
+             "release")
 
 
-shared = load_shared()
-BarehubError, Paths = shared.BarehubError, shared.Paths
+base = load_base()
+BarehubError, Paths = base.errors.BarehubError, base.paths.Paths
+settings_table = base.install_settings
 SUPPORTED_ARCHES = {"x86_64": "linux-64", "amd64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}
 MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/{platform}/latest"
 PIP_LOCK = "requirements.lock"
@@ -59,7 +66,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog="bootstrap.py",
         description=f"Install barehub {VERSION}: JupyterHub + traefik supervised by systemd.",
     )
-    p.add_argument("--prefix", type=Path, default=shared.DEFAULT_PREFIX, help="base directory (default: %(default)s)")
+    p.add_argument("--prefix", type=Path, default=base.paths.DEFAULT_PREFIX,
+                   help="base directory (default: %(default)s)")
     p.add_argument("--version", dest="release", metavar="X",
                    help=f"the barehub release to install or move to: X, or 'latest' (default: {VERSION})")
     p.add_argument("--env-backend", choices=("conda", "pip"),
@@ -70,19 +78,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     src.add_argument("--index-url", help="package index to install from (pip backend)")
     p.add_argument("--installer", help="barehub package to install: checkout dir, sdist or wheel "
                    "(default: this checkout, or barehub==VERSION from the wheelhouse/index)")
-    shared.add_settings_arguments(p)
+    settings_table.add_settings_arguments(p, bootstrap=True)
     p.add_argument("--make-wheelhouse", type=Path, metavar="DIR",
                    help="download everything the pip backend needs into DIR (for air-gapped sites) and exit")
     args = p.parse_args(argv)
     if not args.prefix.is_absolute():
         p.error(f"--prefix must be an absolute path, not {args.prefix}")
     args.paths = Paths.from_prefix(args.prefix)
-    apply_remembered_source(args, shared.remembered_source(args.paths))
+    apply_remembered_source(args, base.records.remembered_source(args.paths))
     if args.env_backend == "conda" and (args.wheelhouse or args.index_url):
         p.error("--wheelhouse/--index-url belong to the pip backend: add --env-backend pip")
     if args.env_backend == "pip" and args.conda_exe:
         p.error("--conda-exe belongs to the conda backend")
-    shared.check_settings_arguments(p, args)
+    settings_table.check_settings_arguments(p, args)
     return args
 
 
@@ -113,11 +121,6 @@ def save_source(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- checks
 
-def check_root() -> None:
-    if os.geteuid() != 0:
-        raise BarehubError("bootstrap.py must run as root", "run it again with sudo: sudo python3 bootstrap.py ...")
-
-
 def check_systemd(run: Callable = subprocess.run) -> None:
     if not os.path.isdir("/run/systemd/system"):
         raise BarehubError(
@@ -128,7 +131,7 @@ def check_systemd(run: Callable = subprocess.run) -> None:
         out = run(["systemctl", "--version"], check=True, capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise BarehubError(f"systemctl does not answer: {e}", "check that systemd is installed and running")
-    shared.check_systemd_version(out)
+    base.machine.check_systemd_version(out)
 
 
 def check_arch(machine: Optional[str] = None) -> str:
@@ -149,7 +152,7 @@ def check_prefix_writable(prefix: Path) -> None:
 
 
 def check_port_free(port: int, allowed_pids: Sequence[int] = ()) -> None:
-    owner = shared.port_owner(port, allowed_pids)
+    owner = base.ports.port_owner(port, allowed_pids)
     if owner:
         raise BarehubError(f"port {port} is already in use by {owner}",
                            "stop that service, or choose another port with --http-port/--https-port")
@@ -163,33 +166,24 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
         return 0
 
 
-def remembered_settings(paths: Paths) -> Dict:
-    """What an earlier install of this prefix chose (the installer writes it; releases up to 2026.11.0 in
-    state/, which the installer moves: here only its ports are checked)."""
-    return shared.read_json_dict(paths.settings_file) or shared.read_json_dict(paths.legacy_record(paths.settings_file))
-
-
 def ports_of_run(args: argparse.Namespace, remembered: Dict) -> Tuple[Dict[str, int], bool]:
     """The ports this run will use (given flags, else remembered settings, else defaults), and whether
     HTTPS is on."""
-    ports = {name: getattr(args, name, None) or remembered.get(name) or default
-             for name, default in shared.DEFAULT_PORTS.items()}
-    https = not args.no_https and bool(args.acme_domains or args.tls_cert
-                                       or remembered.get("acme_domains") or remembered.get("tls_cert"))
-    return ports, https
+    values = settings_table.merge(remembered, settings_table.given_settings(args))
+    return {name: values[name] for name in settings_table.DEFAULT_PORTS}, settings_table.https_on(values)
 
 
 def preflight(args: argparse.Namespace) -> str:
-    check_root()
+    base.machine.require_root("bootstrap.py", hint="run it again with sudo: sudo python3 bootstrap.py ...")
     check_systemd()
     conda_platform = check_arch()
     check_prefix_writable(args.prefix)
-    remembered = remembered_settings(args.paths)
+    remembered = base.records.remembered_settings(args.paths)
     if args.tls_cert:
-        shared.check_tls_files(args.tls_cert, args.tls_key)
-    shared.check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
+        settings_table.check_tls_files(args.tls_cert, args.tls_key)
+    settings_table.check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
     ports, https = ports_of_run(args, remembered)
-    shared.check_distinct_ports(ports, https)
+    base.ports.check_distinct_ports(ports, https)
     for port in [ports["http_port"]] + ([ports["https_port"]] if https else []):
         check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])
     if args.env_backend == "pip" and sys.version_info < MIN_HUB_PYTHON:
@@ -448,7 +442,7 @@ def make_wheelhouse(target: Path) -> None:
 def create_prefix(paths: Paths):
     """The prefix and envs/, then the lock: one run at a time from here on (the installer inherits it)."""
     paths.envs.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return shared.InstallLock(paths).acquire()
+    return base.install_lock.InstallLock(paths).acquire()
 
 
 def step(n: int, total: int, title: str, fn: Callable, *a):
@@ -457,12 +451,6 @@ def step(n: int, total: int, title: str, fn: Callable, *a):
     result = fn(*a)
     say(f"[{n}/{total}] {title}: done in {time.monotonic() - start:.1f} s")
     return result
-
-
-def installer_argv(args: argparse.Namespace) -> List[str]:
-    """The installer of the release's env, which switches PREFIX/conda to it only once it is safe to."""
-    python = str(env_dir_of(args) / "bin" / "python")
-    return [python, "-m", "barehub", "install", "--prefix", str(args.prefix), *shared.settings_argv(args)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -482,8 +470,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             say("hub environment already up to date")
         say(f"[4/{total}] running the installer")
         sys.stdout.flush()
-        lock.pass_on()
-        os.execv(installer_argv(args)[0], installer_argv(args))
+        # the installer of the release's env, which switches PREFIX/conda to it only once it is safe to
+        lock.exec_installer(env_dir_of(args) / "bin" / "python", args.prefix, settings_table.settings_argv(args))
     except BarehubError as e:
         print(f"barehub-bootstrap: error: {e.message}", file=sys.stderr)
         if e.hint:

@@ -27,7 +27,7 @@ from testbed.container import Container  # noqa: E402
 from testbed.web import RequestLoop, status_code, wait_until  # noqa: E402
 from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
 from barehub.hub_config import api_password_hash  # noqa: E402
-from barehub.shared import Paths  # noqa: E402  (the layout's one owner)
+from barehub.base.paths import Paths  # noqa: E402  (the layout's one owner)
 
 BAREHUB = Paths(Path("/opt/barehub"))  # the bench's install, inside the container
 ENV_PY = str(BAREHUB.python)

@@ -1,6 +1,6 @@
 """Work that root does on files another user owns, done as that user (a forked child that drops to her uid).
 
-For what root cannot do through one descriptor (fsutil.open_no_follow): SQLite opens the database by path,
+For what root cannot do through one descriptor (barehub.base.records.open_no_follow): SQLite opens the database by path,
 with its journal beside it. As root, sqlite3.connect(state/jupyterhub.sqlite) followed a link the hub user
 planted there: reproduced, `barehub rollback` overwrote a root-only SQLite file elsewhere, and a backup read
 one. As the hub user, a link reaches only what she could reach herself.
@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any, Callable
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 TIMEOUT_S = 300  # a database copy takes seconds; a child the user stopped (SIGSTOP) or that waits on a FIFO is not waited for longer

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from barehub.fsutil import FileSpec, atomic_write, read_private
 
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import Settings
 
 DEFAULT_CERT_NAME = "barehub default certificate (self-signed)"

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from barehub import __version__
 from barehub.commands import check, doctor, install, reload, rollback, status, uninstall, upgrade
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.terminal import PrintableFormatter, printable
 
 COMMANDS = (install, check, reload, status, upgrade, rollback, uninstall, doctor)

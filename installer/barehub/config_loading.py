@@ -63,7 +63,7 @@ def config_dir(config_d: Path, known_good: Path) -> Path:
 
 def changed_since_known_good() -> list[str]:
     """Names of the loaded fragments that differ from (or are missing in) the known-good set."""
-    from barehub.paths import Paths
+    from barehub.base.paths import Paths
 
     directory = LOADED.get("directory")
     if directory is None:
@@ -75,7 +75,7 @@ def changed_since_known_good() -> list[str]:
 
 def known_good_differs() -> bool:
     """Whether a known-good set exists that is not the set that just failed."""
-    from barehub.paths import Paths
+    from barehub.base.paths import Paths
 
     known_good = Paths.from_prefix(os.environ["BAREHUB_PREFIX"]).known_good
     return known_good.is_dir() and fragments_digest(read_set(known_good)) != LOADED.get("digest")

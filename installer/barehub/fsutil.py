@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.shared import BarehubError, open_no_follow  # noqa: F401 (root's one way into another user's directory)
+from barehub.base.errors import BarehubError
+from barehub.base.records import open_no_follow
 
 log = logging.getLogger("barehub")
 

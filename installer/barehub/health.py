@@ -7,7 +7,7 @@ from typing import Callable
 import urllib.error
 import urllib.request
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 def http_status(url: str, timeout: float = 5) -> int | None:

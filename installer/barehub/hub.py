@@ -39,7 +39,7 @@ from tornado.ioloop import IOLoop  # noqa: E402
 
 from barehub import config_loading, hub_config, sessions
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 
 DRAIN_TIMEOUT_S = 5
 FAILED_ENV = "BAREHUB_FAILED_CONFIG"  # why the current fragments failed, handed to the known-good hub

@@ -12,9 +12,9 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.secret_files import read_secret
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 PAGE = 200  # users per request: JupyterHub's default api_page_max_limit

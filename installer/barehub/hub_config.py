@@ -14,7 +14,7 @@ from traitlets.config import Config, Configurable
 
 from barehub import culling, unix_accounts
 
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
 from barehub.secret_files import read_secret
 from barehub.settings import Settings

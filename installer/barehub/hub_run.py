@@ -14,9 +14,9 @@ from barehub import units
 from barehub.config_loading import CURRENT, KNOWN_GOOD
 from barehub.fsutil import read_private
 from barehub.health import wait_for_ok
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import Settings
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.systemd import Systemctl
 
 log = logging.getLogger("barehub")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 
 
 def package_version(paths: Paths, name: str) -> str:

@@ -4,7 +4,7 @@ import os
 
 from barehub.config_loading import config_dir, load_fragments
 from barehub.hub_config import apply_after_fragments, apply_base
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import load_settings
 
 c = get_config()  # noqa: F821 (provided by traitlets)

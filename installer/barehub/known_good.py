@@ -11,7 +11,7 @@ import tempfile
 
 from barehub.config_loading import fragments_digest, read_set
 from barehub.fsutil import primary_group, uid_gid
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 
 
 def promote(paths: Paths, digest: str, hub_user: str) -> bool:

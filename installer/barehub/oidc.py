@@ -43,8 +43,8 @@ from tornado.httpclient import HTTPClientError
 from tornado.log import app_log
 from traitlets import Bool, Float, Unicode, default, observe
 
-from barehub.errors import BarehubError
-from barehub.fsutil import open_no_follow
+from barehub.base.errors import BarehubError
+from barehub.base.records import open_no_follow
 from barehub.login_names import SAFE_USERNAME_PATTERN
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"

@@ -12,7 +12,7 @@ from pathlib import Path
 import toml
 
 from barehub.fsutil import FileSpec
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import Settings
 
 RESOLVER = "barehub"

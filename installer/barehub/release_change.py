@@ -25,12 +25,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub import __version__, releases, shared, units
+from barehub import __version__, releases, units
 from barehub.commands.check import check_fragments
 from barehub.fsutil import FileSpec, atomic_write, read_private
-from barehub.paths import Paths, base_config_file
+from barehub.base.paths import Paths
+from barehub.package_files import base_config_file
 from barehub.settings import Settings
-from barehub.shared import BarehubError, InstallLock
+from barehub.base.errors import BarehubError
+from barehub.base.install_lock import InstallLock
+from barehub.base.current_env import switch_current_env
+from barehub.base.machine import check_systemd_version
+from barehub.base.records import read_json_dict
 from barehub.systemd import Systemctl
 
 log = logging.getLogger("barehub")
@@ -44,16 +49,9 @@ class Upgrade:
     backup: Path
 
 
-def keep_running_env(paths: Paths, previous: releases.Release) -> None:
-    """PREFIX/conda stays on the running release's env until the upgrade's backup is taken."""
-    running = paths.prefix / previous.env
-    if running.is_dir() and (not paths.env.exists() or paths.env.resolve() != running.resolve()):
-        shared.switch_current_env(paths, running)
-
-
 def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) -> None:
     """Everything that can refuse the upgrade, checked while nothing has changed yet."""
-    shared.check_systemd_version(systemctl.run("--version").stdout)  # the old release's bootstrap did not ask
+    check_systemd_version(systemctl.run("--version").stdout)  # the old release's bootstrap did not ask
     try:
         check_fragments(paths, systemctl)
     except BarehubError as e:
@@ -75,7 +73,7 @@ def check_backup_space(paths: Paths) -> None:
 
 def begin(paths: Paths, previous: releases.Release) -> Upgrade:
     """The backup of this upgrade: taken now, or the one an interrupted run of the same upgrade took."""
-    record = shared.read_json_dict(paths.upgrade_file)
+    record = read_json_dict(paths.upgrade_file)
     kept = paths.backups / str(record.get("backup", ""))
     if (record.get("from"), record.get("to")) == (previous.version, __version__) and record.get("backup") \
             and kept.is_dir():
@@ -128,7 +126,7 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
         give_routes_back_to(paths, old)
         give_layout_back_to(paths, old)
         releases.restore(paths, upgrade.backup)
-        shared.switch_current_env(paths, paths.prefix / old.env)
+        switch_current_env(paths, paths.prefix / old.env)
         converge_with_installer_of(paths, old, lock)
     except Exception as e:  # noqa: BLE001 - whatever it was, the admin must know the rollback did not finish
         reason = e.message if isinstance(e, BarehubError) else f"{type(e).__name__}: {e}"
@@ -179,8 +177,9 @@ def give_routes_back_to(paths: Paths, release: releases.Release) -> bool:
 
 def release_has_routes_dir(paths: Paths, release: releases.Release) -> bool:
     """Whether `release` keeps the hub's rules in proxy/dynamic/routes/ (its layout names the directory)."""
-    return any("traefik_routes_dir" in shared_py.read_text(errors="replace")
-               for shared_py in (paths.prefix / release.env).glob("lib/python3*/site-packages/barehub/shared.py"))
+    layouts = ("shared.py", "base/paths.py")  # where releases up to 2026.11.0 kept the layout, and where it is now
+    return any("traefik_routes_dir" in layout.read_text(errors="replace") for name in layouts
+               for layout in (paths.prefix / release.env).glob(f"lib/python3*/site-packages/barehub/{name}"))
 
 
 def give_layout_back_to(paths: Paths, release: releases.Release) -> bool:
@@ -204,8 +203,6 @@ def give_layout_back_to(paths: Paths, release: releases.Release) -> bool:
 def converge_with_installer_of(paths: Paths, release: releases.Release, lock: InstallLock) -> None:
     """Run the installer of `release` (from its env, still in PREFIX/envs) under this run's lock."""
     python = paths.prefix / release.env / "bin" / "python"
-    lock.pass_on()
-    proc = subprocess.run([str(python), "-m", "barehub", "install", "--prefix", str(paths.prefix)],
-                          pass_fds=(lock.fd,), timeout=OLD_INSTALLER_TIMEOUT_S)
-    if proc.returncode != 0:
-        raise BarehubError(f"the installer of release {release.version} exited {proc.returncode}")
+    returncode = lock.run_installer(python, paths.prefix, timeout=OLD_INSTALLER_TIMEOUT_S)
+    if returncode != 0:
+        raise BarehubError(f"the installer of release {release.version} exited {returncode}")

@@ -1,5 +1,5 @@
 """The install's records (root's, in records/): which release is installed, backups taken before a
-release changes and restoring them, and adopting the records of installs made before records/ existed.
+release changes and restoring them (barehub.migrations converts those of older installs).
 
 A backup is a directory PREFIX/backups/<UTC time>-from-<release>/ holding a consistent copy of the
 database (SQLite's backup API, taken while the hub runs), the install settings and the release
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barehub.as_user import run_as
-from barehub.shared import BarehubError, flag_name, read_json_dict
-from barehub.fsutil import FileSpec, atomic_write, open_no_follow
-from barehub.paths import Paths
-from barehub.settings import Settings
+from barehub.base.errors import BarehubError
+from barehub.base.paths import Paths
+from barehub.base.records import FORMAT, open_no_follow, read_json_dict
+from barehub.fsutil import FileSpec, atomic_write
 
 
 RECORD_MODE = 0o644  # root's records in records/: the hub reads the settings, nobody else writes them
@@ -29,86 +29,6 @@ RECORD_MODE = 0o644  # root's records in records/: the hub reads the settings, n
 class Release:
     version: str
     env: str  # the env directory, relative to the prefix (envs/<release>)
-
-
-# what root may take from a settings record the hub user could write: numbers that decide no user, file or trust
-PLAIN_SETTINGS = ("http_port", "https_port", "hub_port", "proxy_api_port")
-
-
-def adopt_legacy_records(paths: Paths, flags: dict) -> list[str]:
-    """Move the settings and release records of an install made before records/ existed out of state/.
-
-    state/ is the hub user's: with a `--hub-user` install, that user could have rewritten them. Root
-    therefore takes from them nothing it cannot check: the hub user is the owner of state/ and the proxy
-    user the owner of proxy/acme (both set by root), an env must be one of PREFIX/envs, and of the settings
-    only the ports. Any other setting such a record holds (certificate and key files, trusted proxies, ACME,
-    addresses) must be given again as a flag of this run (`flags`), or nothing is changed and the error names
-    each one. Returns the names of the records adopted. Runs under the install lock, before anything reads a
-    record.
-    """
-    adopted = []
-    paths.records.mkdir(mode=0o755, exist_ok=True)
-    state = paths.state.lstat() if paths.state.is_dir() and not paths.state.is_symlink() else None
-    for record in (paths.settings_file, paths.release_file):
-        legacy = paths.legacy_record(record)
-        if state is None or record.exists() or not legacy.is_file() or legacy.is_symlink():
-            continue
-        data = read_legacy(legacy)
-        if record == paths.settings_file and state.st_uid != 0:
-            data = checkable_settings(paths, data, state.st_uid, flags, legacy)
-        if record == paths.release_file and not env_in_prefix(paths, str(data.get("env", ""))):
-            data.pop("env", None)
-        if record == paths.release_file and state.st_uid != 0 and data.get("env"):
-            data["version"] = installed_release(paths, data["env"]) or data.get("version")
-        atomic_write(record, FileSpec(json.dumps(data, indent=2, sort_keys=True) + "\n", RECORD_MODE))
-        legacy.unlink()
-        adopted.append(record.name)
-    return adopted
-
-
-def installed_release(paths: Paths, env: str) -> str | None:
-    """The barehub release an env holds, from its package metadata (root built the env): not from a record the
-    hub user could write, whose version decides whether an upgrade backs up and migrates the database."""
-    for info in sorted((paths.prefix / env).glob("lib/python3*/site-packages/barehub-*.dist-info/METADATA")):
-        for line in info.read_text(errors="replace").splitlines():
-            if line.startswith("Version: "):
-                return line.split(": ", 1)[1].strip()
-    return None
-
-
-def read_legacy(path: Path) -> dict:
-    """A record in state/, read only from a regular file there (never through a link, never a FIFO)."""
-    try:
-        with os.fdopen(open_no_follow(path)) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def checkable_settings(paths: Paths, data: dict, hub_uid: int, flags: dict, legacy: Path) -> dict:
-    """What root takes from a --hub-user install's settings record (see adopt_legacy_records)."""
-    defaults = Settings()
-    given = {name for name, value in flags.items() if value is not None and value is not False}
-    unchecked = {name: value for name, value in data.items()
-                 if name not in (*PLAIN_SETTINGS, "hub_user", "proxy_user") and hasattr(defaults, name)
-                 and not is_default(getattr(defaults, name), value)}
-    https_off = "no_https" in given
-    missing = {name: value for name, value in unchecked.items()
-               if name not in given and not (https_off and name in ("acme_domains", "tls_cert", "tls_key"))}
-    if missing:
-        owner = pwd.getpwuid(hub_uid).pw_name
-        listed = "; ".join(f"{name} = {value!r} ({flag_name(name)})" for name, value in sorted(missing.items()))
-        raise BarehubError(f"{legacy} (from a release before records/) is {owner}'s, the hub user's, who could "
-                           f"have changed it; root takes only its ports, and not: {listed}",
-                           "check each value and give it again as the flag named, in this run (nothing was changed)",
-                           exit_code=2)
-    kept = {name: data[name] for name in PLAIN_SETTINGS if isinstance(data.get(name), int)}
-    kept["hub_user"] = pwd.getpwuid(hub_uid).pw_name
-    acme = paths.acme_dir
-    if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:
-        kept["proxy_user"] = pwd.getpwuid(acme.lstat().st_uid).pw_name
-    return kept
 
 
 def env_in_prefix(paths: Paths, env: str) -> bool:
@@ -131,12 +51,8 @@ def read_release(paths: Paths, path: Path) -> Release | None:
 
 
 def write_release(paths: Paths, release: Release) -> None:
-    text = json.dumps({"version": release.version, "env": release.env}, indent=2) + "\n"
+    text = json.dumps({"version": release.version, "env": release.env, "format": FORMAT}, indent=2) + "\n"
     atomic_write(paths.release_file, FileSpec(text, RECORD_MODE))
-
-
-def is_default(default, value) -> bool:
-    return list(value or []) == list(default) if isinstance(default, tuple) else value == default
 
 
 def state_owner(paths: Paths) -> str:

@@ -5,8 +5,9 @@ import os
 import secrets as _random  # stdlib
 from pathlib import Path
 
-from barehub.fsutil import FileSpec, atomic_write, open_no_follow, own_private, primary_group, read_private, uid_gid
-from barehub.paths import Paths
+from barehub.base.records import open_no_follow
+from barehub.fsutil import FileSpec, atomic_write, own_private, primary_group, read_private, uid_gid
+from barehub.base.paths import Paths
 
 
 def ensure_secret(path: Path, owner: str = "root", nbytes: int = 32) -> bool:
@@ -14,7 +15,7 @@ def ensure_secret(path: Path, owner: str = "root", nbytes: int = 32) -> bool:
 
     An existing secret is kept as it is (only its mode and owner are tightened, on the open file), so
     re-running the installer never logs users out or breaks the hub<->proxy link. state/ is the hub
-    user's: a link planted there is refused, never followed (fsutil.open_no_follow).
+    user's: a link planted there is refused, never followed (barehub.base.records.open_no_follow).
     """
     try:
         with os.fdopen(open_no_follow(path)) as f:

@@ -3,37 +3,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, field, make_dataclass
 from typing import Any, Mapping
 
-from barehub.paths import Paths
-from barehub.shared import DEFAULT_PORTS, BarehubError
+from barehub.base.paths import Paths
+from barehub.base import install_settings
+from barehub.base.errors import BarehubError
+from barehub.base.records import FORMAT
 
-LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# the fields and their defaults come from the table of install settings (barehub.base.install_settings)
+_Recorded = make_dataclass("_Recorded", [(s.name, s.type, field(default=s.default)) for s in install_settings.RECORDED],
+                           frozen=True)
 
 
-@dataclass(frozen=True)
-class Settings:
-    http_port: int = DEFAULT_PORTS["http_port"]
-    https_port: int = DEFAULT_PORTS["https_port"]
-    hub_port: int = DEFAULT_PORTS["hub_port"]  # the hub's own API/pages, loopback only; traefik routes to it
-    proxy_api_port: int = DEFAULT_PORTS["proxy_api_port"]  # traefik's API, loopback only, behind basic auth
-    http_address: str = ""  # where traefik's public ports listen: all addresses, or 127.0.0.1 behind a site proxy
-    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-* headers traefik keeps
-    metrics_port: int = 0  # traefik's Prometheus metrics on 127.0.0.1:PORT; 0: off
-    hub_user: str = "root"
-    hub_sudo: bool = False  # a --hub-user hub that runs sudo (sudo- and batch-based spawners): a looser sandbox
-    proxy_user: str = "barehub-proxy"
-    # HTTPS: certificates from an ACME CA (Let's Encrypt by default) ...
-    acme_domains: tuple[str, ...] = ()
-    acme_email: str = ""
-    acme_server: str = LETSENCRYPT
-    acme_ca_file: str = ""  # root CA of the ACME server's own HTTPS endpoint, if not a public one
-    # ... or the site's own certificate files
-    tls_cert: str = ""
-    tls_key: str = ""
+class Settings(_Recorded):
+    """An install's settings: one field per remembered row of the table (install_settings.RECORDED)."""
 
-    HUB_FIELDS = ("http_port", "hub_port", "proxy_api_port", "hub_user")  # what the hub itself reads
+    HUB_FIELDS = install_settings.HUB_FIELDS  # what the hub itself reads
 
     def hub_digest(self) -> str:
         """Changes only with the settings the hub reads: HTTPS and certificates are traefik's alone."""
@@ -41,7 +27,7 @@ class Settings:
 
     @property
     def https(self) -> bool:
-        return bool(self.acme_domains or self.tls_cert)
+        return install_settings.https_on(asdict(self))
 
     @property
     def public_url(self) -> str:
@@ -52,7 +38,7 @@ class Settings:
 
     def ports(self) -> dict[str, int]:
         """Every port this install listens on (the metrics port only when it is on)."""
-        ports = {name: getattr(self, name) for name in DEFAULT_PORTS}
+        ports = {name: getattr(self, name) for name in install_settings.DEFAULT_PORTS}
         return {**ports, "metrics_port": self.metrics_port} if self.metrics_port else ports
 
     def local_url(self, path: str) -> str:
@@ -62,22 +48,9 @@ class Settings:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
-        """These settings with every given (non-None) value of `overrides` applied.
-
-        `no_https` turns HTTPS off; a new certificate source replaces the other one.
-        """
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if given.pop("no_https", False):
-            given.update(acme_domains=(), tls_cert="", tls_key="")
-        if "trusted_proxies" in given:  # `--trusted-proxy ''` clears them
-            given["trusted_proxies"] = tuple(p for p in given["trusted_proxies"] if p)
-        if isinstance(given.get("hub_sudo"), str):  # --hub-sudo yes|no
-            given["hub_sudo"] = given["hub_sudo"] == "yes"
-        if given.get("acme_domains"):
-            given.update(acme_domains=tuple(given["acme_domains"]), tls_cert="", tls_key="")
-        elif given.get("tls_cert"):
-            given.update(acme_domains=())
-        return replace(self, **given)
+        """These settings with every given (non-None) value of `overrides` applied, as the table says
+        (install_settings.merge: `no_https` turns HTTPS off; a new certificate source replaces the other one)."""
+        return Settings(**install_settings.merge(asdict(self), overrides))
 
 
 def load_settings(paths: Paths) -> Settings:
@@ -89,15 +62,8 @@ def load_settings(paths: Paths) -> Settings:
     except (OSError, ValueError) as e:
         raise BarehubError(f"cannot read {paths.settings_file}: {e}",
                            "fix or remove the file; it is rewritten from the flags of the next install")
-    known = {f.name for f in fields(Settings)}
-    values = {k: v for k, v in data.items() if k in known}
-    for name in ("acme_domains", "trusted_proxies"):
-        if name in values:
-            values[name] = tuple(values[name])
-    if "hub_sudo" not in data and values.get("hub_user", "root") != "root":
-        values["hub_sudo"] = True  # a --hub-user hub from before the flag ran sudo: it keeps doing so
-    return Settings(**values)
+    return Settings(**install_settings.merge(data, {}))  # as barehub.migrations left it
 
 
 def render_settings(settings: Settings) -> str:
-    return json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n"
+    return json.dumps({**asdict(settings), "format": FORMAT}, indent=2, sort_keys=True) + "\n"

@@ -10,7 +10,6 @@ job wrote is the user's: read as the user, shown with its non-printable characte
 """
 from __future__ import annotations
 
-import os
 import pwd
 import shlex
 import socket
@@ -20,8 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub.paths import Paths
-from barehub.shared import BarehubError
+from barehub.base.paths import Paths
+from barehub.base import machine
+from barehub.base.errors import BarehubError
 
 POLL = 0.5  # seconds between looks at the queue and the job's output
 
@@ -226,6 +226,4 @@ def clean_up(job: Job) -> None:
 
 
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise BarehubError("barehub doctor slurm submits its test job as the user you name: it needs root",
-                           "run it with sudo")
+    machine.require_root("barehub doctor slurm", "submits its test job as the user you name: it needs root")

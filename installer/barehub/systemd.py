@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Sequence
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 class Systemctl:
@@ -87,3 +88,14 @@ class Systemctl:
     def show(self, unit: str, *props: str) -> dict[str, str]:
         out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def remove_unit_files(systemctl: Systemctl, names: Sequence[str], unit_dir: Path) -> list[Path]:
+    """Stop and disable those of the units `names` whose files are in `unit_dir`, then delete the files
+    (the cert units when HTTPS no longer uses the site's files, every unit on uninstall); the files removed."""
+    present = [unit_dir / name for name in names if (unit_dir / name).exists()]
+    if present:
+        systemctl.disable_now([path.name for path in present])
+        for path in present:
+            path.unlink()
+    return present

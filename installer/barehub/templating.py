@@ -4,7 +4,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 def render_template(path: Path, **values) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from barehub import __version__
 from barehub.fsutil import FileSpec
-from barehub.paths import Paths, base_config_file, shipped
+from barehub.base.paths import Paths
+from barehub.package_files import base_config_file, shipped
 from barehub.settings import Settings
 from barehub.templating import render_template
 

@@ -20,9 +20,11 @@ from traitlets.config import Config, Configurable, LazyConfigValue
 from traitlets.config.loader import PyFileConfigLoader
 
 from barehub.config_loading import fragment_files
-from barehub.paths import Paths, base_config_file
+from barehub.base.paths import Paths
+from barehub.package_files import base_config_file
 from barehub.settings import load_settings
-from barehub.shared import flag_name, port_owner
+from barehub.base.install_settings import flag_name
+from barehub.base.ports import port_owner
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def bootstrap():
 @pytest.fixture
 def prefix(tmp_path):
     """A prefix with the secrets the hub config reads, as the installer leaves it."""
-    from barehub.paths import Paths
+    from barehub.base.paths import Paths
 
     paths = Paths.from_prefix(tmp_path / "barehub")
     paths.state.mkdir(parents=True)

@@ -2,7 +2,10 @@
 so its exact command plan is what is tested)."""
 import argparse
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -88,9 +91,9 @@ def test_current_env_switches_atomically(bootstrap, tmp_path):
     for release in ("2026.10.0", "2026.11.0"):
         (tmp_path / "envs" / release / "bin").mkdir(parents=True)
     paths = bootstrap.Paths.from_prefix(tmp_path)
-    bootstrap.shared.switch_current_env(paths, tmp_path / "envs" / "2026.10.0")
+    bootstrap.base.current_env.switch_current_env(paths, tmp_path / "envs" / "2026.10.0")
     assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.10.0"
-    bootstrap.shared.switch_current_env(paths, tmp_path / "envs" / "2026.11.0")
+    bootstrap.base.current_env.switch_current_env(paths, tmp_path / "envs" / "2026.11.0")
     assert (tmp_path / "conda").resolve() == tmp_path / "envs" / "2026.11.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conda", "envs"]
 
@@ -217,11 +220,11 @@ def test_port_in_use_names_the_owner_unless_it_is_allowed(bootstrap):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert bootstrap.shared.listening_pid(port) == os.getpid()
+        assert bootstrap.base.ports.listening_pid(port) == os.getpid()
         with pytest.raises(bootstrap.BarehubError, match=rf"port {port} is already in use by .*\(pid {os.getpid()}\)"):
             bootstrap.check_port_free(port)
         bootstrap.check_port_free(port, allowed_pids=[os.getpid()])
-    assert bootstrap.shared.listening_pid(port) is None
+    assert bootstrap.base.ports.listening_pid(port) is None
 
 
 def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
@@ -233,14 +236,15 @@ def test_prefix_under_a_file_is_refused(bootstrap, tmp_path):
 
 def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap, tmp_path):
     paths = bootstrap.Paths.from_prefix(tmp_path)
-    assert bootstrap.remembered_settings(paths) == {}
-    paths.state.mkdir()  # an install made by a release up to 2026.11.0 kept them in state/
-    paths.legacy_record(paths.settings_file).write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
-    assert bootstrap.remembered_settings(paths)["http_port"] == 8000
+    assert bootstrap.base.records.remembered_settings(paths) == {}
+    paths.state.mkdir()  # an install made by a release before records/ kept them in state/
+    legacy = bootstrap.base.records.legacy_record(paths, paths.settings_file)
+    legacy.write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
+    assert bootstrap.base.records.remembered_settings(paths)["http_port"] == 8000
     paths.records.mkdir()
     paths.settings_file.write_text('{"http_port": 8000, "https_port": 8443, "tls_cert": "/c"}')
-    paths.legacy_record(paths.settings_file).write_text('{"http_port": 9000}')
-    remembered = bootstrap.remembered_settings(paths)
+    legacy.write_text('{"http_port": 9000}')
+    remembered = bootstrap.base.records.remembered_settings(paths)
     args = lambda *argv: bootstrap.parse_args(list(argv))  # noqa: E731
     public = lambda ports_https: (ports_https[0]["http_port"], ports_https[0]["https_port"], ports_https[1])  # noqa: E731
     assert public(bootstrap.ports_of_run(args(), {})) == (80, 443, False)
@@ -251,14 +255,14 @@ def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap,
 
 
 def test_conflicting_ports_are_refused_naming_both_flags(bootstrap):
-    shared = bootstrap.shared
+    ports = bootstrap.base.ports
     with pytest.raises(bootstrap.BarehubError, match="--http-port and --hub-port are both 8081"):
-        shared.check_distinct_ports({"http_port": 8081, "https_port": 443, "hub_port": 8081, "proxy_api_port": 8099},
+        ports.check_distinct_ports({"http_port": 8081, "https_port": 443, "hub_port": 8081, "proxy_api_port": 8099},
                                     https=False)
     with pytest.raises(bootstrap.BarehubError, match="--http-port and --https-port are both 8443"):
-        shared.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
+        ports.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
                                     https=True)
-    shared.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
+    ports.check_distinct_ports({"http_port": 8443, "https_port": 8443, "hub_port": 8081, "proxy_api_port": 8099},
                                 https=False)
 
 
@@ -267,37 +271,37 @@ def test_the_metrics_port_is_checked_like_the_others(bootstrap, capsys):
         bootstrap.parse_args(["--metrics-port", "70000"])
     assert "--metrics-port 70000 is not a TCP port" in capsys.readouterr().err
     with pytest.raises(bootstrap.BarehubError, match="--http-port and --metrics-port are both 8000"):
-        bootstrap.shared.check_distinct_ports({"http_port": 8000, "metrics_port": 8000}, False)
-    bootstrap.shared.check_distinct_ports({"http_port": 8000, "hub_port": 8081, "metrics_port": 0}, False)  # off
-    assert bootstrap.shared.settings_argv(bootstrap.parse_args(["--metrics-port", "0"])) == ["--metrics-port", "0"]
+        bootstrap.base.ports.check_distinct_ports({"http_port": 8000, "metrics_port": 8000}, False)
+    bootstrap.base.ports.check_distinct_ports({"http_port": 8000, "hub_port": 8081, "metrics_port": 0}, False)  # off
+    assert bootstrap.base.install_settings.settings_argv(bootstrap.parse_args(["--metrics-port", "0"])) == ["--metrics-port", "0"]
 
 
 def test_settings_flags_are_forwarded_to_the_installer_as_given(bootstrap):
     args = bootstrap.parse_args(["--env-backend", "pip", "--http-port", "81", "--letsencrypt-domain", "a.org",
                                  "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"])
-    assert bootstrap.shared.settings_argv(args) == ["--http-port", "81", "--letsencrypt-domain", "a.org",
+    assert bootstrap.base.install_settings.settings_argv(args) == ["--http-port", "81", "--letsencrypt-domain", "a.org",
                                              "--letsencrypt-domain", "b.org", "--letsencrypt-email", "x@a.org"]
-    assert bootstrap.shared.settings_argv(bootstrap.parse_args(["--no-https"])) == ["--no-https"]
-    assert bootstrap.shared.settings_argv(bootstrap.parse_args([])) == []
+    assert bootstrap.base.install_settings.settings_argv(bootstrap.parse_args(["--no-https"])) == ["--no-https"]
+    assert bootstrap.base.install_settings.settings_argv(bootstrap.parse_args([])) == []
 
 
 def test_acme_needs_a_contact_given_now_or_remembered(bootstrap):
     with pytest.raises(bootstrap.BarehubError, match="needs --letsencrypt-email"):
-        bootstrap.shared.check_acme_contact(["a.org"], None)
-    bootstrap.shared.check_acme_contact(["a.org"], "x@a.org")
-    bootstrap.shared.check_acme_contact([], None)
+        bootstrap.base.install_settings.check_acme_contact(["a.org"], None)
+    bootstrap.base.install_settings.check_acme_contact(["a.org"], "x@a.org")
+    bootstrap.base.install_settings.check_acme_contact([], None)
 
 
 def test_tls_files_are_checked_before_anything_changes(bootstrap, tmp_path):
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\n...")
     with pytest.raises(bootstrap.BarehubError, match="cannot read the TLS private key"):
-        bootstrap.shared.check_tls_files(str(cert), str(key))
+        bootstrap.base.install_settings.check_tls_files(str(cert), str(key))
     key.write_bytes(b"\x97\xff binary, not a key")
     with pytest.raises(bootstrap.BarehubError, match="is not a PEM private key"):
-        bootstrap.shared.check_tls_files(str(cert), str(key))
+        bootstrap.base.install_settings.check_tls_files(str(cert), str(key))
     key.write_text("-----BEGIN PRIVATE KEY-----\n...")
-    bootstrap.shared.check_tls_files(str(cert), str(key))
+    bootstrap.base.install_settings.check_tls_files(str(cert), str(key))
 
 
 def test_env_stamp_follows_the_lock_content(bootstrap, tmp_path):
@@ -325,8 +329,8 @@ def test_release_pins_agree_everywhere(bootstrap):
 def test_systemd_too_old_for_server_units_is_refused_with_what_to_use(bootstrap, monkeypatch):
     import subprocess
 
-    assert bootstrap.shared.systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT") == 252
-    assert bootstrap.shared.systemd_version("something else") is None
+    assert bootstrap.base.machine.systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT") == 252
+    assert bootstrap.base.machine.systemd_version("something else") is None
     monkeypatch.setattr(bootstrap.os.path, "isdir", lambda path: True)
 
     def systemctl(version):
@@ -336,3 +340,15 @@ def test_systemd_too_old_for_server_units_is_refused_with_what_to_use(bootstrap,
     with pytest.raises(bootstrap.BarehubError) as refused:
         bootstrap.check_systemd(systemctl(239))  # RHEL 8
     assert "systemd 239 is too old" in refused.value.message and "243" in refused.value.message
+
+
+def test_bootstrap_loads_its_base_package_from_beside_itself_as_in_the_wheel(tmp_path):
+    """The wheel ships bootstrap.py inside the package (`barehub upgrade` runs it): there it loads barehub/base/
+    from beside itself, on a python that has nothing but the standard library."""
+    package = tmp_path / "barehub"
+    shutil.copytree(REPO / "installer" / "barehub" / "base", package / "base")
+    shutil.copy(REPO / "bootstrap.py", package / "bootstrap.py")
+    out = subprocess.run([sys.executable, "-I", "-S", str(package / "bootstrap.py"), "--help"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--letsencrypt-domain" in out.stdout and "--hub-port" not in out.stdout

@@ -2,7 +2,7 @@
 import pytest
 
 from barehub import health
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 def answers(monkeypatch, sequence):

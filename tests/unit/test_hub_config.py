@@ -54,7 +54,7 @@ def test_any_allow_config_or_other_authenticator_turns_off_the_pam_allow_all(pre
 
 
 def test_shipped_idle_culler_drop_in_replaces_the_default(prefix):
-    from barehub.paths import shipped
+    from barehub.package_files import shipped
 
     write(prefix, "40-culler.py", (shipped("jupyterhub_config.d") / "idle-culler.py").read_text())
     services = load_config(prefix).JupyterHub.services
@@ -63,7 +63,7 @@ def test_shipped_idle_culler_drop_in_replaces_the_default(prefix):
 
 
 def test_the_shipped_drop_ins_advanced_recipe_replaces_barehubs_culler(prefix):
-    from barehub.paths import shipped
+    from barehub.package_files import shipped
 
     text = (shipped("jupyterhub_config.d") / "idle-culler.py").read_text()
     recipe = text[text.index("# from barehub"):text.index("# })") + 4]

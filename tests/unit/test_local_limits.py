@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from barehub.paths import shipped
+from barehub.package_files import shipped
 from barehub.validation import load_config
 
 

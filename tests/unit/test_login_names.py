@@ -12,7 +12,7 @@ from traitlets.config import Config
 
 from barehub.login_names import SAFE_USERNAME_PATTERN
 from barehub.oidc import GitHubAuthenticator, OIDCAuthenticator, ProviderProblem
-from barehub.paths import shipped
+from barehub.package_files import shipped
 from barehub.validation import load_config
 
 REFUSED = ["bad`name", "a(b)", "x|y", "john user", "../x", "a,b", "o'hara", 'a"b', "-rf", ".hidden", "1234",

@@ -12,7 +12,7 @@ from io import BytesIO
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
-from barehub.errors import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.oidc import (OIDCAuthenticator, ProviderProblem, ca_file_problem, classify, read_client_secret,
                           strip_domain)
 

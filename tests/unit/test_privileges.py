@@ -13,8 +13,9 @@ import pytest
 from barehub import layout, secret_files
 from barehub.fsutil import FileSpec, atomic_write, chown_contents
 from barehub.settings import Settings
-from barehub.releases import adopt_legacy_records
-from barehub.shared import BarehubError
+from barehub.base.records import legacy_record
+from barehub.migrations import adopt_legacy_records, take_dynamic_dir_back
+from barehub.base.errors import BarehubError
 
 NOBODY = pwd.getpwnam("nobody")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -119,8 +120,8 @@ def test_no_root_file_lies_in_a_directory_another_user_owns(prefix):
 
 def test_records_from_before_records_existed_are_adopted_trusting_only_what_root_set(prefix):
     os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)  # a --hub-user install: state/ is the hub user's
-    legacy_settings = prefix.legacy_record(prefix.settings_file)
-    legacy_release = prefix.legacy_record(prefix.release_file)
+    legacy_settings = legacy_record(prefix, prefix.settings_file)
+    legacy_release = legacy_record(prefix, prefix.release_file)
     os.rmdir(prefix.records)
     legacy_settings.write_text(json.dumps({"hub_user": "root", "http_port": 8000}))  # planted by the hub user
     legacy_release.write_text(json.dumps({"version": "2026.10.0", "env": "../../tmp/evil"}))
@@ -135,7 +136,7 @@ def test_records_from_before_records_existed_are_adopted_trusting_only_what_root
 
 
 def test_a_legacy_record_that_is_a_link_is_not_adopted(prefix, victim):
-    prefix.legacy_record(prefix.settings_file).symlink_to(victim)
+    legacy_record(prefix, prefix.settings_file).symlink_to(victim)
     assert adopt_legacy_records(prefix, {}) == []
     assert not prefix.settings_file.exists()
 
@@ -143,7 +144,7 @@ def test_a_legacy_record_that_is_a_link_is_not_adopted(prefix, victim):
 def test_legacy_file_and_trust_settings_of_the_hub_user_are_not_taken_but_asked_for_again(prefix, tmp_path):
     os.chown(prefix.state, NOBODY.pw_uid, NOBODY.pw_gid)
     os.rmdir(prefix.records)
-    legacy = prefix.legacy_record(prefix.settings_file)
+    legacy = legacy_record(prefix, prefix.settings_file)
     planted = {"http_port": 8000, "tls_cert": "/etc/ssl/other.pem", "tls_key": "/etc/ssl/private/other.key",
                "trusted_proxies": ["0.0.0.0/0"], "hub_sudo": True}
     legacy.write_text(json.dumps(planted))
@@ -160,7 +161,7 @@ def test_legacy_file_and_trust_settings_of_the_hub_user_are_not_taken_but_asked_
 
 def old_layout(tmp_path, hub: pwd.struct_passwd):
     """proxy/dynamic/ as releases before routes/ left it with --hub-user: hers, with root's tls.toml in it."""
-    from barehub.paths import Paths
+    from barehub.base.paths import Paths
 
     paths = Paths.from_prefix(tmp_path / "hub")
     paths.traefik_dynamic_dir.mkdir(parents=True)
@@ -183,6 +184,7 @@ def test_root_files_the_hub_user_renamed_in_the_old_layout_never_become_hers(tmp
         os.chown(directory, NOBODY.pw_uid, NOBODY.pw_gid)
     os.rename(paths.traefik_dynamic_dir / "tls.toml", target)
     settings = Settings(hub_user="nobody", proxy_user="daemon")
+    take_dynamic_dir_back(paths, settings, "nobody")
     layout.make_directories(paths, settings, "nobody")
     st = paths.traefik_dynamic_dir.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o751)
@@ -203,7 +205,9 @@ def test_a_link_planted_as_routes_in_the_old_layout_is_removed_not_followed(tmp_
     elsewhere.mkdir()
     elsewhere.chmod(0o755)
     paths.traefik_routes_dir.symlink_to(elsewhere)
-    layout.make_directories(paths, Settings(hub_user="nobody", proxy_user="daemon"), "nobody")
+    settings = Settings(hub_user="nobody", proxy_user="daemon")
+    take_dynamic_dir_back(paths, settings, "nobody")
+    layout.make_directories(paths, settings, "nobody")
     st = elsewhere.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755) and list(elsewhere.iterdir()) == []
     assert not paths.traefik_routes_dir.is_symlink() and paths.traefik_routes_dir.stat().st_uid == NOBODY.pw_uid
@@ -212,8 +216,10 @@ def test_a_link_planted_as_routes_in_the_old_layout_is_removed_not_followed(tmp_
 def test_a_converted_layout_is_left_as_it_is(tmp_path):
     paths = old_layout(tmp_path, NOBODY)
     settings = Settings(hub_user="nobody", proxy_user="daemon")
+    take_dynamic_dir_back(paths, settings, "nobody")
     layout.make_directories(paths, settings, "nobody")
     (paths.traefik_dynamic_dir / ".tls.toml.tmp").write_text("root's own, interrupted")
+    take_dynamic_dir_back(paths, settings, "nobody")
     layout.make_directories(paths, settings, "nobody")
     assert (paths.traefik_dynamic_dir / ".tls.toml.tmp").exists()
 
@@ -226,6 +232,6 @@ def test_a_legacy_release_record_of_the_hub_user_takes_its_version_from_the_env_
     info = prefix.envs / "2026.10.0" / "lib" / "python3.11" / "site-packages" / "barehub-2026.10.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: barehub\nVersion: 2026.10.0\n")
-    prefix.legacy_record(prefix.release_file).write_text(json.dumps({"version": "2026.12.0", "env": "envs/2026.10.0"}))
+    legacy_record(prefix, prefix.release_file).write_text(json.dumps({"version": "2026.12.0", "env": "envs/2026.10.0"}))
     assert adopt_legacy_records(prefix, {}) == ["release.json"]
     assert json.loads(prefix.release_file.read_text()) == {"version": "2026.10.0", "env": "envs/2026.10.0"}

@@ -7,7 +7,9 @@ from collections import namedtuple
 import pytest
 
 from barehub import __version__, release_change, releases
-from barehub.shared import BarehubError, Paths, read_json_dict
+from barehub.base.errors import BarehubError
+from barehub.base.paths import Paths
+from barehub.base.records import read_json_dict
 from tests.unit.test_releases import names as users
 
 OLD = releases.Release("2026.10.0", "envs/2026.10.0")

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from barehub import releases
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 
 def make_db(path, rows):

@@ -2,7 +2,8 @@
 import tomllib
 from pathlib import Path
 
-from barehub.paths import Paths, base_config_file
+from barehub.base.paths import Paths
+from barehub.package_files import base_config_file
 from barehub.proxy_config import render_proxy_config
 from barehub.settings import Settings, load_settings, render_settings
 from barehub.units import render_units
@@ -56,13 +57,7 @@ def test_hub_unit_is_sandboxed_with_privileges_by_hub_user():
         assert ("RemoveIPC", "yes") in d or settings.hub_user == "root"
 
 
-def test_a_hub_user_install_from_before_hub_sudo_keeps_running_sudo(tmp_path):
-    paths = Paths.from_prefix(tmp_path)
-    paths.records.mkdir()
-    paths.settings_file.write_text('{"hub_user": "jhub"}')
-    assert load_settings(paths).hub_sudo is True
-    paths.settings_file.write_text(render_settings(Settings(hub_user="jhub")))  # chosen by this release: no
-    assert load_settings(paths).hub_sudo is False
+def test_hub_sudo_is_given_as_yes_or_no():
     assert Settings(hub_user="jhub").with_overrides({"hub_sudo": "yes"}).hub_sudo is True
 
 

@@ -15,10 +15,11 @@ import time
 
 import pytest
 
-from barehub import certificates, hub_run, layout, release_change, releases, secret_files
+from barehub import certificates, hub_run, layout, migrations, release_change, releases, secret_files
+from barehub.base.records import legacy_record
 from barehub.commands import status
 from barehub.settings import Settings
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.validation import load_config
 
 NOBODY = pwd.getpwnam("nobody")
@@ -76,7 +77,7 @@ def planted(prefix, tmp_path):
     os.link(victim, prefix.proxy_routes)
     prefix.traefik_rules.symlink_to(victim)
     prefix.acme_storage.symlink_to(victim)
-    prefix.legacy_record(prefix.settings_file).symlink_to(victim)
+    legacy_record(prefix, prefix.settings_file).symlink_to(victim)
     return prefix, victim_db, victim
 
 
@@ -142,7 +143,9 @@ def test_root_side_code_opens_hub_writable_paths_only_through_the_helper(planted
         "status: the ACME storage": lambda: certificates.acme_storage_problem(paths),
         "install: secrets": lambda: attempt(lambda: secret_files.ensure_all(paths, "nobody")),
         "install: the database file": lambda: attempt(lambda: secret_files.ensure_private_file(paths.db_file, "nobody")),
-        "install: legacy records": lambda: attempt(lambda: releases.adopt_legacy_records(paths, {})),
+        "install: legacy records": lambda: attempt(lambda: migrations.adopt_legacy_records(paths, {})),
+        "install: older layout": lambda: attempt(lambda: migrations.take_dynamic_dir_back(
+            paths, Settings(hub_user="nobody", proxy_user="daemon"), "nobody")),
         "install: layout": lambda: attempt(lambda: layout.make_directories(
             paths, Settings(hub_user="nobody", proxy_user="daemon"), "nobody")),
         "check: the config": lambda: attempt(lambda: load_config(paths)),

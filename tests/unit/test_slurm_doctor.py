@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from barehub import slurm_doctor
-from barehub.paths import shipped
-from barehub.shared import BarehubError
+from barehub.package_files import shipped
+from barehub.base.errors import BarehubError
 
 
 def with_slurm(prefix, *extra: str) -> None:

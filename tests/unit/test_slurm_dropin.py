@@ -7,7 +7,7 @@ import pytest
 
 from barehub import batch_singleuser
 from barehub.batch_singleuser import hold_port, parse_range
-from barehub.paths import shipped
+from barehub.package_files import shipped
 from barehub.validation import load_config
 from traitlets.config import Config
 

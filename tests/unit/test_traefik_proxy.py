@@ -22,8 +22,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from traitlets.config import Config
 
-from barehub import certificates, layout, proxy_config, release_change, releases
-from barehub.paths import Paths
+from barehub import certificates, migrations, proxy_config, release_change, releases
+from barehub.base.paths import Paths
 from barehub.settings import Settings
 from barehub.traefik_proxy import BarehubTraefikProxy
 
@@ -247,7 +247,7 @@ def test_routes_of_an_earlier_release_are_taken_over_and_given_back_without_a_ga
                 await asyncio.sleep(0.005)
 
         loop = asyncio.ensure_future(steady())
-        layout.take_dynamic_dir_back(traefik.paths, Settings(proxy_user="root"), "root")  # the upgrade's installer
+        migrations.take_dynamic_dir_back(traefik.paths, Settings(proxy_user="root"), "root")  # the upgrade's installer
         assert traefik.paths.traefik_legacy_rules.exists()
         new = await started(traefik)
         assert (await new.get_route("/user/legacy/"))["target"] == target

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from barehub.paths import shipped
+from barehub.package_files import shipped
 from barehub.validation import validate
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from barehub.paths import DEFAULT_PREFIX, Paths, prefix_of_env
-from barehub.shared import BarehubError
+from barehub.base.paths import DEFAULT_PREFIX, Paths, prefix_of_env
+from barehub.base.errors import BarehubError
 
 
 def add_prefix_argument(p: argparse.ArgumentParser, creates: bool = False) -> None:

@@ -6,8 +6,8 @@ import logging
 
 from barehub import units
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.paths import Paths
-from barehub.shared import BarehubError
+from barehub.base.paths import Paths
+from barehub.base.errors import BarehubError
 from barehub.systemd import Systemctl
 from barehub.validation import validate
 

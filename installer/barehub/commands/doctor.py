@@ -6,7 +6,7 @@ import logging
 
 from barehub import slurm_doctor
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 
 log = logging.getLogger("barehub")
 

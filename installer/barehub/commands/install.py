@@ -16,18 +16,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from barehub import (__version__, certificates, hub_run, known_good, layout, proxy_config, release_change,
-                     releases, secret_files, shared, units)
+from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, proxy_config,
+                     release_change, releases, secret_files, units)
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
 from barehub.fsutil import FileSpec, atomic_write
 from barehub.health import wait_for_ok
 from barehub.installed import traefik_version
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import Settings, load_settings, render_settings
-from barehub.shared import BarehubError, InstallLock
-from barehub.systemd import Systemctl
+from barehub.base.errors import BarehubError
+from barehub.base import install_settings
+from barehub.base.current_env import switch_current_env
+from barehub.base.install_lock import InstallLock
+from barehub.base.machine import require_root
+from barehub.base.ports import check_distinct_ports
+from barehub.base.records import read_json_dict
+from barehub.systemd import Systemctl, remove_unit_files
 
 log = logging.getLogger("barehub")
 PROXY_DEADLINE_S = 60
@@ -36,9 +42,7 @@ PROXY_DEADLINE_S = 60
 def add_parser(sub) -> None:
     p = sub.add_parser("install", help="install or converge barehub under a prefix (run by bootstrap.py)")
     add_prefix_argument(p, creates=True)
-    shared.add_settings_arguments(p)
-    p.add_argument("--hub-port", type=int, help="loopback port of the hub itself (default 8081; remembered)")
-    p.add_argument("--proxy-api-port", type=int, help="loopback port of traefik's API (default 8099; remembered)")
+    install_settings.add_settings_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -80,22 +84,20 @@ def inputs_digest(files: dict[Path, FileSpec]) -> str:
 def checked_settings(paths: Paths, overrides: dict) -> tuple[Settings, tuple[str, str]]:
     """The settings of this run, and the site's certificate and key: all checked before anything changes."""
     settings = load_settings(paths).with_overrides(overrides)
-    shared.check_distinct_ports(settings.ports(), settings.https)
+    check_distinct_ports(settings.ports(), settings.https)
     layout.ensure_user_exists(settings.hub_user)
-    shared.check_acme_contact(settings.acme_domains, settings.acme_email)
+    install_settings.check_acme_contact(settings.acme_domains, settings.acme_email)
     if not settings.tls_cert:
         return settings, ("", "")
-    shared.check_tls_files(settings.tls_cert, settings.tls_key)
+    install_settings.check_tls_files(settings.tls_cert, settings.tls_key)
     return settings, (Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text())
 
 
 def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
-    if os.geteuid() != 0:
-        raise BarehubError("barehub install must run as root", "run it with sudo")
+    require_root("barehub install")
     os.umask(0o022)  # what the installer creates is read by the hub, traefik and users' servers
     lock = InstallLock(paths).acquire()  # held until this process exits
-    for name in releases.adopt_legacy_records(paths, overrides):
-        log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
+    migrations.convert_older_install(paths, overrides)  # before anything reads a record
     remembered_hub_user = load_settings(paths).hub_user  # whose files in state/ follow a change of --hub-user
     settings, tls_pem = checked_settings(paths, overrides)
     report = Report(url=settings.public_url)
@@ -105,7 +107,6 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         use_own_env(paths)
         converge(paths, settings, tls_pem, systemctl, report)
         return report
-    release_change.keep_running_env(paths, previous)  # a bootstrap.py before 2026.11.0 switched it early
     release_change.preflight(paths, previous, systemctl)  # nothing has changed before this passes
     prepare_layout(paths, settings, remembered_hub_user, report)
     upgrade = release_change.begin(paths, previous)
@@ -124,7 +125,7 @@ def use_own_env(paths: Paths) -> None:
     """Point PREFIX/conda at the env this installer runs from (bootstrap.py builds it aside and runs it)."""
     own = Path(sys.prefix).resolve()
     if own.parent == paths.envs.resolve() and (not paths.env.exists() or paths.env.resolve() != own):
-        shared.switch_current_env(paths, own)
+        switch_current_env(paths, own)
 
 
 def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemctl: Systemctl,
@@ -142,6 +143,7 @@ def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemc
 def prepare_layout(paths: Paths, settings: Settings, previous_hub_user: str, report: Report) -> None:
     if layout.ensure_system_user(settings.proxy_user):
         log.info("created system user %s for traefik", settings.proxy_user)
+    migrations.take_dynamic_dir_back(paths, settings, previous_hub_user)  # once the upgrade's checks passed
     layout.make_directories(paths, settings, previous_hub_user)
     report.new_secrets = secret_files.ensure_all(paths, settings.hub_user)
     secret_files.ensure_private_file(paths.db_file, settings.hub_user)  # users' tokens and state live here
@@ -154,7 +156,7 @@ def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], syst
     """Write every rendered file that differs; returns each unit's inputs digest."""
     if not settings.tls_cert:
         tls_pem = certificates.default_certificate(paths)  # traefik always has one: see proxy_config.tls_config
-        remove_units(systemctl, units.CERT_UNITS, report)
+        report.changed_files += remove_unit_files(systemctl, units.CERT_UNITS, units.DEFAULT_UNIT_DIR)
     examples_before = {p for p in (paths.config_d / "examples").glob("*") if p.is_file()}
     desired = {}
     for unit, files in render_all(paths, settings, tls_pem, traefik_version(paths)).items():
@@ -173,7 +175,7 @@ def write_files(paths: Paths, settings: Settings, tls_pem: tuple[str, str], syst
 
 
 def read_applied(paths: Paths) -> dict:
-    return shared.read_json_dict(paths.applied_file)
+    return read_json_dict(paths.applied_file)
 
 
 def units_to_restart(paths: Paths, desired: dict[str, str]) -> list[str]:
@@ -240,19 +242,8 @@ def refuse_broken_fragments(paths: Paths, systemctl: Systemctl) -> None:
     log.info("config OK: %d fragment(s) checked", count)
 
 
-def remove_units(systemctl: Systemctl, names: tuple[str, ...], report: Report,
-                 unit_dir: Path = units.DEFAULT_UNIT_DIR) -> None:
-    present = [name for name in names if (unit_dir / name).exists()]
-    if present:
-        systemctl.disable_now(present)
-        for name in present:
-            (unit_dir / name).unlink()
-            report.changed_files.append(unit_dir / name)
-
-
 def run(args: argparse.Namespace) -> int:
-    names = (*shared.SETTINGS_FLAGS, "hub_port", "proxy_api_port")
-    overrides = {name: getattr(args, name) for name in names}
+    overrides = install_settings.given_settings(args)
     report = install(install_paths(args), overrides, Systemctl())
     if report.restarted:
         log.info("(re)started: %s", ", ".join(report.restarted))

@@ -14,9 +14,10 @@ import time
 from barehub import hub_run, known_good, units
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.commands.check import check_fragments
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.settings import load_settings
-from barehub.shared import BarehubError, InstallLock
+from barehub.base.errors import BarehubError
+from barehub.base.install_lock import InstallLock
 from barehub.systemd import Systemctl
 
 log = logging.getLogger("barehub")

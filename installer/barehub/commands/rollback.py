@@ -9,10 +9,14 @@ import logging
 import os
 from pathlib import Path
 
-from barehub import release_change, releases, shared, units
-from barehub.shared import BarehubError, open_no_follow
+from barehub import release_change, releases, units
+from barehub.base.errors import BarehubError
+from barehub.base.current_env import switch_current_env
+from barehub.base.install_lock import InstallLock
+from barehub.base.machine import require_root
+from barehub.base.records import open_no_follow
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.paths import Paths
+from barehub.base.paths import Paths
 from barehub.systemd import Systemctl
 
 log = logging.getLogger("barehub")
@@ -39,8 +43,7 @@ def choose_backup(paths: Paths, name: str | None) -> Path:
 
 
 def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> releases.Release:
-    if os.geteuid() != 0:
-        raise BarehubError("barehub rollback must run as root", "run it with sudo")
+    require_root("barehub rollback")
     chosen = choose_backup(paths, backup_name)
     target = releases.backup_release(paths, chosen)
     env = paths.prefix / target.env
@@ -54,7 +57,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     release_change.give_routes_back_to(paths, target)
     release_change.give_layout_back_to(paths, target)
     releases.restore(paths, chosen)
-    shared.switch_current_env(paths, env)
+    switch_current_env(paths, env)
     release_change.finish(paths)  # an upgrade that was under way is over
     return target
 
@@ -75,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
         for backup in releases.list_backups(paths):
             print(backup.name)
         return 0
-    lock = shared.InstallLock(paths).acquire()
+    lock = InstallLock(paths).acquire()
     rollback(paths, args.backup, Systemctl())
-    lock.pass_on()  # to the installer below
     # converge with the restored release's own installer (units, proxy config), which starts the hub
-    python = str(paths.env_bin / "python")
-    os.execv(python, [python, "-m", "barehub", "install", "--prefix", str(paths.prefix)])
+    lock.exec_installer(paths.env_bin / "python", paths.prefix)

@@ -12,8 +12,8 @@ from barehub import __version__, certificates, hub_run, releases, units
 from barehub.hub_api import HubAPI
 from barehub.installed import package_version, traefik_version
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.paths import Paths
-from barehub.shared import BarehubError
+from barehub.base.paths import Paths
+from barehub.base.errors import BarehubError
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
 from barehub.terminal import printable

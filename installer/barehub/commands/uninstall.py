@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from barehub import hub_run, units
 from barehub.hub_api import HubAPI
 from barehub.settings import load_settings
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
+from barehub.base.machine import require_root
 from barehub.layout import CLI_LINK
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.paths import Paths
-from barehub.systemd import Systemctl
+from barehub.base.paths import Paths
+from barehub.systemd import Systemctl, remove_unit_files
 
 log = logging.getLogger("barehub")
 
@@ -28,18 +28,15 @@ def add_parser(sub) -> None:
 
 def uninstall(paths: Paths, purge: bool, systemctl: Systemctl, unit_dir: Path = units.DEFAULT_UNIT_DIR,
               hub_api: HubAPI | None = None) -> None:
-    if os.geteuid() != 0:
-        raise BarehubError("barehub uninstall must run as root", "run it with sudo")
+    require_root("barehub uninstall")
     stop_users_servers(hub_api or hub_api_of(paths))
-    systemctl.disable_now(units.ALL_UNITS)
+    remove_unit_files(systemctl, units.ALL_UNITS, unit_dir)
     # local servers are their own units and outlive the hub by design; an uninstall ends any left too, and
     # forgets the failed ones (a server whose kernel or process was killed)
     systemctl.run("stop", units.USERS_SLICE, check=False)
     left = [u["unit"] for u in systemctl.loaded_units(units.USER_UNITS_GLOB) if u.get("Slice") == units.USERS_SLICE]
     if left:
         systemctl.run("reset-failed", *left, check=False)
-    for name in units.ALL_UNITS:
-        (unit_dir / name).unlink(missing_ok=True)
     systemctl.daemon_reload()
     if CLI_LINK.is_symlink() and CLI_LINK.resolve().is_relative_to(paths.prefix):
         CLI_LINK.unlink()

@@ -10,10 +10,11 @@ import argparse
 import os
 from pathlib import Path
 
-from barehub import shared
-from barehub.shared import BarehubError
+from barehub.base.errors import BarehubError
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.paths import Paths, shipped
+from barehub.base.paths import Paths
+from barehub.base.records import remembered_source
+from barehub.package_files import shipped
 
 
 def add_parser(sub) -> None:
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def bootstrap_argv(paths: Paths, release: str, wheelhouse: Path | None, index_url: str | None) -> list[str]:
-    python = shared.remembered_source(paths).get("python") or "/usr/bin/python3"
+    python = remembered_source(paths).get("python") or "/usr/bin/python3"
     argv = [python, str(shipped("bootstrap.py")), "--prefix", str(paths.prefix), "--version", release]
     if wheelhouse:
         argv += ["--wheelhouse", str(wheelhouse.resolve())]

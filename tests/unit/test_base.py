@@ -1,17 +1,19 @@
-"""barehub.shared: what bootstrap.py and the package share (the lock, the install's own prefix)."""
+"""barehub.base: what bootstrap.py and the package share (the lock, the install's own prefix)."""
 import subprocess
 import sys
 
 import pytest
 
-from barehub.shared import BarehubError, InstallLock, Paths, prefix_of_env
+from barehub.base.errors import BarehubError
+from barehub.base.install_lock import InstallLock
+from barehub.base.paths import Paths, prefix_of_env
 
 
 def test_a_second_run_is_refused_naming_the_holder(tmp_path):
     paths = Paths.from_prefix(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from barehub.shared import InstallLock, Paths\n"
+        "from barehub.base.install_lock import InstallLock\nfrom barehub.base.paths import Paths\n"
         "InstallLock(Paths.from_prefix(%r)).acquire(); print('held', flush=True); time.sleep(30)"
     ) % (sys.path[0], str(tmp_path))], stdout=subprocess.PIPE, text=True)
     try:

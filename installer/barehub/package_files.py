@@ -1,11 +1,9 @@
-"""Where things are: the install's layout (Paths, owned by barehub.shared, which bootstrap.py shares),
-and what the package ships inside itself."""
+"""The files the package ships inside itself (in a checkout: at the repository's top level)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import barehub
-from barehub.shared import DEFAULT_PREFIX, Paths, prefix_of_env  # noqa: F401 (the layout's one owner)
 
 
 def package_dir() -> Path:
