@@ -13,7 +13,7 @@ import time
 
 from barehub import hub_run, known_good, units
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.commands.check import check_fragments
+from barehub.fragment_check import FragmentProblems, check_fragments
 from barehub.paths import Paths
 from barehub.settings import load_settings
 from barehub.shared import BarehubError, InstallLock
@@ -33,7 +33,11 @@ def reload(paths: Paths, systemctl: Systemctl) -> float:
     settings = load_settings(paths)
     if not systemctl.is_active(units.HUB_UNIT):
         raise BarehubError(f"{units.HUB_UNIT} is not running", f"start it: systemctl start {units.HUB_UNIT}")
-    check_fragments(paths, systemctl)
+    try:
+        check_fragments(paths, systemctl)
+    except FragmentProblems as e:
+        raise BarehubError(e.refusal("the running hub was left alone"),
+                           f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None
     since = time.time()
     systemctl.kill_main(units.HUB_UNIT, signal.SIGHUP)
     run, seconds = hub_run.wait_until_serving(paths, settings, since, systemctl)
