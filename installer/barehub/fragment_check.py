@@ -1,20 +1,33 @@
-"""The check of the fragments on disk that every hub (re)start waits for.
+"""The check of the fragments on disk that every hub (re)start waits for, and the record of its refusal.
 
 `check_fragments` runs barehub.validation against the install and raises `FragmentProblems`, whose fields
 (each problem's file, line and message) let each caller say in its own words what it did not do: a reload
 leaves the running hub alone, an install does not (re)start it, an upgrade does not begin.
+
+A refusal is kept in records/fragment-check.json (root's, 0600: a message may quote a value a fragment
+holds, and fragments may carry secrets) until a check of the same install passes. `barehub status` reads
+it instead of running the check itself: the check executes every fragment (anything a site put there,
+LDAP or OIDC look-ups included) and takes seconds, while status must stay fast and run no site code. The
+record names the fragment set it refused (a digest), so status can tell whether the files on disk are still
+that set, or were changed since and are unchecked.
 """
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from barehub import units
+from barehub.config_loading import fragments_digest, read_set
+from barehub.fsutil import FileSpec, atomic_write
 from barehub.paths import Paths
-from barehub.shared import BarehubError
+from barehub.shared import BarehubError, read_json_dict
 from barehub.systemd import Systemctl
 from barehub.validation import Problem, validate
 
+RECORD_MODE = 0o600
 RECHECK = "barehub check"
 
 
@@ -38,8 +51,57 @@ class FragmentProblems(BarehubError):
 
 
 def check_fragments(paths: Paths, systemctl: Systemctl) -> int:
-    """Raises FragmentProblems with every problem found; returns the number of fragments checked."""
+    """Raises FragmentProblems with every problem found; returns the number of fragments checked.
+
+    Records nothing: an upgrade's check is the new release's verdict, not one about the running hub's config."""
     fragments, problems = validate(paths, hub_pids=(systemctl.main_pid(units.HUB_UNIT),))
     if problems:
         raise FragmentProblems(problems, paths.config_d)
     return len(fragments)
+
+
+def check_and_record(paths: Paths, systemctl: Systemctl) -> int:
+    """`check_fragments`, keeping its refusal for `barehub status` until a check passes (then clearing it)."""
+    digest = fragments_digest(read_set(paths.config_d))  # the set checked (read again by the check itself)
+    try:
+        count = check_fragments(paths, systemctl)
+    except FragmentProblems as e:
+        record_refusal(paths, digest, e.problems)
+        raise
+    paths.fragment_check_file.unlink(missing_ok=True)
+    return count
+
+
+def record_refusal(paths: Paths, digest: str, problems: Sequence[Problem]) -> None:
+    if not paths.records.is_dir():  # not an install yet (the installer makes records/ before it checks)
+        return
+    record = {"digest": digest, "checked": time.time(),
+              "problems": [{"file": str(p.file) if p.file else None, "line": p.line, "message": p.message}
+                           for p in problems]}
+    atomic_write(paths.fragment_check_file, FileSpec(json.dumps(record, indent=2) + "\n", RECORD_MODE))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The last check that refused the fragments: when, what it found, and whether the files on disk are
+    still the set it refused (`current`) or were changed since."""
+
+    checked: float
+    problems: tuple[Problem, ...]
+    current: bool
+
+
+def read_refusal(paths: Paths) -> Optional[Refusal]:
+    """The recorded refusal, or None when the last check passed (or none refused, or the record is unreadable)."""
+    record = read_json_dict(paths.fragment_check_file)
+    try:
+        problems = tuple(Problem(Path(p["file"]) if p.get("file") else None,
+                                 int(p["line"]) if p.get("line") else None, str(p.get("message", "")))
+                         for p in record["problems"])
+        checked = float(record["checked"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not problems:
+        return None
+    current = record.get("digest") == fragments_digest(read_set(paths.config_d))
+    return Refusal(checked, problems, current)

@@ -1,12 +1,12 @@
 """The fragments' check refuses with each problem's file and line as fields, which every caller words for what
-it did not do."""
+it did not do; a refusal is kept for `barehub status` until a check passes."""
 import subprocess
 
 import pytest
 
 from barehub import cli, release_change, releases
 from barehub.commands import install, reload
-from barehub.fragment_check import FragmentProblems, check_fragments
+from barehub.fragment_check import FragmentProblems, check_and_record, check_fragments, read_refusal
 from barehub.shared import BarehubError
 
 BAD = "c.JupyterHub.admin_users = {'alice'}\nc.Spawner.start_timeout = soon\n"  # line 2: NameError
@@ -48,6 +48,7 @@ def test_the_refusal_carries_each_problems_file_line_and_message(bad):
     assert e.value.config_d == bad.config_d
     assert e.value.refusal("not upgrading") == \
         f"the hub config has problems; not upgrading:\n  {bad.config_d}/50-bad.py:2: {problem.message}"
+    assert not bad.fragment_check_file.exists()  # an upgrade's check (the new release's verdict) records nothing
 
 
 def test_each_caller_says_what_it_did_not_do(bad, monkeypatch):
@@ -77,3 +78,30 @@ def test_a_refused_reload_names_file_and_line_where_systemctl_status_shows_it(ba
     assert cli.main(["reload", "--prefix", str(bad.prefix)]) == 1
     err = capsys.readouterr().err
     assert f"\n  {bad.config_d}/50-bad.py:2: NameError: name 'soon' is not defined\n" in err
+
+
+def test_a_refusal_is_kept_for_status_until_a_check_passes(bad):
+    with pytest.raises(FragmentProblems):
+        check_and_record(bad, HubSystemctl())
+    assert bad.fragment_check_file.stat().st_mode & 0o777 == 0o600  # a message may quote a fragment's secret
+    refusal = read_refusal(bad)
+    assert refusal.current
+    assert [(p.file, p.line) for p in refusal.problems] == [(bad.config_d / "50-bad.py", 2)]
+
+    (bad.config_d / "50-bad.py").write_text(BAD + "# edited\n")
+    assert read_refusal(bad).current is False  # the files changed since: not known to fail
+    (bad.config_d / "50-bad.py").write_text(BAD)
+    assert read_refusal(bad).current is True
+
+    (bad.config_d / "50-bad.py").write_text("c.Spawner.start_timeout = 120\n")
+    assert check_and_record(bad, HubSystemctl()) == 2
+    assert read_refusal(bad) is None and not bad.fragment_check_file.exists()
+
+
+def test_an_unreadable_record_is_no_refusal(bad):
+    for text in ("", "[]", '{"problems": "x", "checked": 1}', '{"problems": [], "checked": 1}'):
+        bad.fragment_check_file.write_text(text)
+        assert read_refusal(bad) is None, text
+    bad.fragment_check_file.unlink()
+    bad.fragment_check_file.symlink_to(bad.config_d / "50-bad.py")
+    assert read_refusal(bad) is None

@@ -6,7 +6,7 @@ import logging
 
 from barehub import units
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.fragment_check import FragmentProblems, check_fragments
+from barehub.fragment_check import FragmentProblems, check_and_record
 from barehub.shared import BarehubError
 from barehub.systemd import Systemctl
 
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = install_paths(args)
     try:
-        count = check_fragments(paths, Systemctl())
+        count = check_and_record(paths, Systemctl())
     except FragmentProblems as e:
         raise BarehubError(e.refusal("the running hub was left alone"),
                            f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None

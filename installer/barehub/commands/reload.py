@@ -13,7 +13,7 @@ import time
 
 from barehub import hub_run, known_good, units
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.fragment_check import FragmentProblems, check_fragments
+from barehub.fragment_check import FragmentProblems, check_and_record
 from barehub.paths import Paths
 from barehub.settings import load_settings
 from barehub.shared import BarehubError, InstallLock
@@ -34,7 +34,7 @@ def reload(paths: Paths, systemctl: Systemctl) -> float:
     if not systemctl.is_active(units.HUB_UNIT):
         raise BarehubError(f"{units.HUB_UNIT} is not running", f"start it: systemctl start {units.HUB_UNIT}")
     try:
-        check_fragments(paths, systemctl)
+        check_and_record(paths, systemctl)  # kept for `barehub status` while the files on disk are refused
     except FragmentProblems as e:
         raise BarehubError(e.refusal("the running hub was left alone"),
                            f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None
