@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barehub import __version__, releases, units
-from barehub.commands.check import check_fragments
+from barehub.fragment_check import FragmentProblems, check_fragments
 from barehub.fsutil import FileSpec, atomic_write, read_private
 from barehub.base.paths import Paths
 from barehub.package_files import base_config_file
@@ -54,10 +54,9 @@ def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) ->
     check_systemd_version(systemctl.run("--version").stdout)  # the old release's bootstrap did not ask
     try:
         check_fragments(paths, systemctl)
-    except BarehubError as e:
+    except FragmentProblems as e:
         raise BarehubError(f"release {__version__} refuses this install's config, so nothing was changed "
-                           f"(release {previous.version} keeps running):\n"
-                           + e.message.replace("the running hub was left alone", "not upgrading"),
+                           f"(release {previous.version} keeps running):\n" + e.refusal("not upgrading"),
                            f"fix the file(s) in {paths.config_d}, then run the upgrade again") from None
     check_backup_space(paths)
 

@@ -102,8 +102,12 @@ def test_fragment_the_deeper_check_refuses_leaves_the_hub_alone(container, hub, 
         assert f"{CONFIG_D}/50-bad.py:{line}:" in hub_status(container) and error in hub_status(container)
         assert container.main_pid(HUB) == pid
         assert (servers.failed, pages.failed) == (0, 0), (servers.failures, pages.failures)
+        shown = container.run("barehub status", check=False)  # says so after the journal has scrolled on
+        assert shown.returncode != 0 and f"{CONFIG_D}/50-bad.py:{line}:" in shown.stdout, shown.stdout
     finally:
         container.run(f"rm -f {CONFIG_D}/50-bad.py")
+    assert reload(container)[0] == 0  # fixed: applied, and status no longer names it
+    assert "50-bad.py" not in container.run("barehub status").stdout
 
 
 @pytest.mark.parametrize("case", list(RUNTIME))

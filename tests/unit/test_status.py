@@ -57,3 +57,34 @@ def test_a_service_token_that_is_a_link_is_refused_and_said_so(prefix, tmp_path)
     token.unlink(missing_ok=True)
     token.symlink_to(tmp_path / "elsewhere")
     assert running_servers(prefix, 1, "/").startswith(f"no service token: {token} is a symbolic link")
+
+
+def test_fragments_on_disk_the_check_refused_are_a_problem_named_by_file_and_line(prefix):
+    """After a reload the check refused, the running hub is fine and the journal scrolls on: status says why
+    the files on disk are not applied, until a check passes or they change."""
+    from barehub.commands.status import fragment_check_state, healthy
+    from barehub.fragment_check import read_refusal, record_refusal
+    from barehub.config_loading import fragments_digest, read_set
+    from barehub.validation import Problem
+
+    bad = prefix.config_d / "50-bad.py"
+    bad.write_text("c.Spawner.start_timeout = soon\n")
+    problem = Problem(bad, 1, "NameError: name 'soon' is not defined")
+    record_refusal(prefix, fragments_digest(read_set(prefix.config_d)), [problem])
+    status = {"release": "r", "prefix": "/p", "url": "u", "config_dir": {"path": "c", "state": "s"},
+              "units": {"jupyterhub.service": {"active": True, "enabled": True}}, "versions": {},
+              "certificate": {"https": False}, "hub": {"config": "current"}, "running_servers": [], "server_units": [],
+              "fragment_check": fragment_check_state(read_refusal(prefix))}
+    shown = format_status(status)
+    assert "PROBLEM: the fragments on disk failed the check at " in shown and "(check again: barehub check)" in shown
+    assert f"\n    {bad}:1: NameError: name 'soon' is not defined" in shown
+    assert status["fragment_check"]["problems"][0]["file"] == str(bad) and not healthy(status)
+
+    bad.write_text("c.Spawner.start_timeout = 120\n")  # fixed, not checked yet: no longer known to fail
+    status["fragment_check"] = fragment_check_state(read_refusal(prefix))
+    shown = format_status(status)
+    assert "PROBLEM" not in shown and "changed since the check refused them" in shown and healthy(status)
+
+    prefix.fragment_check_file.unlink()  # a check passed
+    status["fragment_check"] = fragment_check_state(read_refusal(prefix))
+    assert "refused" not in format_status(status) and "PROBLEM" not in format_status(status) and healthy(status)

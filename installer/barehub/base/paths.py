@@ -104,6 +104,12 @@ class Paths:
         return self.records / "known-good"
 
     @property
+    def fragment_check_file(self) -> Path:
+        """The last refusal of the fragments by the check (0600 root), until a check passes: `barehub status`
+        names it (barehub.fragment_check)."""
+        return self.records / "fragment-check.json"
+
+    @property
     def settings_file(self) -> Path:
         """The install's settings (0644 root): they decide users, ports and files, so never the hub user's."""
         return self.records / "install.json"

@@ -8,8 +8,8 @@ from barehub import units
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.base.paths import Paths
 from barehub.base.errors import BarehubError
+from barehub.fragment_check import FragmentProblems, check_and_record
 from barehub.systemd import Systemctl
-from barehub.validation import validate
 
 log = logging.getLogger("barehub")
 
@@ -20,20 +20,12 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def check_fragments(paths: Paths, systemctl: Systemctl) -> int:
-    """Raises with every problem, each with its file:line; returns the number of fragments checked."""
-    fragments, problems = validate(paths, hub_pids=(systemctl.main_pid(units.HUB_UNIT),))
-    if problems:
-        raise BarehubError(
-            "the hub config has problems; the running hub was left alone:\n  "
-            + "\n  ".join(str(p) for p in problems),
-            f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}",
-        )
-    return len(fragments)
-
-
 def run(args: argparse.Namespace) -> int:
     paths = install_paths(args)
-    count = check_fragments(paths, Systemctl())
+    try:
+        count = check_and_record(paths, Systemctl())
+    except FragmentProblems as e:
+        raise BarehubError(e.refusal("the running hub was left alone"),
+                           f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None
     log.info("config OK: %d fragment(s) checked in %s", count, paths.config_d)
     return 0

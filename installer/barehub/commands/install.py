@@ -19,8 +19,8 @@ from pathlib import Path
 from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, proxy_config,
                      release_change, releases, secret_files, units)
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.commands.check import check_fragments
 from barehub.config_loading import KNOWN_GOOD
+from barehub.fragment_check import FragmentProblems, check_and_record
 from barehub.fsutil import FileSpec, atomic_write
 from barehub.health import wait_for_ok
 from barehub.installed import traefik_version
@@ -235,10 +235,10 @@ def wait_for_hub(paths: Paths, settings: Settings, hub_since: float | None, syst
 def refuse_broken_fragments(paths: Paths, systemctl: Systemctl) -> None:
     """The hub is about to (re)start: a bad fragment must not take it down, as with a reload."""
     try:
-        count = check_fragments(paths, systemctl)
-    except BarehubError as e:
-        raise BarehubError(e.message.replace("the running hub was left alone", "not (re)starting the hub"),
-                           f"fix the file(s) in {paths.config_d} and run the installer again")
+        count = check_and_record(paths, systemctl)
+    except FragmentProblems as e:
+        raise BarehubError(e.refusal("not (re)starting the hub"),
+                           f"fix the file(s) in {paths.config_d} and run the installer again") from None
     log.info("config OK: %d fragment(s) checked", count)
 
 

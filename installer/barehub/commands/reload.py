@@ -13,8 +13,8 @@ import time
 
 from barehub import hub_run, known_good, units
 from barehub.commands import add_prefix_argument, install_paths
-from barehub.commands.check import check_fragments
 from barehub.base.paths import Paths
+from barehub.fragment_check import FragmentProblems, check_and_record
 from barehub.settings import load_settings
 from barehub.base.errors import BarehubError
 from barehub.base.install_lock import InstallLock
@@ -34,7 +34,11 @@ def reload(paths: Paths, systemctl: Systemctl) -> float:
     settings = load_settings(paths)
     if not systemctl.is_active(units.HUB_UNIT):
         raise BarehubError(f"{units.HUB_UNIT} is not running", f"start it: systemctl start {units.HUB_UNIT}")
-    check_fragments(paths, systemctl)
+    try:
+        check_and_record(paths, systemctl)  # kept for `barehub status` while the files on disk are refused
+    except FragmentProblems as e:
+        raise BarehubError(e.refusal("the running hub was left alone"),
+                           f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None
     since = time.time()
     systemctl.kill_main(units.HUB_UNIT, signal.SIGHUP)
     run, seconds = hub_run.wait_until_serving(paths, settings, since, systemctl)

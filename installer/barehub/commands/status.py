@@ -1,4 +1,4 @@
-"""`barehub status`: units, versions, URL and running servers."""
+"""`barehub status`: units, versions, URL, running servers, and fragments on disk that the check refused."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from barehub import __version__, certificates, hub_run, releases, units
+from barehub import __version__, certificates, fragment_check, hub_run, releases, units
 from barehub.hub_api import HubAPI
 from barehub.installed import package_version, traefik_version
 from barehub.commands import add_prefix_argument, install_paths
@@ -60,6 +60,17 @@ def hub_config_state(run: hub_run.Run | None) -> dict:
     return state
 
 
+def fragment_check_state(refusal: fragment_check.Refusal | None) -> dict | None:
+    """The last refusal of the fragments by the check (a reload's, an install's, `barehub check`'s), until a
+    check passes: whether the files on disk are still the refused set, and each problem's file and line."""
+    if refusal is None:
+        return None
+    return {"on_disk": refusal.current, "recheck": fragment_check.RECHECK,
+            "checked": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(refusal.checked)),
+            "problems": [{"file": str(p.file) if p.file else None, "line": p.line, "message": p.message,
+                          "text": str(p)} for p in refusal.problems]}
+
+
 def collect(paths: Paths, systemctl: Systemctl) -> dict:
     settings = load_settings(paths)
     release = releases.read_release(paths, paths.release_file)
@@ -75,6 +86,7 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
                      "jupyterhub-traefik-proxy": package_version(paths, "jupyterhub-traefik-proxy"),
                      "traefik": traefik_version(paths)},
         "hub": hub_config_state(run),
+        "fragment_check": fragment_check_state(fragment_check.read_refusal(paths)),
         "running_servers": running_servers(paths, settings.hub_port, run.base_url if run else "/"),
         "server_units": server_units(systemctl),
     }
@@ -130,6 +142,14 @@ def format_status(status: dict) -> str:
     lines.append(line)
     if "failed" in hub:
         lines.append(f"  PROBLEM: the current fragments failed, so the hub serves the known-good ones: {hub['failed']}")
+    refused = status.get("fragment_check")
+    if refused and refused["on_disk"]:
+        lines.append(f"  PROBLEM: the fragments on disk failed the check at {refused['checked']} and are not applied "
+                     f"(check again: {refused['recheck']}):")
+        lines += [f"    {p['text']}" for p in refused["problems"]]
+    elif refused:
+        lines.append(f"  fragments: changed since the check refused them at {refused['checked']}, not checked since "
+                     f"(check them: {refused['recheck']})")
     servers = status["running_servers"]
     if isinstance(servers, str):
         lines.append(f"  running servers: unknown ({servers})")
@@ -141,9 +161,14 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def healthy(status: dict) -> bool:
+    """What status exits 0 for: every unit active, the certificate fine, the hub on the fragments on disk,
+    and those passed the check."""
+    return (all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
+            and "failed" not in status["hub"] and not (status.get("fragment_check") or {}).get("on_disk"))
+
+
 def run(args: argparse.Namespace) -> int:
     status = collect(install_paths(args), Systemctl())
     print(json.dumps(status, indent=2) if args.json else printable(format_status(status)))  # JSON escapes them itself
-    healthy = (all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
-               and "failed" not in status["hub"])
-    return 0 if healthy else 3
+    return 0 if healthy(status) else 3
