@@ -9,7 +9,7 @@
 #   its certificate (Let's Encrypt's, or the site CA in the image's system store). Servers talk to
 #   the hub's API through traefik, so the hub itself keeps listening on loopback only: its
 #   plain-HTTP login pages are never on the pod network, and the only firewall opening from the
-#   pods to this host is the one users use (as for Slurm: see README, "Slurm").
+#   pods to this host is the one users use (as for Slurm: see docs/slurm.md).
 # - This host (traefik) reaches the pods' IPs on port 8888: the pod network must be routable
 #   from here (e.g. the hub host is a cluster node, or pod CIDRs are routed to it). If it is not,
 #   set services_enabled = True and make the service IPs routable instead.

@@ -12,7 +12,7 @@
 #   host reaches the nodes on PORT_RANGE (traefik proxies users' traffic straight to the node).
 #   Servers talk to the hub's API through traefik, so the hub itself keeps listening on loopback
 #   only: its plain-HTTP login pages are never on a cluster interface, and the only firewall
-#   opening from the nodes to this host is the one users use (see README, "Slurm").
+#   opening from the nodes to this host is the one users use (see docs/slurm.md).
 # - The hub env ($PREFIX/conda) is on a path the compute nodes can read at the same place
 #   (a shared filesystem), or an env with the same packages exists there (set SINGLEUSER).
 import os

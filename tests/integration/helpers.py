@@ -124,8 +124,9 @@ def place_past_commit(container, work: Path, ref: str, version: str, name: str) 
 
     if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{ref}^{{commit}}"]).returncode:
         pytest.skip(f"this clone does not have commit {ref} (a shallow clone)")
-    return place_release(container, work, ref, {"bootstrap.py": ('VERSION = "2026.11.0"', f'VERSION = "{version}"')},
-                         name)
+    past = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:bootstrap.py"], capture_output=True, text=True,
+                          check=True).stdout
+    return place_release(container, work, ref, {"bootstrap.py": (version_line(past), f'VERSION = "{version}"')}, name)
 
 
 def install_past_release_with_a_server(container, release: Path, user: str, password: str):
@@ -156,11 +157,16 @@ def exposure(container, unit: str, label: str) -> float:
     return EXPOSURE[label]
 
 
-def this_release() -> str:
-    for line in (REPO / "bootstrap.py").read_text().splitlines():
+def version_line(bootstrap_text: str) -> str:
+    """The line of a bootstrap.py that defines its release."""
+    for line in bootstrap_text.splitlines():
         if line.startswith("VERSION = "):
-            return line.split('"')[1]
+            return line
     raise AssertionError("no VERSION in bootstrap.py")
+
+
+def this_release() -> str:
+    return version_line((REPO / "bootstrap.py").read_text()).split('"')[1]
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import requests
 
 from tests.integration import pki
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER, RequestLoop,
-                                       bootstrap_cmd, status_code, wait_until)
+                                       bootstrap_cmd, status_code, this_release, wait_until)
 from tests.integration.hubclient import HubUser
 
 CONFIG_D = f"{PREFIX}/jupyterhub_config.d"
@@ -265,7 +265,8 @@ def test_sub_path_behind_the_sites_nginx_with_tls(container, hub, tmp_path):
         assert "base_url /jupyter/" in container.run("barehub status").stdout
         assert reload(container)[0] == 0
         assert status_code(f"{site}/jupyter/hub/health", verify=False) == 200
-        upgrade = container.run("barehub upgrade 2026.11.0 --wheelhouse /mnt/wheelhouse", check=False, timeout=900)
+        upgrade = container.run(f"barehub upgrade {this_release()} --wheelhouse /mnt/wheelhouse", check=False,
+                                timeout=900)
         assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr  # it waited on /jupyter/hub/health
         wait_until(lambda: "bob" not in running_servers(container), 90, interval=1)  # the culler, via /jupyter/
     finally:
@@ -316,7 +317,8 @@ def test_non_default_prefix_under_umask_027_the_cli_knows_its_install(container,
         bob = HubUser(BASE, "bob", "bob-Secret-2")
         assert bob.login().status_code == 302
         bob.spawn()  # bob's server runs the env that was built under umask 027
-        upgrade = container.run("barehub upgrade 2026.11.0 --wheelhouse /mnt/wheelhouse", check=False, timeout=900)
+        upgrade = container.run(f"barehub upgrade {this_release()} --wheelhouse /mnt/wheelhouse", check=False,
+                                timeout=900)
         assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
         assert container.run("test -e /opt/barehub/conda", check=False).returncode == 0  # untouched, not rebuilt
         refused = container.run("barehub uninstall --purge --prefix /opt", check=False)

@@ -1,6 +1,6 @@
 """The upgrade from the last release whose user servers were the hub's children (LocalProcessSpawner,
-KillMode=process) to this one, whose servers are systemd units: what README's "Upgrading from a release
-whose servers were the hub's children" says happens.
+KillMode=process) to this one, whose servers are systemd units: what docs/upgrades.md's "Upgrading from a
+release whose servers were the hub's children" says happens.
 
 That release is this repository's tree at LAST_CHILD_SERVERS, given an older release number. Runs after
 test_upgrade.py: it starts from a fresh install.
@@ -52,7 +52,7 @@ def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_a
     MEASUREMENTS["upgrade from a release with child servers (s)"] = round(time.monotonic() - start, 1)
     assert f"release {OLD} -> {this_release()}" in r.stdout
 
-    # as README says: the upgrade stopped it, the new hub shows it stopped, nothing is left over
+    # as docs/upgrades.md says: the upgrade stopped it, the new hub shows it stopped, nothing is left over
     wait_until(lambda: not has_server(token), 60, interval=1)
     assert singleuser_processes(container) == []
     assert "left-over process" not in container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout

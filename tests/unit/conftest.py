@@ -23,6 +23,16 @@ def bootstrap():
     return module
 
 
+@pytest.fixture(scope="session")
+def cut_release():
+    """cut_release.py as a module (the script that prepares a release)."""
+    spec = importlib.util.spec_from_file_location("cut_release", REPO / "cut_release.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cut_release"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def prefix(tmp_path):
     """A prefix with the secrets the hub config reads, as the installer leaves it."""

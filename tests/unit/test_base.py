@@ -39,11 +39,11 @@ def test_the_lock_passes_to_the_installer_across_exec(tmp_path, monkeypatch):
 
 def test_the_cli_finds_the_install_it_belongs_to(tmp_path):
     paths = Paths.from_prefix(tmp_path / "srv" / "hub")
-    (paths.envs / "2026.11.0").mkdir(parents=True)
-    paths.env.symlink_to("envs/2026.11.0")
+    (paths.envs / "2026.10.0").mkdir(parents=True)
+    paths.env.symlink_to("envs/2026.10.0")
     assert prefix_of_env(str(paths.env)) is None  # no install there yet
     paths.records.mkdir()
     paths.settings_file.write_text("{}")
     assert prefix_of_env(str(paths.env)) == paths.prefix
-    assert prefix_of_env(str(paths.envs / "2026.11.0")) == paths.prefix
+    assert prefix_of_env(str(paths.envs / "2026.10.0")) == paths.prefix
     assert prefix_of_env("/usr") is None

@@ -108,11 +108,11 @@ def test_rollback_after_two_upgrades_takes_the_backup_of_the_last_one(install, m
 
     stamps = iter(["20261101T000000Z", "20261201T000000Z"])
     monkeypatch.setattr(releases.time, "strftime", lambda *a: next(stamps))
-    first = releases.backup(install, OLD)  # 2026.10.0 -> 2026.11.0
-    releases.write_release(install, releases.Release("2026.11.0", "envs/2026.11.0"))  # the first one done
-    second = releases.backup(install, releases.Release("2026.11.0", "envs/2026.11.0"))  # -> 2026.12.0
+    first = releases.backup(install, OLD)  # 2026.10.0 -> 2026.10.1
+    releases.write_release(install, releases.Release("2026.10.1", "envs/2026.10.1"))  # the first one done
+    second = releases.backup(install, releases.Release("2026.10.1", "envs/2026.10.1"))  # -> 2026.10.2
     assert choose_backup(install, None) == second
-    assert releases.backup_release(install, second).version == "2026.11.0"
+    assert releases.backup_release(install, second).version == "2026.10.1"
     assert choose_backup(install, first.name) == first
     with pytest.raises(BarehubError, match="no backup nope"):
         choose_backup(install, "nope")

@@ -38,7 +38,7 @@ def test_backup_then_restore_brings_the_database_and_records_back(prefix):
 
     # the upgrade changes things ...
     make_db(prefix.db_file, ["carol"])
-    releases.write_release(prefix, releases.Release("2026.11.0", "envs/2026.11.0"))
+    releases.write_release(prefix, releases.Release("2026.10.1", "envs/2026.10.1"))
     prefix.settings_file.write_text('{"http_port": 8000}\n')
 
     # ... and the rollback restores them
