@@ -13,24 +13,23 @@ REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
 
 
-@pytest.fixture(scope="session")
-def bootstrap():
-    """bootstrap.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("bootstrap", REPO / "bootstrap.py")
+def script_module(name: str):
+    """A top-level script of the repository (bootstrap.py, cut_release.py) as a module: they are not in the package."""
+    spec = importlib.util.spec_from_file_location(name, REPO / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bootstrap"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def bootstrap():
+    return script_module("bootstrap")
 
 
 @pytest.fixture(scope="session")
 def cut_release():
-    """cut_release.py as a module (the script that prepares a release)."""
-    spec = importlib.util.spec_from_file_location("cut_release", REPO / "cut_release.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cut_release"] = module
-    spec.loader.exec_module(module)
-    return module
+    return script_module("cut_release")
 
 
 @pytest.fixture
