@@ -144,16 +144,12 @@ def install_past_release_with_a_server(container, release: Path, user: str, pass
     return hub_user
 
 
-EXPOSURE: dict[str, float] = {}
-
-
 def exposure(container, unit: str, label: str) -> float:
     """systemd's exposure score of a running unit (0 best, 10 worst), recorded as a measurement."""
     out = container.run(f"systemd-analyze security {unit} --no-pager").stdout
     overall = [line for line in out.splitlines() if "Overall exposure level" in line][0]
     MEASUREMENTS[f"systemd-analyze security {unit} ({label})"] = overall.split(":", 1)[1].strip()
-    EXPOSURE[label] = float(overall.split(":")[1].split()[0])
-    return EXPOSURE[label]
+    return float(overall.split(":")[1].split()[0])
 
 
 def this_release() -> str:
