@@ -107,13 +107,23 @@ def test_http_redirects_to_https(acme_install):
     assert r.headers["location"] == f"https://127.0.0.1:{HTTPS_PORT}/hub/login"
 
 
-def test_old_tls_versions_are_refused(acme_install):
+def handshake(lowest: ssl.TLSVersion, highest: ssl.TLSVersion) -> str:
+    """A TLS handshake with traefik offering only `lowest`..`highest`; returns the version agreed on. The client
+    allows every cipher and old version its OpenSSL has (security level 0), so a refusal is the server's."""
     context = ssl._create_unverified_context()
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    with pytest.raises(ssl.SSLError):
-        with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as sock:
-            context.wrap_socket(sock, server_hostname=DOMAIN)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version, context.maximum_version = lowest, highest
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as sock:
+        with context.wrap_socket(sock, server_hostname=DOMAIN) as tls:
+            return tls.version()
+
+
+def test_old_tls_versions_are_refused(acme_install):
+    assert handshake(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"  # this client can connect
+    with pytest.raises(ssl.SSLError) as refused:
+        handshake(ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+    # traefik's alert, not a client that could not offer TLS 1.0/1.1 at all
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
 
 def test_acme_storage_is_private_to_the_proxy_user_and_the_api_stays_on_loopback(container, acme_install):
