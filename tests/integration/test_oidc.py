@@ -279,10 +279,14 @@ def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(cont
         reload_with(container, "ALLOWED_GROUPS", '{"jupyter-users"}')
 
 
-def test_check_and_the_hub_name_the_authenticator(container, provider):
+def test_check_passes_and_the_hub_names_the_authenticator(container, provider):
     out = container.run(f"barehub check --prefix {PREFIX}").stdout
     assert "config OK" in out
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}").stdout)["units"]
+    # JupyterHub logs the class it made at each start: the last start's is the drop-in's
+    journal = container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout
+    used = [line for line in journal.splitlines() if "Using Authenticator:" in line]
+    assert used and "Using Authenticator: barehub.oidc.OIDCAuthenticator" in used[-1], used[-1:]
 
 
 # --- a person, in Chromium
