@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import (HTTP_PORT, MEASUREMENTS, PASSWORD, REPO, USER, Container, bootstrap_cmd,
+from tests.integration.helpers import (BASE_URL, MEASUREMENTS, REPO, USER, Container, add_local_user, bootstrap_cmd,
                                        build_wheelhouse)
 
 
@@ -36,8 +36,8 @@ def container(tmp_path_factory, wheelhouse) -> Container:
     start = time.monotonic()
     box.boot()
     MEASUREMENTS["container boot (s)"] = round(time.monotonic() - start, 1)
-    box.run(f"useradd --create-home --shell /bin/bash {USER} && echo '{USER}:{PASSWORD}' | chpasswd")
-    box.run("useradd --create-home --shell /bin/bash bob && echo 'bob:bob-Secret-2' | chpasswd")
+    add_local_user(box, USER)
+    add_local_user(box, "bob")
     yield box
     box.stop()
 
@@ -53,7 +53,7 @@ def installed(container):
 
 @pytest.fixture(scope="session")
 def base_url(installed) -> str:
-    return f"http://127.0.0.1:{HTTP_PORT}"
+    return BASE_URL
 
 
 def pytest_terminal_summary(terminalreporter):
