@@ -1,3 +1,4 @@
+import fnmatch
 import http.server
 import importlib.util
 import os
@@ -9,8 +10,42 @@ from pathlib import Path
 
 import pytest
 
+from barehub.systemd import Systemctl
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
+
+
+class RecordingSystemctl(Systemctl):
+    """barehub's Systemctl with the systemctl command itself replaced, for every test that needs systemd.
+
+    Each command barehub would run is recorded in `calls` (its arguments, in order) and succeeds, printing
+    `answers[first argument]` if given; `list-units PATTERN` prints the `units` that match. `show` answers from
+    `units` ({unit: {property: value}}), or from the `show` function given, and records the unit asked about in
+    `shown` (not in `calls`: a question changes nothing). The composite steps (stop_all, loaded_units,
+    main_pid) stay barehub's own, so a test sees exactly what they send."""
+
+    def __init__(self, units: dict | None = None, answers: dict | None = None, show=None, timeout: float = 120):
+        super().__init__(timeout)
+        self.units, self.answers, self._show = units or {}, answers or {}, show
+        self.calls: list[tuple[str, ...]] = []
+        self.shown: list[str] = []
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        self.calls.append(args)
+        if args[0] == "list-units":
+            stdout = "".join(f"{unit} loaded active running\n" for unit in self.units
+                             if fnmatch.fnmatch(unit, args[-1]))
+        else:
+            stdout = self.answers.get(args[0], "")
+        return subprocess.CompletedProcess(["systemctl", *args], 0, stdout=stdout, stderr="")
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        self.shown.append(unit)
+        if self._show:
+            return self._show(unit, *props)
+        known = self.units.get(unit, {})
+        return {p: known[p] for p in props if p in known}
 
 
 @pytest.fixture(scope="session")

@@ -1,30 +1,28 @@
 """The systemd wrapper's one composite step: a stop that leaves nothing behind in the unit's cgroup."""
 import itertools
 
-from barehub.systemd import Systemctl
+from tests.unit.conftest import RecordingSystemctl
 
 
-def recorder(monkeypatch, cgroups):
-    systemctl, calls = Systemctl(), []
-    monkeypatch.setattr(systemctl, "run", lambda *args, check=True: calls.append(args))
-    monkeypatch.setattr(systemctl, "show", lambda unit, *props: {"ControlGroup": next(cgroups)})
-    return systemctl, calls
+def recorder(cgroups) -> RecordingSystemctl:
+    """systemd whose unit's cgroup holds processes as long as `cgroups` names it."""
+    return RecordingSystemctl(show=lambda unit, *props: {"ControlGroup": next(cgroups)})
 
 
-def test_a_clean_stop_sends_nothing_more(monkeypatch):
-    systemctl, calls = recorder(monkeypatch, iter([""]))
+def test_a_clean_stop_sends_nothing_more():
+    systemctl = recorder(iter([""]))
     systemctl.stop_all("jupyterhub.service")
-    assert calls == [("stop", "jupyterhub.service")]
+    assert systemctl.calls == [("stop", "jupyterhub.service")]
 
 
-def test_what_a_killmode_process_stop_left_gets_sigterm(monkeypatch):
+def test_what_a_killmode_process_stop_left_gets_sigterm():
     group = "/system.slice/jupyterhub.service"
-    systemctl, calls = recorder(monkeypatch, iter([group, group, ""]))
+    systemctl = recorder(iter([group, group, ""]))
     systemctl.stop_all("jupyterhub.service")
-    assert calls == [("stop", "jupyterhub.service"), ("kill", "--kill-whom=all", "jupyterhub.service")]
+    assert systemctl.calls == [("stop", "jupyterhub.service"), ("kill", "--kill-whom=all", "jupyterhub.service")]
 
 
-def test_what_ignores_sigterm_gets_sigkill_after_the_grace(monkeypatch):
-    systemctl, calls = recorder(monkeypatch, itertools.repeat("/system.slice/jupyterhub.service"))
+def test_what_ignores_sigterm_gets_sigkill_after_the_grace():
+    systemctl = recorder(itertools.repeat("/system.slice/jupyterhub.service"))
     systemctl.stop_all("jupyterhub.service", grace=0.3)
-    assert calls[-1] == ("kill", "--kill-whom=all", "--signal=SIGKILL", "jupyterhub.service")
+    assert systemctl.calls[-1] == ("kill", "--kill-whom=all", "--signal=SIGKILL", "jupyterhub.service")
