@@ -14,6 +14,8 @@ from barehub.systemd import Systemctl
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
+SERVER_TOKEN = "secret"  # the token of the jupyter-servers the tests start
+SERVER_AUTH = {"Authorization": f"token {SERVER_TOKEN}"}  # a client of such a server, as the user's browser
 
 
 class RecordingSystemctl(Systemctl):
@@ -100,14 +102,14 @@ def free_port() -> int:
 
 def start_jupyter_server(tmp_path: Path, stderr) -> tuple[subprocess.Popen, str]:
     """A real jupyter-server as a server of the env runs (the env's config, here JUPYTER_CONFIG_PATH, enables
-    barehub's extensions; the hub's environment variables are the test's), at /user/kim/ with the token "secret";
+    barehub's extensions; the hub's environment variables are the test's), at /user/kim/ with SERVER_TOKEN;
     returns the process and its URL."""
     port = free_port()
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(SERVER_CONFIG), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path))
     command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={SERVER_TOKEN}",
                "--ServerApp.base_url=/user/kim/", f"--ServerApp.root_dir={tmp_path}"]
     if os.geteuid() == 0:
         command.append("--allow-root")
