@@ -282,13 +282,19 @@ def test_the_process_tree_counts_every_process_and_its_reaped_children():
 def test_the_process_tree_of_this_process_sees_a_subprocess_working_and_keeps_it_once_reaped():
     read = process_tree_seconds()
     before = read()
-    burn = "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"
-    child = subprocess.Popen([sys.executable, "-c", burn])
-    time.sleep(0.4)
+    # CPU seconds, not wall-clock ones, so that a busy machine cannot make it burn less; it waits, alive, while
+    # it is read in the middle
+    burn = ("import sys, time\n"
+            "def spin(seconds):\n"
+            "    end = time.process_time() + seconds\n"
+            "    while time.process_time() < end: pass\n"
+            "spin(0.3); print('half', flush=True); sys.stdin.readline(); spin(0.3)")
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "half\n"
     during = read()
-    child.wait()
+    child.communicate("go\n", timeout=60)
     after = read()
-    assert during - before > 0.2
+    assert during - before > 0.2  # (the kernel counts CPU time in ticks: a margin)
     assert after - before > 0.5  # reaped: its time is this process's children's
 
 

@@ -197,9 +197,10 @@ def test_while_traefik_is_down_an_add_fails_in_time_with_one_warning_and_a_delet
         with caplog.at_level("WARNING"):
             with pytest.raises(TimeoutError):
                 await proxy.add_route("/user/down/", backend("down"), {})
+            proxy.check_route_timeout = 20  # a delete that waited for traefik would wait this long
             start = time.monotonic()
             await proxy.delete_route("/user/down/")
-            assert time.monotonic() - start < 0.5
+            assert time.monotonic() - start < 5
         warnings = [r for r in caplog.records if "traefik API" in r.getMessage()]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]  # not one per poll (~200 in that second)
         assert "/user/down/" not in traefik.paths.traefik_rules.read_text()  # the delete is written all the same
