@@ -65,11 +65,11 @@ STATIC = {  # found before anything restarts: the running hub is left alone
     "sys.exit()": ("import sys\nsys.exit()", 2, "SystemExit"),
 }
 RUNTIME = {  # only the hub's start finds them: it falls back to the known-good fragments
-    # (fragment, error shown, the slowest hub page meanwhile in s: README's bounds, "within 15 s / 40 s")
+    # (fragment, error shown, the slowest hub page meanwhile in s: README's bounds, "at most 20 s / 40 s")
     "database driver missing": ("c.JupyterHub.db_url = 'postgresql://hub@127.0.0.1/hub'",
-                                "No module named 'psycopg", 15),
+                                "No module named 'psycopg", 20),
     "admin role overridden": ('c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]',
-                              "Cannot override admin role", 15),
+                              "Cannot override admin role", 20),
     # it starts, but traefik's route to it leads nowhere (a Slurm site's hub_connect_url, mistyped); a page waits
     # for the 20 s barehub gives a new hub to become healthy, then for the known-good hub's start
     "hub unreachable through traefik": ("c.JupyterHub.hub_connect_url = 'http://127.0.0.1:9'",
