@@ -10,10 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import requests
 
 from testbed.container import Container  # noqa: F401 (re-exported for the tests)
 from testbed.web import RequestLoop, status_code, wait_until  # noqa: F401
@@ -22,12 +19,25 @@ from testbed.wheelhouse import CACHE, SYSTEM_PYTHON, build_wheelhouse  # noqa: F
 REPO = Path(__file__).resolve().parents[2]
 HUB, PROXY = "jupyterhub.service", "jupyterhub-proxy.service"
 HTTP_PORT = 28080
+BASE_URL = f"http://127.0.0.1:{HTTP_PORT}"  # the hub as a client on this machine reaches it: traefik's port
 PREFIX = "/opt/barehub"
-USER, PASSWORD = "alice", "alice-Secret-1"
+# The local accounts the tests log in as, each module its own (their servers stay apart): name -> password
+PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2", "frank": "frank-Secret-4", "grace": "grace-Secret-5",
+             "heidi": "heidi-Secret-6", "ivan": "ivan-Secret-7",
+             **{name: f"{name}-Secret-9" for name in ("nora", "omar", "pia", "quinn", "rita")}}
+USER, PASSWORD = "alice", PASSWORDS["alice"]  # the session install's user
 MEASUREMENTS: dict[str, float | str] = {}  # printed at the end of the run (conftest)
 DROP_INS = REPO / "jupyterhub_config.d"  # the shipped fragments
 # slurm.py's shipped profiles (the one-node Slurm has no "gpu" partition; the cluster has)
 CPU_PROFILE, GPU_PROFILE = "CPU only: 2 CPUs, 4 GB, 8 hours", "1 GPU: 8 CPUs, 32 GB, 4 hours"
+
+
+def add_local_user(container, name: str) -> str:
+    """The local account `name` with its password from PASSWORDS, made unless it exists; returns the password."""
+    password = PASSWORDS[name]
+    container.run(f"id {name} || (useradd --create-home --shell /bin/bash {name} "
+                  f"&& echo '{name}:{password}' | chpasswd)")
+    return password
 
 
 def bootstrap_cmd(*extra: str) -> str:
@@ -47,34 +57,6 @@ def filled(name: str, values: dict[str, str]) -> str:
 
 def put_fragment(box, name: str, text: str) -> None:
     box.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
-
-
-def progress_events(base_url: str, token: str, until, timeout: float, user: str) -> list[dict]:
-    """The user's spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    with requests.get(f"{base_url}/hub/api/users/{user}/server/progress", headers={"Authorization": f"token {token}"},
-                      stream=True, timeout=timeout) as r:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                events.append(json.loads(line[len("data:"):]))
-                if until(events[-1]):
-                    return events
-            if time.monotonic() > deadline:
-                break
-    raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
-
-
-def failed_spawn(base_url: str, user: str, token: str, profile: str) -> tuple[str, float]:
-    """Request `user`'s server with a profile through the REST API and read the spawn page's events until it fails:
-    (its message, seconds). A spawn that fails within JupyterHub's slow_spawn_timeout (10 s) answers 500; the
-    page then says why."""
-    start = time.monotonic()
-    r = requests.post(f"{base_url}/hub/api/users/{user}/server", json={"profile": profile},
-                      headers={"Authorization": f"token {token}"}, timeout=60)
-    assert r.status_code in (201, 202, 500), r.text
-    events = progress_events(base_url, token, until=lambda e: e.get("failed"), timeout=120, user=user)
-    return events[-1]["message"], time.monotonic() - start
 
 
 def hub_run(container, prefix: str = PREFIX) -> dict:
@@ -129,23 +111,20 @@ def place_past_commit(container, work: Path, ref: str, version: str, name: str) 
     return place_release(container, work, ref, {"bootstrap.py": (version_line(past), f'VERSION = "{version}"')}, name)
 
 
-def install_past_release_with_a_server(container, release: Path, user: str, password: str):
+def install_past_release_with_a_server(container, release: Path, user: str):
     """A fresh install of a placed past release (pip backend, its wheelhouse) with `user`'s server running;
     returns the logged-in HubUser."""
     from tests.integration.hubclient import HubUser
 
     if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
         container.run(f"barehub uninstall --prefix {PREFIX} --purge")
-    container.run(f"id {user} || (useradd --create-home {user} && echo '{user}:{password}' | chpasswd)")
+    password = add_local_user(container, user)
     container.run(f"{SYSTEM_PYTHON} {release}/bootstrap.py --env-backend pip --wheelhouse {release}/wheelhouse "
                   f"--http-port {HTTP_PORT}", timeout=900)
-    hub_user = HubUser(f"http://127.0.0.1:{HTTP_PORT}", user, password)
+    hub_user = HubUser(BASE_URL, user, password)
     assert hub_user.login().status_code == 302
     hub_user.spawn()
     return hub_user
-
-
-EXPOSURE: dict[str, float] = {}
 
 
 def exposure(container, unit: str, label: str) -> float:
@@ -153,8 +132,7 @@ def exposure(container, unit: str, label: str) -> float:
     out = container.run(f"systemd-analyze security {unit} --no-pager").stdout
     overall = [line for line in out.splitlines() if "Overall exposure level" in line][0]
     MEASUREMENTS[f"systemd-analyze security {unit} ({label})"] = overall.split(":", 1)[1].strip()
-    EXPOSURE[label] = float(overall.split(":")[1].split()[0])
-    return EXPOSURE[label]
+    return float(overall.split(":")[1].split()[0])
 
 
 def version_line(bootstrap_text: str) -> str:

@@ -9,7 +9,14 @@ import requests
 import websocket
 
 
+def auth_header(token: str) -> dict:
+    """How a client shows the hub, or a server, an API token: the one place the header is written."""
+    return {"Authorization": f"token {token}"}
+
+
 class HubUser:
+    """A user as the tests drive the hub: her login through the form, her API token, her server."""
+
     def __init__(self, base_url: str, name: str, password: str, verify: bool | str = True):
         self.base = base_url.rstrip("/")
         self.name = name
@@ -17,6 +24,7 @@ class HubUser:
         self.session = requests.Session()
         # per request: requests lets a CA bundle from the environment override a session's verify
         self.verify = verify
+        self._token: str | None = None
 
     def xsrf(self) -> str:
         """The hub's XSRF cookie (its path is the hub's, under any base_url); a server may set its own."""
@@ -55,24 +63,56 @@ class HubUser:
         r.raise_for_status()
         return r.json()["token"]
 
+    def auth(self) -> dict:
+        """The header with the user's own API token (made at the first use, then kept): for her server's API,
+        a request loop, or a request of her own the hub should answer as hers."""
+        if not self._token:
+            self._token = self.token()
+        return auth_header(self._token)
+
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        """The hub's REST API with the user's own token: `path` under /hub/api/."""
-        token = getattr(self, "_token", None) or self.token()
-        self._token = token
-        return self.session.request(method, f"{self.base}/hub/api/{path.lstrip('/')}", timeout=60, verify=self.verify,
-                                    headers={"Authorization": f"token {token}"}, **kwargs)
+        """The hub's REST API (`path` under /hub/api/) with the user's own token and nothing else, as a script of
+        hers calls it: without the login's cookie, which the hub would accept in place of a token it no longer
+        knows."""
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("verify", self.verify)
+        return requests.request(method, f"{self.base}/hub/api/{path.lstrip('/')}", headers=self.auth(), **kwargs)
+
+    def progress_events(self, until, timeout: float) -> list[dict]:
+        """Her spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
+        events: list[dict] = []
+        deadline = time.monotonic() + timeout
+        with self.api("GET", f"users/{self.name}/server/progress", stream=True, timeout=timeout) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    events.append(json.loads(line[len("data:"):]))
+                    if until(events[-1]):
+                        return events
+                if time.monotonic() > deadline:
+                    break
+        raise AssertionError(f"not seen on the spawn page within {timeout} s: {events}")
+
+    def failed_spawn(self, profile: str) -> tuple[str, float]:
+        """Request her server with a profile through the REST API and read the spawn page's events until it
+        fails: (its message, seconds). A spawn that fails within JupyterHub's slow_spawn_timeout (10 s) answers
+        500; the page then says why."""
+        start = time.monotonic()
+        r = self.api("POST", f"users/{self.name}/server", json={"profile": profile})
+        assert r.status_code in (201, 202, 500), r.text
+        events = self.progress_events(until=lambda e: e.get("failed"), timeout=120)
+        return events[-1]["message"], time.monotonic() - start
 
     def start_cell(self, code: str, server: str = "") -> str:
         """Run `code` in a new kernel and leave it running with no browser connected (the websocket is closed
         once the kernel says it is busy); returns the kernel's id."""
         token = self.token()
         api = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "") + "api"
-        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers={"Authorization": f"token {token}"},
+        kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=auth_header(token),
                                timeout=60, verify=self.verify)
         kernel.raise_for_status()
         kid = kernel.json()["id"]
         ws = websocket.create_connection(api.replace("http", "ws", 1) + f"/kernels/{kid}/channels",
-                                         header=[f"Authorization: token {token}"], timeout=60)
+                                         header=ws_header(token), timeout=60)
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps(execute_request(self.name, msg_id, code)))
@@ -91,12 +131,11 @@ class HubUser:
         tab is closed); returns the terminal's name."""
         token = self.token()
         base = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "")
-        r = requests.post(f"{base}api/terminals", headers={"Authorization": f"token {token}"}, timeout=60,
-                          verify=self.verify)
+        r = requests.post(f"{base}api/terminals", headers=auth_header(token), timeout=60, verify=self.verify)
         r.raise_for_status()
         name = r.json()["name"]
         ws = websocket.create_connection(base.replace("http", "ws", 1) + f"terminals/websocket/{name}",
-                                         header=[f"Authorization: token {token}"], timeout=60)
+                                         header=ws_header(token), timeout=60)
         try:
             ws.send(json.dumps(["stdin", command + "\r"]))
             time.sleep(1)  # the shell reads it
@@ -108,7 +147,7 @@ class HubUser:
         """Start a kernel in the user's server (her named `server`) and run `code` over the websocket; returns its
         stdout."""
         token = self.token()
-        headers = {"Authorization": f"token {token}"}
+        headers = auth_header(token)
         api = f"{self.base}/user/{self.name}/" + (f"{server}/" if server else "") + "api"
         kernel = requests.post(f"{api}/kernels", json={"name": "python3"}, headers=headers, timeout=60,
                                verify=self.verify)
@@ -116,8 +155,7 @@ class HubUser:
         kid = kernel.json()["id"]
         ws_url = api.replace("http", "ws", 1) + f"/kernels/{kid}/channels"
         sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
-        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout,
-                                         sslopt=sslopt)
+        ws = websocket.create_connection(ws_url, header=ws_header(token), timeout=timeout, sslopt=sslopt)
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps(execute_request(self.name, msg_id, code)))
@@ -142,6 +180,11 @@ class HubUser:
         finally:
             ws.close()
             requests.delete(f"{api}/kernels/{kid}", headers=headers, timeout=30, verify=self.verify)
+
+
+def ws_header(token: str) -> list[str]:
+    """auth_header as websocket-client takes it."""
+    return [f"{name}: {value}" for name, value in auth_header(token).items()]
 
 
 def execute_request(user: str, msg_id: str, code: str) -> dict:

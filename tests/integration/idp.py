@@ -17,7 +17,7 @@ import textwrap
 import time
 
 from tests.integration import cluster, pki
-from tests.integration.helpers import HTTP_PORT, Container
+from tests.integration.helpers import BASE_URL, Container
 
 HOST, PORT = "idp.barehub.test", 29443
 ISSUER = f"https://{HOST}:{PORT}"  # as LemonLDAP::NG says it: no trailing slash
@@ -29,7 +29,7 @@ GROUPS_SCOPE = "groups"  # the scope that releases the groups claim
 ACCESS_TOKEN_SECONDS = 20  # short, so that the refresh test sees one expire
 JUDY_PASSWORD = "judy-Ldap-5"
 UNITS = ("test-idp-fastcgi", "test-idp-nginx")
-HUB = f"http://127.0.0.1:{HTTP_PORT}/hub"
+HUB = f"{BASE_URL}/hub"
 
 
 def setup_idp(box: Container) -> str:

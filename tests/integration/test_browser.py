@@ -18,11 +18,11 @@ import requests
 from selenium.webdriver.common.by import By
 
 from tests.integration.browser import LAB, Browser, choose_profile, run_cell
-from tests.integration.helpers import HUB, MEASUREMENTS, PASSWORD as ALICES_PASSWORD, PREFIX, USER as ALICE, \
-    unit_properties, wait_until
+from tests.integration.helpers import (HUB, MEASUREMENTS, PASSWORD as ALICES_PASSWORD, PASSWORDS, PREFIX, USER as ALICE,
+                                       unit_properties, wait_until)
 from tests.integration.hubclient import HubUser
 
-USER, PASSWORD = "bob", "bob-Secret-2"
+USER, PASSWORD = "bob", PASSWORDS["bob"]
 
 
 @pytest.fixture
@@ -194,13 +194,11 @@ def test_a_user_runs_named_sessions_each_its_own_unit_stops_one_alone_and_sees_o
                                                                                           named_servers):
     bob = HubUser(base_url, USER, PASSWORD)
     assert bob.login().status_code == 302
-    headers = {"Authorization": f"token {bob.token()}"}  # her own token, as a script of hers would use it
-    api = f"{base_url}/hub/api/users/{USER}"
     for name in ("first", "second"):
-        assert requests.post(f"{api}/servers/{name}", headers=headers, json={}, timeout=60).status_code in (201, 202)
+        assert bob.api("POST", f"users/{USER}/servers/{name}", json={}).status_code in (201, 202)
 
     def sessions() -> dict:
-        r = requests.get(f"{api}/sessions", headers=headers, timeout=30)
+        r = bob.api("GET", f"users/{USER}/sessions", timeout=30)
         r.raise_for_status()
         return {s["name"]: s for s in r.json()["sessions"]}
 
@@ -209,7 +207,8 @@ def test_a_user_runs_named_sessions_each_its_own_unit_stops_one_alone_and_sees_o
     for name in ("first", "second"):
         unit = f"jupyter-{USER}-{name}"
         assert unit_properties(container, unit, "ActiveState", "Slice")["ActiveState"] == "active"
-        assert requests.get(f"{base_url}/user/{USER}/{name}/api/status", headers=headers, timeout=30).status_code == 200
+        assert requests.get(f"{base_url}/user/{USER}/{name}/api/status", headers=bob.auth(), timeout=30).status_code \
+            == 200
         runtime = container.run(f"stat -c '%u %a' /run/jupyterhub/users/*-{name}").stdout.split()
         assert runtime == [uid, "700"], runtime  # its own runtime directory, the user's, private
     assert sessions()["first"]["kind"] == "local" and sessions()["first"]["job_id"] == ""
@@ -221,32 +220,29 @@ def test_a_user_runs_named_sessions_each_its_own_unit_stops_one_alone_and_sees_o
     # another user, with her own token, sees none of it
     alice = HubUser(base_url, ALICE, ALICES_PASSWORD)
     assert alice.login().status_code == 302
-    hers = {"Authorization": f"token {alice.token()}"}
-    nothing = requests.get(f"{api}/sessions/nosuchserver", headers=hers, timeout=30)
+    nothing = alice.api("GET", f"users/{USER}/sessions/nosuchserver", timeout=30)
     for path in ("sessions", "sessions/first", "sessions/"):
-        r = requests.get(f"{api}/{path}", headers=hers, timeout=30)
+        r = alice.api("GET", f"users/{USER}/{path}", timeout=30)
         assert r.status_code in (403, 404) and "running" not in r.text, (path, r.status_code, r.text[:300])
         if path == "sessions/first":  # the same answer as for a server bob does not have: not even its existence
             assert (r.status_code, r.text) == (nothing.status_code, nothing.text.replace("nosuchserver", "first"))
-    anonymous = requests.get(f"{api}/sessions/first", timeout=30, allow_redirects=False)
+    anonymous = requests.get(f"{base_url}/hub/api/users/{USER}/sessions/first", timeout=30, allow_redirects=False)
     assert anonymous.status_code == 403 and "authentication required" in anonymous.json()["message"]
-    own = requests.get(f"{base_url}/hub/api/users/{ALICE}/sessions", headers=hers, timeout=30).json()["sessions"]
+    own = alice.api("GET", f"users/{ALICE}/sessions", timeout=30).json()["sessions"]
     assert [s["name"] for s in own] == [""]
 
     since = container.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     start = time.monotonic()
-    assert requests.delete(f"{api}/servers/first", headers=headers, timeout=60).status_code in (202, 204)
+    assert bob.api("DELETE", f"users/{USER}/servers/first").status_code in (202, 204)
     wait_until(lambda: sessions()["first"]["state"] == "ended", 30, interval=0.2)
     MEASUREMENTS["named sessions: one stopped through the API after (s)"] = round(time.monotonic() - start, 1)
     stop_was_clean(container, f"jupyter-{USER}-first", since)
     assert sessions()["first"]["why"] == "stopped"
     assert sessions()["second"]["state"] == "running"  # the other one did not notice
-    assert requests.get(f"{base_url}/user/{USER}/second/api/status", headers=headers, timeout=30).status_code == 200
+    assert requests.get(f"{base_url}/user/{USER}/second/api/status", headers=bob.auth(), timeout=30).status_code == 200
 
-    assert requests.delete(f"{api}/servers/first", headers=headers, json={"remove": True}, timeout=60).status_code \
-        in (202, 204)
+    assert bob.api("DELETE", f"users/{USER}/servers/first", json={"remove": True}).status_code in (202, 204)
     wait_until(lambda: "first" not in sessions(), 30)
-    assert requests.delete(f"{api}/servers/second", headers=headers, json={"remove": True}, timeout=60).status_code \
-        in (202, 204)
+    assert bob.api("DELETE", f"users/{USER}/servers/second", json={"remove": True}).status_code in (202, 204)
     wait_until(lambda: "second" not in sessions(), 30)
     assert container.run(f"systemctl is-active jupyter-{USER}-second", check=False).stdout.strip() != "active"

@@ -14,7 +14,7 @@ import pytest
 
 from barehub import utc_time
 
-from tests.integration.helpers import HUB, MEASUREMENTS, PREFIX, wait_until
+from tests.integration.helpers import HUB, MEASUREMENTS, PASSWORDS, PREFIX, add_local_user, wait_until
 from tests.integration.hubclient import HubUser
 
 CONFIG_D = f"{PREFIX}/jupyterhub_config.d"
@@ -30,14 +30,13 @@ PEOPLE = {"nora": "small", "omar": "medium", "pia": "small", "quinn": "small", "
 @pytest.fixture(scope="module")
 def people(container, base_url):
     for name in PEOPLE:
-        container.run(f"id {name} || (useradd --create-home --shell /bin/bash {name} && "
-                      f"echo '{name}:{name}-Secret-9' | chpasswd)")
+        add_local_user(container, name)
     container.run(f"cp /mnt/src/jupyterhub_config.d/local-limits.py {CONFIG_D}/30-local-limits.py")
     container.run(f"cat > {CONFIG_D}/60-culling.py", input=LIMITS)
     container.run(f"systemctl reload {HUB}")
     users = {}
     for name, profile in PEOPLE.items():
-        users[name] = HubUser(base_url, name, f"{name}-Secret-9")
+        users[name] = HubUser(base_url, name, PASSWORDS[name])
         assert users[name].login().status_code == 302
         users[name].spawn(form={"profile": profile})
         active_now(users.values())  # a spawn on a busy machine can take longer than the timeout: each story starts

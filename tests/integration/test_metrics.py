@@ -10,14 +10,12 @@ import time
 import pytest
 import requests
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd,
-                                       wait_until)
-from tests.integration.hubclient import HubUser
+from tests.integration.helpers import (BASE_URL, HUB, MEASUREMENTS, PASSWORD, PREFIX, USER, bootstrap_cmd, wait_until)
+from tests.integration.hubclient import HubUser, auth_header
 
 METRICS_PORT = 28082
 PROMETHEUS = "http://127.0.0.1:29090"
 TOKEN_FILE = "/etc/barehub/prometheus-token"
-BASE = f"http://127.0.0.1:{HTTP_PORT}"
 SCRAPE = f"""
 global: {{scrape_interval: 1s}}
 scrape_configs:
@@ -67,7 +65,7 @@ def test_prometheus_scrapes_the_hub_and_traefik_and_sees_a_spawn(container, metr
     MEASUREMENTS["Prometheus: first good scrape of hub and traefik (s)"] = round(time.monotonic() - start, 1)
     spawns = 'sum(jupyterhub_server_spawn_duration_seconds_count{status="success"})'
     before = value(spawns) or 0.0
-    alice = HubUser(BASE, USER, PASSWORD)
+    alice = HubUser(BASE_URL, USER, PASSWORD)
     assert alice.login().status_code == 302
     alice.spawn()
     wait_until(lambda: (value(spawns) or 0.0) >= before + 1, 30, interval=1)
@@ -80,11 +78,11 @@ def test_prometheus_scrapes_the_hub_and_traefik_and_sees_a_spawn(container, metr
 def test_hub_metrics_need_the_read_metrics_token(container, metrics_install):
     url = "http://127.0.0.1:8081/hub/metrics"
     assert requests.get(url, timeout=10).status_code == 403
-    alice = HubUser(BASE, USER, PASSWORD)
+    alice = HubUser(BASE_URL, USER, PASSWORD)
     assert alice.login().status_code == 302
-    assert requests.get(url, headers={"Authorization": f"token {alice.token()}"}, timeout=10).status_code == 403
+    assert requests.get(url, headers=alice.auth(), timeout=10).status_code == 403
     token = container.run(f"cat {TOKEN_FILE}").stdout.strip()
-    assert requests.get(url, headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
+    assert requests.get(url, headers=auth_header(token), timeout=10).status_code == 200  # the scraper's token
     listening = [line.split()[3] for line in container.run(f"ss -Hltn 'sport = :{METRICS_PORT}'").stdout.splitlines()]
     assert listening == [f"127.0.0.1:{METRICS_PORT}"]  # traefik's metrics on loopback only
     assert container.run(f"systemctl is-active {HUB}").stdout.strip() == "active"

@@ -18,11 +18,10 @@ import requests
 
 from tests.integration import cluster, idp, pki
 from tests.integration.browser import LAB, Browser
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, resolving_to_loopback,
+from tests.integration.helpers import (BASE_URL, HUB, MEASUREMENTS, PREFIX, REPO, bootstrap_cmd, resolving_to_loopback,
                                        status_code, wait_until)
 from tests.integration.idp_client import OidcUser
 
-BASE = f"http://127.0.0.1:{HTTP_PORT}"
 FRAGMENT = f"{PREFIX}/jupyterhub_config.d/30-oidc.py"
 SECRET_FILE = "/etc/barehub/oidc-client-secret"
 PASSWORDS = {**{uid: pw for uid, (pw, _) in cluster.USERS.items()}, "judy": idp.JUDY_PASSWORD}
@@ -33,7 +32,8 @@ def site_fragment(ca_file: str) -> str:
     text = (REPO / "jupyterhub_config.d" / "oidc.py").read_text()
     for old, new in {
         'ISSUER = "https://sso.example.org/realms/example"': f'ISSUER = "{idp.ISSUER}"',
-        'CALLBACK_URL = "https://hub.example.org/hub/oauth_callback"': f'CALLBACK_URL = "{BASE}/hub/oauth_callback"',
+        'CALLBACK_URL = "https://hub.example.org/hub/oauth_callback"':
+            f'CALLBACK_URL = "{BASE_URL}/hub/oauth_callback"',
         'LOGIN_SERVICE = "the university\'s single sign-on"': 'LOGIN_SERVICE = "barehub test SSO"',
         'USERNAME_CLAIM = "preferred_username"': 'USERNAME_CLAIM = "email"',
         'USERNAME_DOMAIN = ""': 'USERNAME_DOMAIN = "barehub.test"',
@@ -70,7 +70,7 @@ def provider(container):
 
 
 def person(name: str, ca: str) -> OidcUser:
-    return OidcUser(BASE, name, PASSWORDS[name], idp.HOST, ca)
+    return OidcUser(BASE_URL, name, PASSWORDS[name], idp.HOST, ca)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def carol(provider) -> OidcUser:
     user = person("carol", provider)
     start = time.monotonic()
     page = user.login()
-    assert user.saw_idp_form and page.status_code == 200 and page.url.startswith(f"{BASE}/hub/"), page.url
+    assert user.saw_idp_form and page.status_code == 200 and page.url.startswith(f"{BASE_URL}/hub/"), page.url
     user.spawn(timeout=120)
     MEASUREMENTS["OIDC: login through the IdP's form + spawn to JupyterLab, requests (s)"] = \
         round(time.monotonic() - start, 1)
@@ -93,7 +93,7 @@ def shown(page: requests.Response) -> str:
 def admin_api(provider, path: str) -> dict:
     erin = person("erin", provider)
     erin.login()
-    r = requests.get(f"{BASE}/hub/api/{path}", headers={"Authorization": f"token {erin.token()}"}, timeout=30)
+    r = erin.api("GET", path, timeout=30)
     r.raise_for_status()
     return r.json()
 
@@ -101,10 +101,8 @@ def admin_api(provider, path: str) -> dict:
 def stop_server(provider, name: str) -> None:
     erin = person("erin", provider)
     erin.login()
-    headers = {"Authorization": f"token {erin.token()}"}
-    requests.delete(f"{BASE}/hub/api/users/{name}/server", headers=headers, timeout=60)
-    wait_until(lambda: not requests.get(f"{BASE}/hub/api/users/{name}", headers=headers, timeout=30)
-               .json()["servers"], 60)
+    erin.api("DELETE", f"users/{name}/server")
+    wait_until(lambda: not erin.api("GET", f"users/{name}", timeout=30).json()["servers"], 60)
 
 
 def journal(container, since: str) -> str:
@@ -151,14 +149,13 @@ def test_a_login_that_names_a_system_account_is_refused_a_server_and_nothing_run
     """A person chooses her mail at the provider (self-registration, a renamed account): daemon@barehub.test
     signs her in as "daemon", a system account. She is refused a server, saying why, and nothing runs as it."""
     idp.add_person(container, "mallory", "daemon@barehub.test", "mallory-Secret-9")
-    mallory = OidcUser(BASE, "mallory", "mallory-Secret-9", idp.HOST, provider)
+    mallory = OidcUser(BASE_URL, "mallory", "mallory-Secret-9", idp.HOST, provider)
     page = mallory.login()
-    assert mallory.saw_idp_form and page.url.startswith(f"{BASE}/hub/"), page.url
+    assert mallory.saw_idp_form and page.url.startswith(f"{BASE_URL}/hub/"), page.url
     # signed in, the hub starts her server at once (no spawn form): the page she lands on says why it did not
     assert page.status_code == 403 and "not a person's account" in html.unescape(page.text), page.text[-2000:]
     mallory.name = "daemon"  # the hub's name for her, from the username claim
-    r = requests.post(f"{BASE}/hub/api/users/daemon/server", headers={"Authorization": f"token {mallory.token()}"},
-                      timeout=60)  # and through the REST API with her own token
+    r = mallory.api("POST", "users/daemon/server")  # and through the REST API with her own token
     assert r.status_code == 403 and "not a person's account" in r.json()["message"], r.text
     assert "uid 1" in r.json()["message"], r.text
     assert container.run("ps -u daemon -o pid=,comm=", check=False).stdout.strip() == ""
@@ -187,7 +184,7 @@ def test_an_expired_access_token_is_refreshed_with_the_refresh_token(provider, c
     assert userinfo_status(old, provider) == 200
     waited = wait_until(lambda: userinfo_status(old, provider) == 401, idp.ACCESS_TOKEN_SECONDS + 30, interval=1)
     MEASUREMENTS["OIDC: access token refused by the IdP after (s)"] = round(waited, 1)
-    assert carol.get(f"{BASE}/hub/home").status_code == 200  # her next request: the hub refreshes
+    assert carol.get(f"{BASE_URL}/hub/home").status_code == 200  # her next request: the hub refreshes
     new = admin_api(provider, "users/carol")["auth_state"]["access_token"]
     assert new != old and userinfo_status(new, provider) == 200
 
@@ -198,7 +195,7 @@ def test_logout_ends_the_session_at_the_idp_too(provider):
     assert erin.saw_idp_form
     assert erin.login().status_code == 200 and not erin.saw_idp_form  # signed in at the IdP: no form
     page = erin.logout()
-    assert page.url.startswith(f"{BASE}/hub/login"), page.url
+    assert page.url.startswith(f"{BASE_URL}/hub/login"), page.url
     erin.login()
     assert erin.saw_idp_form  # the IdP asks for the password again
 
@@ -220,9 +217,9 @@ def test_a_wrong_client_secret_gives_a_clear_page_and_log_line_and_the_hub_keeps
 
 
 def assert_hub_serves(user: OidcUser) -> None:
-    assert status_code(f"{BASE}/hub/health") == 200
-    assert user.get(f"{BASE}/hub/home").status_code == 200
-    assert user.get(f"{BASE}/user/{user.name}/api/status").status_code == 200
+    assert status_code(f"{BASE_URL}/hub/health") == 200
+    assert user.get(f"{BASE_URL}/hub/home").status_code == 200
+    assert user.get(f"{BASE_URL}/user/{user.name}/api/status").status_code == 200
 
 
 def test_an_unreachable_idp_gives_a_clear_page_and_log_line_and_signed_in_users_stay(container, provider, carol):
@@ -259,7 +256,7 @@ def reload_with(container, setting: str, value: str) -> None:
     """The fragment's site value `setting` changed, and the hub reloaded, as an admin does."""
     container.run(f"sed -i 's|^{setting} = .*|{setting} = {value}|' {FRAGMENT} && systemctl reload {HUB}")
     time.sleep(1)
-    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
+    wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 120)
 
 
 def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(container, provider):
@@ -270,8 +267,8 @@ def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(cont
     reload_with(container, "ALLOWED_GROUPS", '{"jupyter-admins"}')  # the site narrows who may use the hub
     try:
         time.sleep(3)
-        page = judy.get(f"{BASE}/hub/home")
-        assert page.url.startswith(f"{BASE}/hub/login"), page.url  # signed out ...
+        page = judy.get(f"{BASE_URL}/hub/home")
+        assert page.url.startswith(f"{BASE_URL}/hub/login"), page.url  # signed out ...
         page = judy.login()  # ... and refused at her next login (her IdP session still holds)
         assert not judy.saw_idp_form and page.status_code == 403
         assert "not in a group allowed to use this hub" in shown(page)
@@ -279,10 +276,14 @@ def test_a_user_the_site_no_longer_allows_is_signed_out_at_her_next_request(cont
         reload_with(container, "ALLOWED_GROUPS", '{"jupyter-users"}')
 
 
-def test_check_and_the_hub_name_the_authenticator(container, provider):
+def test_check_passes_and_the_hub_names_the_authenticator(container, provider):
     out = container.run(f"barehub check --prefix {PREFIX}").stdout
     assert "config OK" in out
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}").stdout)["units"]
+    # JupyterHub logs the class it made at each start: the last start's is the drop-in's
+    journal = container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout
+    used = [line for line in journal.splitlines() if "Using Authenticator:" in line]
+    assert used and "Using Authenticator: barehub.oidc.OIDCAuthenticator" in used[-1], used[-1:]
 
 
 # --- a person, in Chromium
@@ -290,7 +291,7 @@ def test_check_and_the_hub_name_the_authenticator(container, provider):
 
 def browser_login_to_lab(b: Browser, user: str) -> float:
     start = time.monotonic()
-    b.get(f"{BASE}/hub/login")
+    b.get(f"{BASE_URL}/hub/login")
     b.wait_for_css(".service-login a")
     assert "Sign in with barehub test SSO" in b.text()
     b.shot(f"{user}-hub-login")
@@ -310,17 +311,17 @@ def test_a_person_signs_in_through_the_idps_form_in_chromium_and_signs_out_of_bo
         for round_ in range(3):
             stop_server(provider, "judy")  # each round starts her server, as a morning login does
             times.append(browser_login_to_lab(b, "judy"))
-            assert b.url.startswith(f"{BASE}/user/judy/lab")
+            assert b.url.startswith(f"{BASE_URL}/user/judy/lab")
             if round_ == 0:
                 b.shot("judy-jupyterlab")
-            b.get(f"{BASE}/hub/logout")
+            b.get(f"{BASE_URL}/hub/logout")
             b.wait_for(lambda b: idp.HOST in b.url or "/hub/login" in b.url, 30, "logout")
             if idp.HOST in b.url:  # LemonLDAP::NG asks "Do you want to logout?"
                 b.wait_for_text("Do you want to logout?")
                 b.shot("idp-logout-confirm")
                 [accept] = [e for e in b.driver.find_elements("css selector", "form button") if e.text == "Accept"]
                 accept.click()
-            b.wait_for(lambda b: b.url.startswith(f"{BASE}/hub/login"), 30, "back at the hub's login page")
+            b.wait_for(lambda b: b.url.startswith(f"{BASE_URL}/hub/login"), 30, "back at the hub's login page")
             b.shot("signed-out")
     MEASUREMENTS["OIDC: browser, hub login page -> IdP form -> JupyterLab, median of 3 (s)"] = \
         round(statistics.median(times), 1)

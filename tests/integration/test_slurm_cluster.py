@@ -15,15 +15,14 @@ import requests
 from selenium.webdriver.common.by import By
 
 from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
-                                       RequestLoop, bootstrap_cmd, failed_spawn, filled, progress_events, put_fragment,
-                                       status_code, wait_until)
+                                       RequestLoop, bootstrap_cmd, filled, put_fragment, status_code, wait_until)
 from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
 
 SHORT_PROFILE = "Short: 1 CPU, 1 GB, 1 minute"
 HUB_URL = f"http://login:{HTTP_PORT}"  # slurm.py's HUB_URL: the hub's public URL as the nodes reach it
-BASE = f"http://{ADDRESSES['login']}:{HTTP_PORT}"  # the same, as this test's clients on the login node use it
+LOGIN_NODE_URL = f"http://{ADDRESSES['login']}:{HTTP_PORT}"  # the same, as this test's clients on the login node use it
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +53,17 @@ def hub(hpc):
     hpc.login.run(bootstrap_cmd(), timeout=900)
     MEASUREMENTS["Slurm cluster: barehub installed on the login node (s)"] = round(time.monotonic() - start, 1)
     with hpc.on_login_node():
-        yield BASE
+        yield LOGIN_NODE_URL
 
 
 def user(name: str) -> HubUser:
-    hub_user = HubUser(BASE, name, USERS[name][1])
+    hub_user = HubUser(LOGIN_NODE_URL, name, USERS[name][1])
     assert hub_user.login().status_code == 302
     return hub_user
 
 
-def api(hub_user: HubUser, method: str, path: str, **kwargs) -> requests.Response:
-    return requests.request(method, f"{BASE}/hub/api{path}", headers={"Authorization": f"token {hub_user.token()}"},
-                            timeout=60, **kwargs)
-
-
 def stop_server(hpc: SlurmCluster, hub_user: HubUser) -> None:
-    assert api(hub_user, "DELETE", f"/users/{hub_user.name}/server").status_code in (202, 204)
+    assert hub_user.api("DELETE", f"users/{hub_user.name}/server").status_code in (202, 204)
     wait_until(lambda: hpc.jobs(hub_user.name) == [], 60)
 
 
@@ -83,7 +77,7 @@ def traefik_targets(hpc: SlurmCluster) -> dict[str, str]:
 def test_a_server_runs_as_a_job_on_a_compute_node_and_traefik_forwards_to_that_node(hpc, hub):
     durations = []
     for _ in range(3):  # login -> JupyterLab on the compute node, three times
-        kim = HubUser(BASE, "kim", USERS["kim"][1])
+        kim = HubUser(LOGIN_NODE_URL, "kim", USERS["kim"][1])
         start = time.monotonic()
         assert kim.login().status_code == 302
         kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
@@ -149,29 +143,28 @@ class GpusTaken:
 
 
 def server_model(hub_user: HubUser) -> dict:
-    return api(hub_user, "GET", f"/users/{hub_user.name}").json()["servers"].get("", {})
+    return hub_user.api("GET", f"users/{hub_user.name}").json()["servers"].get("", {})
 
 
 def test_a_hub_restart_keeps_a_pending_and_a_running_job_and_tracks_both(hpc, hub):
     kim, leo = user("kim"), user("leo")
     kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
     [running] = hpc.jobs("kim")
-    leo_token = leo.token()
     with GpusTaken(hpc) as gpus:
-        assert api(leo, "POST", "/users/leo/server", json={"profile": GPU_PROFILE}).status_code in (201, 202)
-        progress_events(BASE, leo_token, timeout=60, user="leo",
-                        until=lambda e: "Waiting in Slurm's queue (PENDING, Resources)" in e.get("message", ""))
+        assert leo.api("POST", "users/leo/server", json={"profile": GPU_PROFILE}).status_code in (201, 202)
+        leo.progress_events(timeout=60,
+                            until=lambda e: "Waiting in Slurm's queue (PENDING, Resources)" in e.get("message", ""))
         [pending] = hpc.jobs("leo")
-        with RequestLoop(f"{BASE}/user/kim/api/status", {"Authorization": f"token {kim.token()}"}) as loop:
+        with RequestLoop(f"{LOGIN_NODE_URL}/user/kim/api/status", kim.auth()) as loop:
             hpc.login.run(f"systemctl restart {HUB}")
-            wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 120)
+            wait_until(lambda: status_code(f"{LOGIN_NODE_URL}/hub/health") == 200, 120)
         assert loop.failed == 0, loop.failures  # kim's server never noticed
         assert server_model(kim)["ready"] is True and [j["id"] for j in hpc.jobs("kim")] == [running["id"]]
         time.sleep(5)
         assert [(j["id"], j["state"]) for j in hpc.jobs("leo")] == [(pending["id"], "PENDING")]  # kept, in its place
         # JupyterHub's word for a server it follows at its start ("spawn" is for a start() of its own)
         assert server_model(leo).get("pending") == "check", server_model(leo)
-        page = leo.session.get(f"{BASE}/hub/spawn-pending/leo", timeout=30)
+        page = leo.session.get(f"{LOGIN_NODE_URL}/hub/spawn-pending/leo", timeout=30)
         assert page.status_code == 200 and "Your server is starting up" in page.text
         gpus.release()
     wait_until(lambda: server_model(leo).get("ready") is True, 120)  # tracked: the hub took the job's server
@@ -245,8 +238,8 @@ def test_doctor_names_the_hub_api_hop_when_the_nodes_cannot_reach_it_and_a_spawn
         assert f"hint: servers report to the hub there: allow TCP {HTTP_PORT} from the compute nodes" in proc.stderr
         # a user's spawn meanwhile: the job cannot report its port, ends, and she is told (not after 300 s)
         start = time.monotonic()
-        assert api(kim, "POST", "/users/kim/server", json={"profile": CPU_PROFILE}).status_code in (201, 202, 500)
-        events = progress_events(BASE, kim.token(), until=lambda e: e.get("failed"), timeout=120, user="kim")
+        assert kim.api("POST", "users/kim/server", json={"profile": CPU_PROFILE}).status_code in (201, 202, 500)
+        events = kim.progress_events(until=lambda e: e.get("failed"), timeout=120)
         MEASUREMENTS["Slurm cluster: hub API blocked from the nodes, spawn request to the user's error (s)"] = \
             round(time.monotonic() - start, 1)
         assert "ended before the server started" in events[-1]["message"], events[-1]
@@ -256,32 +249,29 @@ def test_doctor_names_the_hub_api_hop_when_the_nodes_cannot_reach_it_and_a_spawn
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def sessions(hub_user: HubUser, token: str | None = None) -> dict[str, dict]:
+def sessions(hub_user: HubUser) -> dict[str, dict]:
     """The user's sessions as the REST API gives them to her own token, by server name."""
-    r = requests.get(f"{BASE}/hub/api/users/{hub_user.name}/sessions",
-                     headers={"Authorization": f"token {token or hub_user.token()}"}, timeout=30)
+    r = hub_user.api("GET", f"users/{hub_user.name}/sessions", timeout=30)
     r.raise_for_status()
     return {s["name"]: s for s in r.json()["sessions"]}
 
 
 def test_one_user_runs_a_cpu_session_on_cn1_and_a_gpu_session_on_cn2_at_once_each_stopped_on_its_own(hpc, hub):
     kim, leo = user("kim"), user("leo")
-    token = kim.token()
-    headers = {"Authorization": f"token {token}"}
     for name, profile in (("cpu", CPU_PROFILE), ("gpu", GPU_PROFILE)):
-        r = requests.post(f"{BASE}/hub/api/users/kim/servers/{name}", headers=headers, json={"profile": profile},
-                          timeout=60)
+        r = kim.api("POST", f"users/kim/servers/{name}", json={"profile": profile})
         assert r.status_code in (201, 202), r.text
-    wait_until(lambda: [sessions(kim, token).get(n, {}).get("state") for n in ("cpu", "gpu")] == ["running"] * 2, 240)
+    wait_until(lambda: [sessions(kim).get(n, {}).get("state") for n in ("cpu", "gpu")] == ["running"] * 2, 240)
     [cpu], [gpu] = hpc.jobs("kim", "cpu"), hpc.jobs("kim", "gpu")
     assert (cpu["state"], cpu["node"], gpu["state"], gpu["node"]) == ("RUNNING", "cn1", "RUNNING", "cn2")
-    cards = sessions(kim, token)
+    cards = sessions(kim)
     assert (cards["cpu"]["node"], cards["cpu"]["job_id"], cards["gpu"]["node"], cards["gpu"]["job_id"]) == \
         ("cn1", cpu["id"], "cn2", gpu["id"])
     assert 7.9 * 3600 < cards["cpu"]["time_left_s"] <= 8 * 3600 and 3.9 * 3600 < cards["gpu"]["time_left_s"] <= 4 * 3600
     assert cards["cpu"]["profile"] == CPU_PROFILE and cards["cpu"]["log"] == f"/home/kim/.jupyterhub_slurm_{cpu['id']}.log"
     for name in ("cpu", "gpu"):  # both reachable, each on its node
-        assert requests.get(f"{BASE}/user/kim/{name}/api/status", headers=headers, timeout=30).status_code == 200
+        status = requests.get(f"{LOGIN_NODE_URL}/user/kim/{name}/api/status", headers=kim.auth(), timeout=30)
+        assert status.status_code == 200
     # her cpu server's own token reads its own session (JupyterLab's walltime warning) and not her gpu one's
     out = kim.execute("import os, requests\n"
                       "api, name = os.environ['JUPYTERHUB_API_URL'], os.environ['JUPYTERHUB_SERVER_NAME']\n"
@@ -290,21 +280,19 @@ def test_one_user_runs_a_cpu_session_on_cn1_and_a_gpu_session_on_cn2_at_once_eac
                       "other = requests.get(f'{api}/users/kim/sessions/gpu', headers=auth, timeout=30)\n"
                       "print(name, own.status_code, bool(own.json().get('ends_at')), other.status_code)", server="cpu")
     assert out.split() == ["cpu", "200", "True", "404"], out
-    leos = {"Authorization": f"token {leo.token()}"}  # another user, with her own token: nothing of kim's
-    for path in ("sessions", "sessions/gpu"):
-        r = requests.get(f"{BASE}/hub/api/users/kim/{path}", headers=leos, timeout=30)
+    for path in ("sessions", "sessions/gpu"):  # another user, with her own token: nothing of kim's
+        r = leo.api("GET", f"users/kim/{path}", timeout=30)
         assert r.status_code in (403, 404) and "cn2" not in r.text, (path, r.status_code)
 
-    assert requests.delete(f"{BASE}/hub/api/users/kim/servers/cpu", headers=headers, timeout=60).status_code \
-        in (202, 204)
+    assert kim.api("DELETE", "users/kim/servers/cpu").status_code in (202, 204)
     wait_until(lambda: hpc.jobs("kim", "cpu") == [], 60)
     assert [job["state"] for job in hpc.jobs("kim", "gpu")] == ["RUNNING"]  # the other one runs on
-    assert requests.get(f"{BASE}/user/kim/gpu/api/status", headers=headers, timeout=30).status_code == 200
-    cards = sessions(kim, token)
+    assert requests.get(f"{LOGIN_NODE_URL}/user/kim/gpu/api/status", headers=kim.auth(), timeout=30).status_code == 200
+    cards = sessions(kim)
     assert (cards["cpu"]["state"], cards["cpu"]["why"], cards["gpu"]["state"]) == ("ended", "stopped", "running")
     for name in ("cpu", "gpu"):
-        requests.delete(f"{BASE}/hub/api/users/kim/servers/{name}", headers=headers, json={"remove": True}, timeout=60)
-    wait_until(lambda: hpc.jobs("kim", None) == [] and set(sessions(kim, token)) == {""}, 60)
+        kim.api("DELETE", f"users/kim/servers/{name}", json={"remove": True})
+    wait_until(lambda: hpc.jobs("kim", None) == [] and set(sessions(kim)) == {""}, 60)
 
 
 def card(b: Browser, name: str) -> str:
@@ -322,7 +310,7 @@ def card_text(b: Browser, name: str) -> str:
 
 def new_session(b: Browser, name: str, profile: str) -> None:
     """On the sessions page: name a new session, then choose its profile on JupyterHub's spawn page."""
-    b.get(f"{BASE}/hub/sessions")
+    b.get(f"{LOGIN_NODE_URL}/hub/sessions")
     b.wait_for_css("#bh-new-name")
     b.fill({"name": name})
     b.click("#bh-new-start")
@@ -341,7 +329,7 @@ def test_in_a_browser_sessions_start_from_the_sessions_page_wait_with_slurms_rea
     GPUs are free (running on cn2), and the short session's card ends as "time limit reached". Screenshots in
     test-artifacts/slurm-cluster/."""
     with GpusTaken(hpc) as gpus, Browser("slurm-cluster") as b:
-        b.get(f"{BASE}/hub/login")
+        b.get(f"{LOGIN_NODE_URL}/hub/login")
         b.wait_for_css("#login_submit")
         b.fill({"username": "leo", "password": USERS["leo"][1]})
         b.click("#login_submit")
@@ -353,7 +341,7 @@ def test_in_a_browser_sessions_start_from_the_sessions_page_wait_with_slurms_rea
 
         new_session(b, "gpu", GPU_PROFILE)
         b.wait_for_text("Waiting in Slurm's queue (PENDING, Resources)", 60)  # the spawn page, as before
-        b.get(f"{BASE}/hub/sessions")
+        b.get(f"{LOGIN_NODE_URL}/hub/sessions")
         b.wait_for(lambda b: card_state(b, "gpu") == "queued", 30, "gpu session queued")
         b.wait_for(lambda b: "Expected start" in card_text(b, "gpu"), 60, "Slurm's expected start")
         assert "Resources" in card_text(b, "gpu") and GPU_PROFILE in card_text(b, "gpu")
@@ -388,8 +376,7 @@ def test_in_a_browser_sessions_start_from_the_sessions_page_wait_with_slurms_rea
         b.shot("sessions-after-delete-and-stop")
     leo = user("leo")
     for name in ("gpu",):
-        requests.delete(f"{BASE}/hub/api/users/leo/servers/{name}", json={"remove": True},
-                        headers={"Authorization": f"token {leo.token()}"}, timeout=60)
+        leo.api("DELETE", f"users/leo/servers/{name}", json={"remove": True})
     wait_until(lambda: hpc.jobs("leo", None) == [], 60)
 
 
@@ -399,7 +386,7 @@ def test_a_server_that_dies_at_start_on_its_node_is_reported_at_once_with_slurms
     hpc.login.run("mkdir -p /home/kim/.jupyter && echo 'import os; os._exit(3)' > /home/kim/.jupyter/"
                   "jupyter_server_config.py && chown -R kim: /home/kim/.jupyter")
     try:
-        message, elapsed = failed_spawn(BASE, "kim", kim.token(), CPU_PROFILE)
+        message, elapsed = kim.failed_spawn(CPU_PROFILE)
     finally:
         hpc.login.run("rm -rf /home/kim/.jupyter")
     MEASUREMENTS["Slurm cluster: server dies at start on its node, spawn request to the user's error (s)"] = \
@@ -413,7 +400,7 @@ def test_a_profile_whose_partition_is_down_is_refused_at_once_and_its_job_cancel
     leo = user("leo")
     hpc.login.run("scontrol update PartitionName=gpu State=DOWN")
     try:
-        message, elapsed = failed_spawn(BASE, "leo", leo.token(), GPU_PROFILE)
+        message, elapsed = leo.failed_spawn(GPU_PROFILE)
     finally:
         hpc.login.run("scontrol update PartitionName=gpu State=UP")
     MEASUREMENTS["Slurm cluster: the GPU partition down, spawn request to the user's error (s)"] = round(elapsed, 1)
@@ -434,16 +421,16 @@ def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(hpc, hu
 def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clearly_and_recovers(hpc, hub):
     kim, leo = user("kim"), user("leo")
     kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
-    with RequestLoop(f"{BASE}/user/kim/api/status", {"Authorization": f"token {kim.token()}"}) as loop:
+    with RequestLoop(f"{LOGIN_NODE_URL}/user/kim/api/status", kim.auth()) as loop:
         hpc.login.run("systemctl stop slurmctld")
         down = time.monotonic()
         try:
-            message, _ = failed_spawn(BASE, "leo", leo.token(), GPU_PROFILE)
+            message, _ = leo.failed_spawn(GPU_PROFILE)
             assert "Unable to contact slurm controller" in message, message
             MEASUREMENTS["Slurm cluster: slurmctld down, a new spawn's error after (s)"] = \
                 round(time.monotonic() - down, 1)
             time.sleep(max(0.0, 60 - (time.monotonic() - down)))  # the hub polls kim's job meanwhile (every 30 s)
-            assert status_code(f"{BASE}/hub/health") == 200
+            assert status_code(f"{LOGIN_NODE_URL}/hub/health") == 200
         finally:
             hpc.login.run("systemctl start slurmctld")
     assert loop.failed == 0, loop.failures  # her server on cn1 never noticed
@@ -587,7 +574,7 @@ def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_out
         kim.spawn(timeout=180, form={"profile": CPU_PROFILE})  # JupyterLab answers /user/kim/lab through traefik
         MEASUREMENTS["Slurm cluster: login -> JupyterLab with a squatter racing for the port range (s)"] = \
             round(time.monotonic() - start, 1)
-        page = kim.session.get(f"{BASE}/user/kim/lab", timeout=30)
+        page = kim.session.get(f"{LOGIN_NODE_URL}/user/kim/lab", timeout=30)
         assert page.status_code == 200 and "jupyter-config-data" in page.text and "SQUATTED" not in page.text
         [job] = hpc.jobs("kim")
         assert job["node"] == "cn1"
@@ -614,7 +601,7 @@ def test_a_squatter_on_the_node_never_gets_the_port_a_job_reports_and_a_port_out
     assert got["triggered"] and got["passes"] > 10, {key: got[key] for key in ("triggered", "passes")}
     assert port not in got["held"] and got["errors"][str(port)] == ["EADDRINUSE"], got["errors"].get(str(port))
     assert len(got["held"]) >= 900  # it raced for the whole range, and took what it could
-    status = requests.get(f"{BASE}/user/kim/api/status", headers={"Authorization": f"token {kim.token()}"}, timeout=30)
+    status = requests.get(f"{LOGIN_NODE_URL}/user/kim/api/status", headers=kim.auth(), timeout=30)
     assert status.status_code == 200  # her server, still routed to after the refused reports
     stop_server(hpc, kim)
 
@@ -663,8 +650,7 @@ def test_uninstall_cancels_every_users_jobs_queued_and_running(hpc, hub):
     kim, leo = user("kim"), user("leo")
     kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
     with GpusTaken(hpc):
-        r = requests.post(f"{BASE}/hub/api/users/leo/servers/gpu", json={"profile": GPU_PROFILE},
-                          headers={"Authorization": f"token {leo.token()}"}, timeout=60)
+        r = leo.api("POST", "users/leo/servers/gpu", json={"profile": GPU_PROFILE})
         assert r.status_code in (201, 202), r.text
         wait_until(lambda: [j["state"] for j in hpc.jobs("leo", "gpu")] == ["PENDING"], 60)
         assert [j["state"] for j in hpc.jobs("kim")] == ["RUNNING"]

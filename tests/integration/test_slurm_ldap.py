@@ -12,12 +12,10 @@ import json
 import time
 
 import pytest
-import requests
 
 from tests.integration import cluster
-from tests.integration.helpers import (CPU_PROFILE, DROP_INS, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX,
-                                       bootstrap_cmd, exposure, failed_spawn, filled, put_fragment, status_code,
-                                       wait_until)
+from tests.integration.helpers import (BASE_URL, CPU_PROFILE, DROP_INS, GPU_PROFILE, HUB, MEASUREMENTS, PREFIX,
+                                       bootstrap_cmd, exposure, filled, put_fragment, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 
@@ -32,7 +30,7 @@ def site(container):
         "dc=example,dc=org": cluster.BASE,
     }))
     put_fragment(container, "40-slurm.py", filled("slurm.py", {
-        "https://hub.example.org": f"http://127.0.0.1:{HTTP_PORT}",  # traefik's port, as the nodes reach it
+        "https://hub.example.org": BASE_URL,  # traefik's port, as the nodes reach it
     }))
     container.run(bootstrap_cmd(), timeout=900)
     return node
@@ -40,7 +38,7 @@ def site(container):
 
 @pytest.fixture(scope="module")
 def base_url(site) -> str:
-    return f"http://127.0.0.1:{HTTP_PORT}"
+    return BASE_URL
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +50,6 @@ def carol(base_url) -> HubUser:
     MEASUREMENTS["Slurm path: LDAP login + spawn to reachable through traefik (s)"] = \
         round(time.monotonic() - start, 1)
     return user
-
-
-@pytest.fixture(scope="module")
-def carol_token(carol) -> str:
-    return carol.token()
 
 
 def jobs(box, user: str) -> list[list[str]]:
@@ -90,9 +83,8 @@ def test_usernames_that_look_like_ldap_filter_injection_are_refused(container, b
 def test_admin_group_member_is_admin_and_auth_state_holds_name_and_email(base_url, carol):
     erin = HubUser(base_url, "erin", cluster.USERS["erin"][0])
     assert erin.login().status_code == 302
-    headers = {"Authorization": f"token {erin.token()}"}
-    assert requests.get(f"{base_url}/hub/api/user", headers=headers, timeout=10).json()["admin"] is True
-    carol_model = requests.get(f"{base_url}/hub/api/users/carol", headers=headers, timeout=10).json()
+    assert erin.api("GET", "user", timeout=10).json()["admin"] is True
+    carol_model = erin.api("GET", "users/carol", timeout=10).json()
     assert carol_model["admin"] is False
     attributes = carol_model["auth_state"]["user_attributes"]
     assert attributes["cn"] == ["Carol Tester"] and attributes["mail"] == ["carol@barehub.test"]
@@ -113,32 +105,30 @@ def test_ldap_server_certificate_is_verified(container, base_url):
         wait_until(lambda: status_code(f"{base_url}/hub/health") == 200, 120)
 
 
-def test_stopping_the_server_cancels_the_job(container, base_url, carol_token):
-    r = requests.delete(f"{base_url}/hub/api/users/carol/server", headers={"Authorization": f"token {carol_token}"},
-                        timeout=60)
+def test_stopping_the_server_cancels_the_job(container, carol):
+    r = carol.api("DELETE", "users/carol/server")
     assert r.status_code in (202, 204)
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
-def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container, base_url, carol_token):
+def test_user_options_sent_to_the_rest_api_cannot_bypass_the_profiles(container, carol):
     """A user calling the REST API directly: batchspawner merges user_options into the batch script, so an
     option sent there (here a job comment, it could be --account or --partition) would reach sbatch."""
-    url, headers = f"{base_url}/hub/api/users/carol/server", {"Authorization": f"token {carol_token}"}
     for body in ({"options": "--comment=bypassed"}, {"partition": "cpu", "gres": "gpu:8"},
                  {"profile": CPU_PROFILE, "options": "--comment=bypassed"}, {"profile": "--comment=bypassed"}):
-        r = requests.post(url, json=body, headers=headers, timeout=60)
+        r = carol.api("POST", "users/carol/server", json=body)
         assert r.status_code == 400 and "choose one of the profiles" in r.json()["message"], (body, r.text)
     assert jobs(container, "carol") == []
-    r = requests.post(url, json={"profile": CPU_PROFILE}, headers=headers, timeout=60)  # what the API may do
+    r = carol.api("POST", "users/carol/server", json={"profile": CPU_PROFILE})  # what the API may do
     assert r.status_code in (201, 202), r.text
     wait_until(lambda: [j[1:] for j in jobs(container, "carol")] == [["RUNNING", "cpu", "2", "4G"]], 120)
-    assert requests.delete(url, headers=headers, timeout=60).status_code in (202, 204)
+    assert carol.api("DELETE", "users/carol/server").status_code in (202, 204)
     wait_until(lambda: jobs(container, "carol") == [], 60)
 
 
-def test_a_profile_slurm_rejects_gives_the_user_sbatchs_message_at_once(container, base_url, carol_token):
+def test_a_profile_slurm_rejects_gives_the_user_sbatchs_message_at_once(container, carol):
     """This one-node cluster has no GPU gres (nor a "gpu" partition): sbatch refuses the shipped GPU profile."""
-    message, elapsed = failed_spawn(base_url, "carol", carol_token, GPU_PROFILE)
+    message, elapsed = carol.failed_spawn(GPU_PROFILE)
     assert message == "Spawn failed: sbatch: error: Invalid generic resource (gres) specification", message
     assert elapsed < 30
     assert jobs(container, "carol") == []
@@ -183,7 +173,8 @@ def test_non_root_hub_spawns_slurm_jobs_with_exactly_the_documented_sudoers_rule
     container.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-idle-culler.py")  # its 20 s timeout is for the test above
     container.run(bootstrap_cmd("--hub-user", "jupyterhub", "--hub-sudo", "yes"), timeout=900)  # as slurm.py says
     assert container.run(f"ps -o user= -p {container.main_pid(HUB)}").stdout.strip() == "jupyterhub"
-    assert exposure(container, HUB, "--hub-user --hub-sudo yes hub") <= 6.5  # no system call filters with sudo
+    # README's figure: no system call filters with sudo
+    assert exposure(container, HUB, "--hub-user --hub-sudo yes hub") <= 6.1
     user = HubUser(base_url, "carol", cluster.USERS["carol"][0])
     assert user.login().status_code == 302
     user.spawn(timeout=180, form={"profile": CPU_PROFILE})
@@ -191,7 +182,6 @@ def test_non_root_hub_spawns_slurm_jobs_with_exactly_the_documented_sudoers_rule
     assert state == "RUNNING"
     assert user.execute("import getpass, os; print(getpass.getuser(), os.environ['SLURM_JOB_ID'])").split() == \
         ["carol", job_id]
-    r = requests.delete(f"{base_url}/hub/api/users/carol/server",
-                        headers={"Authorization": f"token {user.token()}"}, timeout=60)
+    r = user.api("DELETE", "users/carol/server")
     assert r.status_code in (202, 204)
     wait_until(lambda: jobs(container, "carol") == [], 60)

@@ -14,14 +14,14 @@ import pytest
 import requests
 
 from tests.integration import pki
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, PROXY, bootstrap_cmd,
-                                       resolving_to_loopback, status_code, wait_until)
+from tests.integration.helpers import (BASE_URL, HTTP_PORT, HUB, MEASUREMENTS, PASSWORDS, PREFIX, PROXY, add_local_user,
+                                       bootstrap_cmd, resolving_to_loopback, status_code, wait_until)
 from tests.integration.hubclient import HubUser
 
 HTTPS_PORT = 28443
 DOMAIN = "hub.barehub.test"
 PKI = "/etc/barehub-test/tls"
-USER, PASSWORD = "frank", "frank-Secret-4"
+USER, PASSWORD = "frank", PASSWORDS["frank"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def pebble(container) -> str:
     container.run(f"systemd-run --unit=test-pebble --setenv=PEBBLE_VA_NOSLEEP=1 "
                   f"pebble -config {PKI}/pebble.json -dnsserver 127.0.0.1:8053")
     wait_until(lambda: status_code("https://127.0.0.1:14000/dir", verify=False) == 200, 30)
-    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
+    add_local_user(container, USER)
     return ca
 
 
@@ -102,18 +102,28 @@ def test_the_self_signed_default_certificate_is_served_only_where_no_real_one_ap
 
 
 def test_http_redirects_to_https(acme_install):
-    r = requests.get(f"http://127.0.0.1:{HTTP_PORT}/hub/login", allow_redirects=False, timeout=10)
+    r = requests.get(f"{BASE_URL}/hub/login", allow_redirects=False, timeout=10)
     assert r.status_code in (301, 308)
     assert r.headers["location"] == f"https://127.0.0.1:{HTTPS_PORT}/hub/login"
 
 
-def test_old_tls_versions_are_refused(acme_install):
+def handshake(lowest: ssl.TLSVersion, highest: ssl.TLSVersion) -> str:
+    """A TLS handshake with traefik offering only `lowest`..`highest`; returns the version agreed on. The client
+    allows every cipher and old version its OpenSSL has (security level 0), so a refusal is the server's."""
     context = ssl._create_unverified_context()
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    with pytest.raises(ssl.SSLError):
-        with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as sock:
-            context.wrap_socket(sock, server_hostname=DOMAIN)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version, context.maximum_version = lowest, highest
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as sock:
+        with context.wrap_socket(sock, server_hostname=DOMAIN) as tls:
+            return tls.version()
+
+
+def test_old_tls_versions_are_refused(acme_install):
+    assert handshake(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"  # this client can connect
+    with pytest.raises(ssl.SSLError) as refused:
+        handshake(ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+    # traefik's alert, not a client that could not offer TLS 1.0/1.1 at all
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
 
 def test_acme_storage_is_private_to_the_proxy_user_and_the_api_stays_on_loopback(container, acme_install):
@@ -132,11 +142,10 @@ def test_status_shows_the_certificate(container, acme_install):
 
 def test_turning_https_off_and_on_restarts_only_the_proxy(container, acme_install, base_https_user):
     hub_pid = container.main_pid(HUB)
-    token = base_https_user
     container.run(bootstrap_cmd("--no-https"), timeout=600)
     assert container.main_pid(HUB) == hub_pid
-    headers = {"Authorization": f"token {token}"}
-    wait_until(lambda: status_code(f"http://127.0.0.1:{HTTP_PORT}/user/{USER}/api/status", headers=headers) == 200,
+    headers = base_https_user.auth()
+    wait_until(lambda: status_code(f"{BASE_URL}/user/{USER}/api/status", headers=headers) == 200,
                30)
     container.run(bootstrap_cmd("--letsencrypt-domain", DOMAIN), timeout=600)  # the rest is remembered
     assert container.main_pid(HUB) == hub_pid
@@ -145,12 +154,13 @@ def test_turning_https_off_and_on_restarts_only_the_proxy(container, acme_instal
 
 
 @pytest.fixture(scope="module")
-def base_https_user(acme_install) -> str:
-    """A user with a running server, reached over HTTPS; returns their API token."""
+def base_https_user(acme_install) -> HubUser:
+    """A user with a running server, reached over HTTPS."""
     user = HubUser(f"https://127.0.0.1:{HTTPS_PORT}", USER, PASSWORD, verify=False)
     assert user.login().status_code == 302
     user.spawn()
-    return user.token()
+    user.auth()  # her token, made while the hub is served over HTTPS
+    return user
 
 
 # ------------------------------------------------------------- the site's own certificate files
@@ -194,4 +204,4 @@ def test_site_certificate_is_served_and_a_replaced_one_is_picked_up(container, a
         f"| openssl x509 -noout -ext subjectAltName", check=False).stdout, 60, interval=1)
     assert container.main_pid(PROXY) == proxy_pid and container.main_pid(HUB) == hub_pid
     assert status_code(f"https://127.0.0.1:{HTTPS_PORT}/user/{USER}/api/status", verify=False,
-                       headers={"Authorization": f"token {base_https_user}"}) == 200
+                       headers=base_https_user.auth()) == 200

@@ -12,16 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, SYSTEM_PYTHON, RequestLoop,
-                                       place_release, status_code, this_release, wait_until)
+from tests.integration.helpers import (BASE_URL, HTTP_PORT, HUB, MEASUREMENTS, PASSWORDS, PREFIX, SYSTEM_PYTHON,
+                                       RequestLoop, add_local_user, place_release, status_code, this_release,
+                                       wait_until)
 from tests.integration.hubclient import HubUser
 
 OLD = "2026.10.0"  # the new release is this checkout's VERSION
 OLD_HUB = "5.4.6"
-USER, PASSWORD = "grace", "grace-Secret-5"
-BASE = f"http://127.0.0.1:{HTTP_PORT}"
+USER, PASSWORD = "grace", PASSWORDS["grace"]
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +36,28 @@ def status(box) -> dict:
 
 
 @pytest.fixture(scope="module")
-def installed_old(container, old_release):
+def installed_old(container, old_release) -> HubUser:
+    """The old release installed, its user's server running; returns her, with a token made on that release."""
     if container.run(f"test -d {PREFIX}", check=False).returncode == 0:
         container.run(f"barehub uninstall --prefix {PREFIX} --purge")
-    container.run(f"id {USER} || (useradd --create-home {USER} && echo '{USER}:{PASSWORD}' | chpasswd)")
+    add_local_user(container, USER)
     container.run(f"{SYSTEM_PYTHON} {old_release}/bootstrap.py --wheelhouse {old_release}/wheelhouse "
                   f"--http-port {HTTP_PORT}", timeout=900)
     assert status(container)["versions"]["jupyterhub"] == OLD_HUB
-    user = HubUser(BASE, USER, PASSWORD)
+    user = HubUser(BASE_URL, USER, PASSWORD)
     assert user.login().status_code == 302
     user.spawn()
-    return user.token()
+    user.auth()
+    return user
 
 
-def token_works(token: str) -> bool:
-    r = requests.get(f"{BASE}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=10)
+def token_works(user: HubUser) -> bool:
+    r = user.api("GET", "user", timeout=10)
     return r.status_code == 200 and r.json()["name"] == USER
 
 
-def server_answers(token: str) -> bool:
-    return status_code(f"{BASE}/user/{USER}/api/status", headers={"Authorization": f"token {token}"}) == 200
+def server_answers(user: HubUser) -> bool:
+    return status_code(f"{BASE_URL}/user/{USER}/api/status", headers=user.auth()) == 200
 
 
 def test_an_upgrade_that_cannot_get_its_packages_leaves_the_running_hub_alone(container, installed_old):
@@ -92,7 +93,7 @@ def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(co
     backups_before = container.run(f"ls {PREFIX}/backups", check=False).stdout.split()
     container.run(f"cat > {FRAGMENT}", input=text)
     try:
-        with RequestLoop(f"{BASE}/user/{USER}/api/status", {"Authorization": f"token {installed_old}"}) as server:
+        with RequestLoop(f"{BASE_URL}/user/{USER}/api/status", installed_old.auth()) as server:
             start = time.monotonic()
             r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse",
                               check=False, timeout=900)
@@ -103,7 +104,7 @@ def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(co
         assert now["release"] == OLD and now["versions"]["jupyterhub"] == OLD_HUB
         assert container.run(f"readlink {PREFIX}/conda").stdout.strip() == f"envs/{OLD}"
         assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0
-        wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+        wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
         assert token_works(installed_old)  # the database is the pre-upgrade one
         assert server.failed == 0 and server.ok > 5  # the user's server answered throughout
         backups = container.run(f"ls {PREFIX}/backups", check=False).stdout.split()
@@ -141,6 +142,6 @@ def test_rollback_brings_the_previous_release_back_with_its_data(container, inst
     now = status(container)
     assert now["release"] == OLD and now["versions"]["jupyterhub"] == OLD_HUB
     assert container.run(f"readlink {PREFIX}/conda").stdout.strip() == f"envs/{OLD}"
-    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
     assert token_works(installed_old)
     wait_until(lambda: server_answers(installed_old), 60)

@@ -11,15 +11,14 @@ import json
 import time
 
 import pytest
-import requests
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, install_past_release_with_a_server,
+from tests.integration.helpers import (BASE_URL, HUB, MEASUREMENTS, PREFIX, install_past_release_with_a_server,
                                        place_past_commit, status_code, this_release, wait_until)
+from tests.integration.hubclient import HubUser
 
 LAST_CHILD_SERVERS = "0236d84"  # the last commit before jupyterhub-systemdspawner
 OLD = "2026.10.1"
-USER, PASSWORD = "heidi", "heidi-Secret-6"
-BASE = f"http://127.0.0.1:{HTTP_PORT}"
+USER = "heidi"
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +31,16 @@ def singleuser_processes(container) -> list[str]:
     return [line.split()[1] for line in out.splitlines() if "jupyterhub-singleuser" in line]
 
 
-def has_server(token: str) -> bool:
-    r = requests.get(f"{BASE}/hub/api/users/{USER}", headers={"Authorization": f"token {token}"}, timeout=10)
+def has_server(user: HubUser) -> bool:
+    r = user.api("GET", f"users/{USER}", timeout=10)
     r.raise_for_status()
     return bool(r.json()["server"])
 
 
 def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_again_as_units_and_back(
         container, child_servers_release):
-    user = install_past_release_with_a_server(container, child_servers_release, USER, PASSWORD)
-    token = user.token()
+    user = install_past_release_with_a_server(container, child_servers_release, USER)
+    user.auth()  # her token, made on the old release
     # the old release's server: a child of the hub, in the hub's cgroup, no unit of its own
     assert singleuser_processes(container) == [USER]
     assert container.run(f"systemctl is-active jupyter-{USER}-singleuser", check=False).returncode != 0
@@ -53,7 +52,7 @@ def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_a
     assert f"release {OLD} -> {this_release()}" in r.stdout
 
     # as docs/upgrades.md says: the upgrade stopped it, the new hub shows it stopped, nothing is left over
-    wait_until(lambda: not has_server(token), 60, interval=1)
+    wait_until(lambda: not has_server(user), 60, interval=1)
     assert singleuser_processes(container) == []
     assert "left-over process" not in container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout
     # the user starts again and gets a server unit
@@ -66,7 +65,7 @@ def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_a
     assert f"release {OLD} cannot see user servers as units: stopping them" in r.stderr + r.stdout
     assert container.run(f"systemctl is-active jupyter-{USER}-singleuser", check=False).returncode != 0
     assert singleuser_processes(container) == []
-    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)["release"] == OLD
     user.spawn()  # a child of the old hub again
     assert singleuser_processes(container) == [USER]

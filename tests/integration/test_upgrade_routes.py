@@ -12,14 +12,13 @@ import time
 
 import pytest
 
-from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PREFIX, RequestLoop,
-                                       install_past_release_with_a_server, place_past_commit, status_code,
-                                       this_release, wait_until)
+from tests.integration.helpers import (BASE_URL, HUB, MEASUREMENTS, PREFIX, RequestLoop,
+                                       install_past_release_with_a_server, place_past_commit, status_code, this_release,
+                                       wait_until)
 
 LAST_TOML_ROUTES = "544d823"  # the last commit before barehub.route_table
 OLD = "2026.10.2"
-USER, PASSWORD = "ivan", "ivan-Secret-7"
-BASE = f"http://127.0.0.1:{HTTP_PORT}"
+USER = "ivan"
 DYNAMIC = f"{PREFIX}/proxy/dynamic"
 
 
@@ -37,13 +36,12 @@ def cursor(container) -> str:
 
 
 def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(container, toml_routes_release):
-    user = install_past_release_with_a_server(container, toml_routes_release, USER, PASSWORD)
-    token = user.token()
+    user = install_past_release_with_a_server(container, toml_routes_release, USER)
     assert f"/user/{USER}/" in container.run(f"cat {DYNAMIC}/rules.toml").stdout  # the old release's file
-    server = f"{BASE}/user/{USER}/api/status"
+    server = f"{BASE_URL}/user/{USER}/api/status"
 
     mark = cursor(container)
-    with RequestLoop(server, {"Authorization": f"token {token}"}) as during_upgrade:
+    with RequestLoop(server, user.auth()) as during_upgrade:
         start = time.monotonic()
         r = container.run(f"barehub upgrade {this_release()} --prefix {PREFIX} --wheelhouse /mnt/wheelhouse",
                           timeout=900)
@@ -59,10 +57,10 @@ def test_routes_move_to_the_new_files_and_back_while_the_users_server_answers(co
     assert "Adding missing route" not in journal  # the new hub found the old one's routes
 
     mark = cursor(container)
-    with RequestLoop(server, {"Authorization": f"token {token}"}) as during_rollback:
+    with RequestLoop(server, user.auth()) as during_rollback:
         container.run(f"barehub rollback --prefix {PREFIX}", timeout=600)
     assert during_rollback.failed == 0 and during_rollback.ok > 5, during_rollback.failures
-    wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
+    wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
     assert json.loads(container.run(f"barehub status --json --prefix {PREFIX}", check=False).stdout)["release"] == OLD
     assert "rules.yaml" not in container.run(f"ls -A {DYNAMIC}").stdout
     assert "routes" not in container.run(f"ls -A {DYNAMIC}").stdout.split()  # its stale rules would come first

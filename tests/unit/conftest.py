@@ -1,3 +1,4 @@
+import fnmatch
 import http.server
 import importlib.util
 import os
@@ -9,8 +10,44 @@ from pathlib import Path
 
 import pytest
 
+from barehub.systemd import Systemctl
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
+SERVER_TOKEN = "secret"  # the token of the jupyter-servers the tests start
+SERVER_AUTH = {"Authorization": f"token {SERVER_TOKEN}"}  # a client of such a server, as the user's browser
+
+
+class RecordingSystemctl(Systemctl):
+    """barehub's Systemctl with the systemctl command itself replaced, for every test that needs systemd.
+
+    Each command barehub would run is recorded in `calls` (its arguments, in order) and succeeds, printing
+    `answers[first argument]` if given; `list-units PATTERN` prints the `units` that match. `show` answers from
+    `units` ({unit: {property: value}}), or from the `show` function given, and records the unit asked about in
+    `shown` (not in `calls`: a question changes nothing). The composite steps (stop_all, loaded_units,
+    main_pid) stay barehub's own, so a test sees exactly what they send."""
+
+    def __init__(self, units: dict | None = None, answers: dict | None = None, show=None, timeout: float = 120):
+        super().__init__(timeout)
+        self.units, self.answers, self._show = units or {}, answers or {}, show
+        self.calls: list[tuple[str, ...]] = []
+        self.shown: list[str] = []
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        self.calls.append(args)
+        if args[0] == "list-units":
+            stdout = "".join(f"{unit} loaded active running\n" for unit in self.units
+                             if fnmatch.fnmatch(unit, args[-1]))
+        else:
+            stdout = self.answers.get(args[0], "")
+        return subprocess.CompletedProcess(["systemctl", *args], 0, stdout=stdout, stderr="")
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        self.shown.append(unit)
+        if self._show:
+            return self._show(unit, *props)
+        known = self.units.get(unit, {})
+        return {p: known[p] for p in props if p in known}
 
 
 def script_module(name: str):
@@ -74,14 +111,14 @@ def free_port() -> int:
 
 def start_jupyter_server(tmp_path: Path, stderr) -> tuple[subprocess.Popen, str]:
     """A real jupyter-server as a server of the env runs (the env's config, here JUPYTER_CONFIG_PATH, enables
-    barehub's extensions; the hub's environment variables are the test's), at /user/kim/ with the token "secret";
+    barehub's extensions; the hub's environment variables are the test's), at /user/kim/ with SERVER_TOKEN;
     returns the process and its URL."""
     port = free_port()
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(SERVER_CONFIG), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path))
     command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={SERVER_TOKEN}",
                "--ServerApp.base_url=/user/kim/", f"--ServerApp.root_dir={tmp_path}"]
     if os.geteuid() == 0:
         command.append("--allow-root")

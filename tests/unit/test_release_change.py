@@ -1,7 +1,6 @@
 """An upgrade as a transaction: one backup per upgrade, refused before anything changes, rolled back
 with the backup's database. (The whole path, with real releases, is in tests/integration/test_upgrade.py.)"""
 import sqlite3
-import subprocess
 from collections import namedtuple
 
 import pytest
@@ -10,6 +9,7 @@ from barehub import __version__, release_change, releases
 from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
 from barehub.base.records import read_json_dict
+from tests.unit.conftest import RecordingSystemctl
 from tests.unit.test_releases import names as users
 
 OLD = releases.Release("2026.10.0", "envs/2026.10.0")
@@ -58,17 +58,6 @@ def test_no_room_for_the_backup_refuses_before_anything_changes(install, monkeyp
     assert releases.list_backups(install) == []
 
 
-class FakeSystemctl:
-    def __init__(self):
-        self.calls = []
-
-    def stop(self, unit):
-        self.calls.append(("stop", unit))
-
-    def run(self, *args, check=True):
-        self.calls.append(args)
-
-
 def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install, monkeypatch):
     upgrade = release_change.begin(install, OLD)
     install.env.symlink_to(f"envs/{__version__}")  # the transaction had switched
@@ -80,7 +69,7 @@ def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install
     converged = []
     monkeypatch.setattr(release_change, "converge_with_installer_of",
                         lambda paths, release, lock: converged.append(release))
-    systemctl = FakeSystemctl()
+    systemctl = RecordingSystemctl()
     error = release_change.roll_back(install, upgrade, systemctl, lock=None,
                                      error=BarehubError("the database migration failed"))
     assert "rolled back: release 2026.10.0 serves again, with its database" in error.message
@@ -99,7 +88,7 @@ def test_a_rollback_that_fails_too_says_how_to_finish_it(install, monkeypatch):
     def broken(paths, release, lock):
         raise BarehubError("the installer of release 2026.10.0 exited 1")
     monkeypatch.setattr(release_change, "converge_with_installer_of", broken)
-    error = release_change.roll_back(install, upgrade, FakeSystemctl(), None, RuntimeError("boom"))
+    error = release_change.roll_back(install, upgrade, RecordingSystemctl(), None, RuntimeError("boom"))
     assert "and so did rolling back" in error.message and upgrade.backup.name in error.hint
 
 
@@ -129,19 +118,15 @@ def test_rollback_without_any_backup_says_when_backups_are_taken(prefix):
 def test_an_upgrade_on_a_systemd_too_old_for_server_units_changes_nothing(install):
     """An old release's bootstrap.py (which `barehub upgrade` runs) did not check the version: the new
     release's preflight does, before anything changes."""
-    class OldSystemd(FakeSystemctl):
-        def run(self, *args, check=True):
-            self.calls.append(args)
-            return subprocess.CompletedProcess(args, 0, stdout="systemd 239 (239-78.el8)\n")
-
+    old_systemd = RecordingSystemctl(answers={"--version": "systemd 239 (239-78.el8)\n"})
     with pytest.raises(BarehubError, match="systemd 239 is too old"):
-        release_change.preflight(install, OLD, OldSystemd())
+        release_change.preflight(install, OLD, old_systemd)
     assert releases.read_release(install, install.release_file) == OLD
     assert not install.upgrade_file.exists() and not install.backups.exists()
 
 
 def test_going_back_to_a_release_with_server_units_leaves_them_running(install):
-    systemctl = FakeSystemctl()
+    systemctl = RecordingSystemctl()
     assert release_change.stop_servers_unknown_to(install, OLD, systemctl) is True
     assert systemctl.calls == [("stop", "jupyterhub-users.slice")]
     (install.envs / "2026.10.0" / "lib" / "python3.11" / "site-packages" / "systemdspawner").mkdir(parents=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,9 +14,7 @@ import pytest
 import requests
 
 from barehub.server_exit import EXIT_DEADLINE_S
-
-REPO = Path(__file__).resolve().parents[2]
-SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter_server_config.d
+from tests.unit.conftest import REPO, SERVER_AUTH, SERVER_CONFIG, SERVER_TOKEN, free_port
 
 # jupyter-server's situation at a stop: a file operation of a request on a keep-alive connection ran in an anyio
 # worker thread, whose "root task" is the connection's task (tornado runs its loop with run_forever, so anyio
@@ -58,12 +55,6 @@ def test_an_idle_anyio_worker_no_longer_holds_the_exit():
     assert exits_within([sys.executable, "-c", WORKER_LEFT_AT_EXIT, "fixed"], 5, env)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(tmp_path: Path, stuck: bool) -> tuple[subprocess.Popen, str]:
     """jupyter-server as a server of the env runs it (the env's config enables barehub's extensions); `stuck`: a
     site's or user's extension left a thread that never ends."""
@@ -77,7 +68,7 @@ def start_server(tmp_path: Path, stuck: bool) -> tuple[subprocess.Popen, str]:
                JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path), PYTHONPATH=str(REPO / "installer"))
     command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=secret",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={SERVER_TOKEN}",
                f"--ServerApp.root_dir={tmp_path}"]
     if os.geteuid() == 0:
         command.append("--allow-root")
@@ -99,7 +90,7 @@ def start_server(tmp_path: Path, stuck: bool) -> tuple[subprocess.Popen, str]:
 def test_a_server_exits_within_seconds_of_sigterm_whatever_is_left_running(tmp_path, stuck):
     server, url = start_server(tmp_path, stuck)
     try:
-        r = requests.get(url + "api/contents", headers={"Authorization": "token secret"}, timeout=10)
+        r = requests.get(url + "api/contents", headers=SERVER_AUTH, timeout=10)
         assert r.status_code == 200  # the contents API, in anyio's worker threads, as JupyterLab's load calls it
         start = time.monotonic()
         server.send_signal(signal.SIGTERM)

@@ -11,11 +11,8 @@ import asyncio
 import hashlib
 import http.server
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import tomllib
 from datetime import datetime, timedelta, timezone
@@ -27,7 +24,7 @@ import requests
 from barehub import session_clock
 from barehub.session_clock import CACHE_SECONDS, SessionClock
 
-from tests.unit.conftest import SERVER_CONFIG, start_jupyter_server
+from tests.unit.conftest import SERVER_AUTH, SERVER_CONFIG, start_jupyter_server
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "installer" / "barehub" / "labextension"
 ENDS_AT = "2026-12-06T08:15:00Z"
@@ -182,7 +179,7 @@ def jupyter_server(hub, tmp_path):
 
 
 def test_served_to_the_user_only_and_not_as_activity(jupyter_server, hub):
-    token = {"Authorization": "token secret"}
+    token = SERVER_AUTH
     assert requests.get(jupyter_server + "barehub/session", timeout=10).status_code == 403
     before = requests.get(jupyter_server + "api/status", headers=token, timeout=10).json()["last_activity"]
     time.sleep(0.01)

@@ -16,6 +16,7 @@ from barehub.local_spawner import LocalSpawner, describe_unit_end, escape_unit_p
 from barehub.sessions import describe
 from barehub.utc_time import epoch
 from barehub.slurm_spawner import SlurmSpawner, describe_job_end, parse_status, slurm_time_utc
+from tests.unit.conftest import RecordingSystemctl
 
 PROPERTIES = {"RuntimeDirectory": "jupyterhub/users/{USERID}", "TimeoutStopSec": "20s"}
 
@@ -198,17 +199,14 @@ def test_a_running_unit_of_that_name_that_is_not_hers_is_refused_not_stopped(mon
     accounts = {"ann": 1002, "ann-gpu": 1001}
     monkeypatch.setattr(module.pwd, "getpwnam", lambda name: types.SimpleNamespace(
         pw_name=name, pw_uid=accounts[name]) if name in accounts else pwd_module.getpwnam(name))
-    shown = []
-
-    def show(self, unit, *props):
-        shown.append(unit)
-        return {"ActiveState": "active", "Slice": "jupyterhub-users.slice", "User": "1001"}  # ann-gpu's
-
-    monkeypatch.setattr(module.Systemctl, "show", show)
+    systemd = RecordingSystemctl({"jupyter-ann-gpu-singleuser": {  # ann-gpu's
+        "ActiveState": "active", "Slice": "jupyterhub-users.slice", "User": "1001"}})
+    monkeypatch.setattr(module, "Systemctl", lambda timeout: systemd)
     spawner = local_spawner("ann", "gpu-singleuser")
     with pytest.raises(web.HTTPError) as refused:
         asyncio.run(spawner.start())
-    assert refused.value.status_code == 409 and shown == ["jupyter-ann-gpu-singleuser"]
+    assert refused.value.status_code == 409 and systemd.shown == ["jupyter-ann-gpu-singleuser"]
+    assert systemd.calls == []  # nothing stopped
     assert spawner.unit_is_hers({"Slice": "jupyterhub-users.slice", "User": "1002"})  # a left-over of her own
     assert not spawner.unit_is_hers({"Slice": "system.slice", "User": "1002"})  # a unit of the host's
 
@@ -253,12 +251,14 @@ def test_a_local_server_that_did_not_start_says_so_not_stopped(monkeypatch):
         raise RuntimeError("No user named bob found in the system")
 
     monkeypatch.setattr(SystemdSpawner, "start", fails)
-    monkeypatch.setattr(module.Systemctl, "show", lambda self, unit, *props: {"ActiveState": "inactive"})
+    systemd = RecordingSystemctl({"jupyter-bob-gpu": {"ActiveState": "inactive"}})
+    monkeypatch.setattr(module, "Systemctl", lambda timeout: systemd)
     spawner = local_spawner("bob", "gpu")
     with pytest.raises(RuntimeError):
         asyncio.run(spawner.start())
     spawner.record_end("stopped")  # what the stop() JupyterHub calls next records
     assert spawner.get_state()["ended"]["reason"] == "did not start: No user named bob found in the system"
+    assert systemd.shown == ["jupyter-bob-gpu"]
 
 
 def test_the_server_names_used_as_they_are_are_jupyterhubs_safe_slugs():

@@ -1,6 +1,7 @@
 """`barehub status` says which fragments the hub serves, and fails while they are the known-good ones."""
 from barehub.commands.status import format_status, hub_config_state, server_units
 from barehub.hub_run import Run
+from tests.unit.conftest import RecordingSystemctl
 
 
 def run(config, failed=None):
@@ -18,25 +19,24 @@ def test_a_hub_back_on_the_known_good_fragments_is_a_problem_with_the_reason():
     assert "did not answer /hub/health" in hub_config_state(run("known-good"))["failed"]
 
 
-class SliceSystemctl:
-    """systemd's answers for a slice with one user server in it."""
-
-    def loaded_units(self, pattern):
-        assert pattern == "jupyter-*.service"
-        return [{"unit": "jupyter-root-singleuser.service", "Slice": "jupyterhub-users.slice", "User": "0",
-                 "ActiveState": "active", "MemoryCurrent": str(150 * 2**20), "MemoryMax": "infinity"},
-                {"unit": "jupyter-root-gpu.service", "Slice": "jupyterhub-users.slice", "User": "0",  # a named one
-                 "ActiveState": "active", "MemoryCurrent": str(2**30), "MemoryMax": str(2**31)},
-                {"unit": "jupyter-notebook-legacy.service", "Slice": "system.slice", "User": "0",  # not a hub's
-                 "ActiveState": "active", "MemoryCurrent": "1", "MemoryMax": "infinity"}]
+# systemd's units: a slice with a user's default and named server in it, and a unit of the host's
+SLICE = {"jupyter-root-singleuser.service": {"Slice": "jupyterhub-users.slice", "User": "0", "ActiveState": "active",
+                                             "MemoryCurrent": str(150 * 2**20), "MemoryMax": "infinity"},
+         "jupyter-root-gpu.service": {"Slice": "jupyterhub-users.slice", "User": "0", "ActiveState": "active",
+                                      "MemoryCurrent": str(2**30), "MemoryMax": str(2**31)},
+         "jupyter-notebook-legacy.service": {"Slice": "system.slice", "User": "0", "ActiveState": "active",
+                                             "MemoryCurrent": "1", "MemoryMax": "infinity"},
+         "jupyterhub.service": {"Slice": "system.slice", "User": "", "ActiveState": "active"}}
 
 
 def test_status_lists_each_server_unit_with_its_user_and_memory():
-    units = server_units(SliceSystemctl())
-    assert units == [{"unit": "jupyter-root-singleuser.service", "user": "root", "state": "active",
-                      "memory": "150.0 MiB", "memory_max": "no limit"},
-                     {"unit": "jupyter-root-gpu.service", "user": "root", "state": "active",
-                      "memory": "1.0 GiB", "memory_max": "2.0 GiB"}]
+    systemctl = RecordingSystemctl(SLICE)
+    units = server_units(systemctl)
+    assert systemctl.calls == [("list-units", "--plain", "--no-legend", "jupyter-*.service")]
+    assert units == [{"unit": "jupyter-root-gpu.service", "user": "root", "state": "active",
+                      "memory": "1.0 GiB", "memory_max": "2.0 GiB"},
+                     {"unit": "jupyter-root-singleuser.service", "user": "root", "state": "active",
+                      "memory": "150.0 MiB", "memory_max": "no limit"}]
     status = {"release": "r", "prefix": "/p", "url": "u", "config_dir": {"path": "c", "state": "s"}, "units": {},
               "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"},
               "running_servers": ["root"], "server_units": units}

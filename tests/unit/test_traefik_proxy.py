@@ -172,11 +172,7 @@ def test_a_new_target_is_served_when_add_route_returns_and_a_deleted_route_is_go
         await proxy.add_route("/user/a/", backend("new"), {})
         assert await through(traefik, "/user/a/") == "new"
         await proxy.delete_route("/user/a/")
-        for _ in range(200):
-            if await through(traefik, "/user/a/") is None:
-                break
-            await asyncio.sleep(0.01)
-        assert await through(traefik, "/user/a/") is None
+        assert await through(traefik, "/user/a/") is None  # at once: delete_route returns once it is gone
         assert await proxy.get_route("/user/a/") is None
     asyncio.run(scenario())
 
@@ -201,9 +197,10 @@ def test_while_traefik_is_down_an_add_fails_in_time_with_one_warning_and_a_delet
         with caplog.at_level("WARNING"):
             with pytest.raises(TimeoutError):
                 await proxy.add_route("/user/down/", backend("down"), {})
+            proxy.check_route_timeout = 20  # a delete that waited for traefik would wait this long
             start = time.monotonic()
             await proxy.delete_route("/user/down/")
-            assert time.monotonic() - start < 0.5
+            assert time.monotonic() - start < 5
         warnings = [r for r in caplog.records if "traefik API" in r.getMessage()]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]  # not one per poll (~200 in that second)
         assert "/user/down/" not in traefik.paths.traefik_rules.read_text()  # the delete is written all the same
