@@ -42,20 +42,23 @@ class Systemctl:
         self.run("stop", unit)
 
     def stop_all(self, unit: str, grace: float = 10.0) -> None:
-        """Stop the unit and end whatever its stop left in its cgroup: SIGTERM, then SIGKILL after `grace` s.
+        """Stop the unit and end whatever its stop left in its cgroup: SIGTERM, then SIGKILL after `grace` s,
+        each followed by a wait of up to `grace` s for the cgroup to be empty.
 
         A unit with KillMode=process leaves its main process's children behind: the user servers of a
-        release before server units, which a later start of the new hub unit would find as left-overs."""
+        release before server units, which a later start of the new hub unit would find as left-overs. The wait
+        after SIGKILL matters on a busy machine: the next step (a database migration, the new hub's start)
+        must not begin while they are still being torn down."""
         self.stop(unit)
-        if not self.show(unit, "ControlGroup").get("ControlGroup"):
-            return
-        self.run("kill", "--kill-whom=all", unit, check=False)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
+        for signal_args in ((), ("--signal=SIGKILL",)):
             if not self.show(unit, "ControlGroup").get("ControlGroup"):
                 return
-            time.sleep(0.2)
-        self.run("kill", "--kill-whom=all", "--signal=SIGKILL", unit, check=False)
+            self.run("kill", "--kill-whom=all", *signal_args, unit, check=False)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not self.show(unit, "ControlGroup").get("ControlGroup"):
+                    return
+                time.sleep(0.2)
 
     def restart(self, unit: str) -> None:
         self.run("restart", unit)

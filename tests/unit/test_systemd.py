@@ -29,6 +29,17 @@ def test_what_ignores_sigterm_gets_sigkill_after_the_grace():
     assert systemctl.calls[-1] == ("kill", "--kill-whom=all", "--signal=SIGKILL", "jupyterhub.service")
 
 
+def test_after_sigkill_it_waits_until_the_cgroup_is_empty():
+    group = "/system.slice/jupyterhub.service"
+    systemctl = RecordingSystemctl()
+    left = iter([group, ""])  # after SIGKILL: still tearing down once, then empty
+    systemctl._show = lambda unit, *props: {"ControlGroup": next(left) if len(systemctl.calls) == 3 else group}
+    systemctl.stop_all("jupyterhub.service", grace=0.3)
+    assert systemctl.calls[-1] == ("kill", "--kill-whom=all", "--signal=SIGKILL", "jupyterhub.service")
+    with_sigkill = systemctl.shown[-2:]
+    assert with_sigkill == ["jupyterhub.service", "jupyterhub.service"] and next(left, None) is None
+
+
 def test_only_units_whose_files_are_there_are_disabled_and_removed(tmp_path):
     systemctl = RecordingSystemctl()
     (tmp_path / "jupyterhub-proxy-certs.path").write_text("[Path]\n")
