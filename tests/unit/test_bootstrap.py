@@ -66,6 +66,13 @@ def test_conda_plan_for_an_existing_env_updates_it_in_place(bootstrap, exe, lock
     assert plan[0][1:1 + len(verb)] == verb and "--prefix" in plan[0]
 
 
+def test_conda_env_update_is_given_no_yes_flag(bootstrap):
+    """conda's `env update` has no --yes (it does not ask) and stops at one as an unrecognized argument."""
+    plan = bootstrap.plan_conda_env(ENV, Path("/opt/conda/bin/conda"), Path("environment.yml"), None, "/src",
+                                    exists=True)
+    assert plan[0] == ["/opt/conda/bin/conda", "env", "update", "--prefix", "/opt/bh/conda", "--file", "environment.yml"]
+
+
 def ns(**kw):
     base = dict(installer=None, wheelhouse=None, release=None)
     base.update(kw)
