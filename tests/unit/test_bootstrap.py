@@ -1,5 +1,6 @@
 """bootstrap.py's plans and checks (the conda backend cannot run here: no conda channel is reachable,
-so its exact command plan is what is tested)."""
+so its exact command plan is what is tested; tests/integration/test_conda_backend.py runs it whole on a stand-in
+conda that answers exactly these commands)."""
 import argparse
 import re
 import socket
