@@ -1,4 +1,5 @@
-"""The conda backend, bootstrap.py's default, whole: install, upgrade and rollback in the booted container.
+"""The conda backend, bootstrap.py's default, whole: install, a converging re-run, upgrade and rollback in the
+booted container.
 
 No conda channel is reachable from this machine or from CI, so the container's `conda` is a stand-in
 (testbed/conda_standin.py) on its PATH, where bootstrap.py looks: it answers exactly the commands barehub gives
@@ -36,15 +37,16 @@ BASE = f"http://127.0.0.1:{PORT}"
 USER, PASSWORD = "hedy", "hedy-Secret-7"
 CONDA = "/usr/local/bin/conda"  # on PATH, where bootstrap.py finds conda
 LOG = "/var/log/conda-standin.log"
-RELEASES = "/opt/conda-test-releases"  # release N-1's wheel, beside the session's wheelhouse (release N)
+RELEASES = "/opt/conda-test-releases"  # the rest of the package source: release N-1, the site's own package
 PACKAGE_SOURCE = f"PIP_NO_INDEX=1 PIP_FIND_LINKS='/mnt/wheelhouse {RELEASES}'"
+ADDITION = "barehub_site_addition"  # the site's own package (site-requirements.txt)
 
 
 def older_release_wheel(work: Path, version: str) -> Path:
     """The barehub wheel of this repository's committed tree with release number `version`: all a site's package
     source holds of a past release (its env is built from the files the wheel carries)."""
     tree, out = work / "tree", work / "wheel"
-    tree.mkdir()
+    tree.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     text = (tree / "bootstrap.py").read_text()
@@ -55,15 +57,29 @@ def older_release_wheel(work: Path, version: str) -> Path:
     return next(out.glob(f"barehub-{version}-*.whl"))
 
 
+def site_addition_wheel(work: Path) -> Path:
+    """A package of the site's own, for PREFIX/site-requirements.txt (every release's env gets it)."""
+    src = work / "site-addition"
+    (src / ADDITION).mkdir(parents=True)
+    (src / ADDITION / "__init__.py").write_text('"""A site\'s own addition to the hub env."""\n')
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+                                        f'[project]\nname = "{ADDITION}"\nversion = "1.0"\n')
+    subprocess.run([SYSTEM_PYTHON, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps", "-w",
+                    str(work / "wheel"), str(src)], check=True, capture_output=True, timeout=600)
+    return next((work / "wheel").glob(f"{ADDITION}-1.0-*.whl"))
+
+
 @pytest.fixture(scope="module")
 def site(container, tmp_path_factory):
-    """The container as a conda site: the stand-in on PATH, release N-1 in the package source, a user; the
-    session's install put aside meanwhile."""
-    wheel = older_release_wheel(tmp_path_factory.mktemp("conda-n-1"), OLD)
+    """The container as a conda site: the stand-in on PATH, release N-1 and the site's own package in the
+    package source, a user; the session's install put aside meanwhile."""
+    work = tmp_path_factory.mktemp("conda-site")
+    wheels = [older_release_wheel(work / "n-1", OLD), site_addition_wheel(work)]
     inside = Path(f"/proc/{container.pid}/root{RELEASES}")
     shutil.rmtree(inside, ignore_errors=True)
     inside.mkdir(parents=True)
-    shutil.copy(wheel, inside)
+    for wheel in wheels:
+        shutil.copy(wheel, inside)
     assert container.run("command -v micromamba mamba conda", check=False).stdout == ""  # they would come first
     container.run(f"cat > {CONDA} && chmod 755 {CONDA}",
                   input=wrapper_script("/mnt/src/testbed/conda_standin.py", "/mnt/wheelhouse", LOG))
@@ -89,6 +105,16 @@ def env_create(release: str) -> list[str]:
     """bootstrap.py's conda command for a release's env: from the environment.yml the release's wheel carries."""
     return ["env", "create", "--yes", "--prefix", f"{HERE}/envs/{release}",
             "--file", f"{HERE}/envs/.download/release/environment.yml"]
+
+
+def env_update(release: str) -> list[str]:
+    """bootstrap.py's conda command for a release's existing env (conda's `env update` takes no --yes)."""
+    return ["env", "update", "--prefix", f"{HERE}/envs/{release}",
+            "--file", f"{HERE}/envs/.download/release/environment.yml"]
+
+
+def has_site_addition(box, release: str) -> bool:
+    return box.run(f"{HERE}/envs/{release}/bin/python -c 'import {ADDITION}'", check=False).returncode == 0
 
 
 def status(box) -> dict:
@@ -148,6 +174,19 @@ def test_a_users_server_runs_on_the_conda_built_env(hedy):
     assert out.strip() == f"{HERE}/envs/{OLD}"
 
 
+def test_a_rerun_with_the_sites_additions_updates_the_conda_env_in_place(container, token):
+    """Re-running bootstrap.py converges: the env stays (and keeps serving), conda updates it, the site's own
+    packages join it."""
+    container.run(f"echo '{ADDITION}==1.0' > {HERE}/site-requirements.txt")
+    r = container.run(f"{PACKAGE_SOURCE} {SYSTEM_PYTHON} /mnt/src/bootstrap.py --prefix {HERE} --version {OLD}",
+                      check=False, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert conda_calls(container) == [env_create(OLD), env_update(OLD)]
+    assert current_env(container) == f"envs/{OLD}" and has_site_addition(container, OLD)
+    assert status(container)["release"] == OLD and status_code(f"{BASE}/hub/health") == 200
+    assert server_answers(token)
+
+
 def test_upgrade_builds_the_new_release_with_conda_while_the_server_keeps_answering(container, token):
     start = time.monotonic()
     with RequestLoop(f"{BASE}/user/{USER}/api/status", {"Authorization": f"token {token}"}) as server:
@@ -155,8 +194,9 @@ def test_upgrade_builds_the_new_release_with_conda_while_the_server_keeps_answer
     MEASUREMENTS[f"upgrade {OLD} -> {NEW}, conda backend (stand-in) (s)"] = round(time.monotonic() - start, 1)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"release {OLD} -> {NEW}: backed up" in r.stdout
-    assert conda_calls(container) == [env_create(OLD), env_create(NEW)]
+    assert conda_calls(container) == [env_create(OLD), env_update(OLD), env_create(NEW)]
     assert current_env(container) == f"envs/{NEW}" and built_by_conda(container, NEW)
+    assert has_site_addition(container, NEW)  # the site's additions join every release's env
     now = status(container)
     assert now["release"] == NEW and now["versions"]["barehub"] == NEW
     assert server.failed == 0 and server.ok > 5, server.failures
@@ -172,4 +212,4 @@ def test_rollback_serves_the_previous_conda_env_again(container, token):
     r = requests.get(f"{BASE}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=10)
     assert r.status_code == 200 and r.json()["name"] == USER  # the database is the pre-upgrade one
     wait_until(lambda: server_answers(token), 60)
-    assert len(conda_calls(container)) == 2  # nothing built: the env was still there
+    assert len(conda_calls(container)) == 3  # nothing built: the env was still there
