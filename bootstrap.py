@@ -270,7 +270,7 @@ def plan_conda_env(env_dir: Path, conda_exe: Path, env_file: Path, lock: Optiona
 
     The explicit lock (conda-lock -k explicit) pins every package by URL and hash; without one
     the env is solved from environment.yml. barehub itself is pip-installed without deps:
-    environment.yml carries all of them.
+    environment.yml carries all of them. conda's `env update` has no --yes (it does not ask), and refuses one.
     """
     exe, prefix = str(conda_exe), ["--prefix", str(env_dir)]
     micromamba = conda_exe.name.startswith("micromamba")
@@ -279,7 +279,7 @@ def plan_conda_env(env_dir: Path, conda_exe: Path, env_file: Path, lock: Optiona
     elif micromamba:
         solve = [exe, "update" if exists else "create", "--yes", *prefix, "--file", str(env_file)]
     else:
-        solve = [exe, "env", "update" if exists else "create", "--yes", *prefix, "--file", str(env_file)]
+        solve = [exe, "env", *(["update"] if exists else ["create", "--yes"]), *prefix, "--file", str(env_file)]
     python = str(env_dir / "bin" / "python")
     return [solve, [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", installer]]
 

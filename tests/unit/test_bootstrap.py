@@ -1,5 +1,6 @@
 """bootstrap.py's plans and checks (the conda backend cannot run here: no conda channel is reachable,
-so its exact command plan is what is tested)."""
+so its exact command plan is what is tested; tests/integration/test_conda_backend.py runs it whole on a stand-in
+conda that answers exactly these commands)."""
 import argparse
 import shutil
 import socket
@@ -65,6 +66,13 @@ def test_conda_plan_for_an_existing_env_updates_it_in_place(bootstrap, exe, lock
     plan = bootstrap.plan_conda_env(ENV, Path(exe), Path("environment.yml"), Path(lock) if lock else None, "/src",
                                     exists=True)
     assert plan[0][1:1 + len(verb)] == verb and "--prefix" in plan[0]
+
+
+def test_conda_env_update_is_given_no_yes_flag(bootstrap):
+    """conda's `env update` has no --yes (it does not ask) and stops at one as an unrecognized argument."""
+    plan = bootstrap.plan_conda_env(ENV, Path("/opt/conda/bin/conda"), Path("environment.yml"), None, "/src",
+                                    exists=True)
+    assert plan[0] == ["/opt/conda/bin/conda", "env", "update", "--prefix", "/opt/bh/conda", "--file", "environment.yml"]
 
 
 def ns(**kw):
