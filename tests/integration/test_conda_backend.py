@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from testbed.conda_standin import wrapper_script
 from tests.integration.helpers import (MEASUREMENTS, PREFIX, REPO, SYSTEM_PYTHON, RequestLoop, status_code,
@@ -148,13 +147,8 @@ def hedy(installed) -> HubUser:
     return user
 
 
-@pytest.fixture(scope="module")
-def token(hedy) -> str:
-    return hedy.token()
-
-
-def server_answers(token: str) -> bool:
-    return status_code(f"{BASE}/user/{USER}/api/status", headers={"Authorization": f"token {token}"}) == 200
+def server_answers(user: HubUser) -> bool:
+    return status_code(f"{BASE}/user/{USER}/api/status", headers=user.auth()) == 200
 
 
 def test_bootstrap_builds_the_hub_env_with_conda_by_default(container, installed):
@@ -174,7 +168,7 @@ def test_a_users_server_runs_on_the_conda_built_env(hedy):
     assert out.strip() == f"{HERE}/envs/{OLD}"
 
 
-def test_a_rerun_with_the_sites_additions_updates_the_conda_env_in_place(container, token):
+def test_a_rerun_with_the_sites_additions_updates_the_conda_env_in_place(container, hedy):
     """Re-running bootstrap.py converges: the env stays (and keeps serving), conda updates it, the site's own
     packages join it."""
     container.run(f"echo '{ADDITION}==1.0' > {HERE}/site-requirements.txt")
@@ -184,12 +178,12 @@ def test_a_rerun_with_the_sites_additions_updates_the_conda_env_in_place(contain
     assert conda_calls(container) == [env_create(OLD), env_update(OLD)]
     assert current_env(container) == f"envs/{OLD}" and has_site_addition(container, OLD)
     assert status(container)["release"] == OLD and status_code(f"{BASE}/hub/health") == 200
-    assert server_answers(token)
+    assert server_answers(hedy)
 
 
-def test_upgrade_builds_the_new_release_with_conda_while_the_server_keeps_answering(container, token):
+def test_upgrade_builds_the_new_release_with_conda_while_the_server_keeps_answering(container, hedy):
     start = time.monotonic()
-    with RequestLoop(f"{BASE}/user/{USER}/api/status", {"Authorization": f"token {token}"}) as server:
+    with RequestLoop(f"{BASE}/user/{USER}/api/status", hedy.auth()) as server:
         r = container.run(f"{PACKAGE_SOURCE} barehub upgrade {NEW} --prefix {HERE}", check=False, timeout=900)
     MEASUREMENTS[f"upgrade {OLD} -> {NEW}, conda backend (stand-in) (s)"] = round(time.monotonic() - start, 1)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -203,13 +197,13 @@ def test_upgrade_builds_the_new_release_with_conda_while_the_server_keeps_answer
     assert built_by_conda(container, OLD)  # kept, for its running servers and a rollback
 
 
-def test_rollback_serves_the_previous_conda_env_again(container, token):
+def test_rollback_serves_the_previous_conda_env_again(container, hedy):
     container.run(f"barehub rollback --prefix {HERE}", timeout=600)
     assert current_env(container) == f"envs/{OLD}"
     now = status(container)
     assert now["release"] == OLD and now["versions"]["barehub"] == OLD
     wait_until(lambda: status_code(f"{BASE}/hub/health") == 200, 60)
-    r = requests.get(f"{BASE}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=10)
+    r = hedy.api("GET", "user", timeout=10)
     assert r.status_code == 200 and r.json()["name"] == USER  # the database is the pre-upgrade one
-    wait_until(lambda: server_answers(token), 60)
+    wait_until(lambda: server_answers(hedy), 60)
     assert len(conda_calls(container)) == 3  # nothing built: the env was still there
