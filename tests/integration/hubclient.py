@@ -26,6 +26,14 @@ class HubUser:
         self.verify = verify
         self._token: str | None = None
 
+    @classmethod
+    def working(cls, base_url: str, name: str, password: str, **spawn) -> "HubUser":
+        """A user who logged in through the form and has her server running (`spawn`: HubUser.spawn's options)."""
+        user = cls(base_url, name, password)
+        assert user.login().status_code == 302, f"{name} could not log in"
+        user.spawn(**spawn)
+        return user
+
     def xsrf(self) -> str:
         """The hub's XSRF cookie (its path is the hub's, under any base_url); a server may set its own."""
         cookies = [c for c in self.session.cookies if c.name == "_xsrf"]

@@ -141,10 +141,7 @@ def installed(container, site):
 
 @pytest.fixture(scope="module")
 def hedy(installed) -> HubUser:
-    user = HubUser(BASE, USER, PASSWORD)
-    assert user.login().status_code == 302
-    user.spawn()
-    return user
+    return HubUser.working(BASE, USER, PASSWORD)
 
 
 def server_answers(user: HubUser) -> bool:

@@ -30,10 +30,7 @@ def hub(container):
 
 @pytest.fixture(scope="module")
 def alice(hub) -> HubUser:
-    user = HubUser(hub, USER, PASSWORD)
-    assert user.login().status_code == 302
-    user.spawn()
-    return user
+    return HubUser.working(hub, USER, PASSWORD)
 
 
 @pytest.fixture(scope="module")
