@@ -14,6 +14,7 @@ that set, or were changed since and are unchecked.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,20 +63,24 @@ def check_fragments(paths: Paths, systemctl: Systemctl) -> int:
 
 
 def check_and_record(paths: Paths, systemctl: Systemctl) -> int:
-    """`check_fragments`, keeping its refusal for `barehub status` until a check passes (then clearing it)."""
-    digest = fragments_digest(read_set(paths.config_d))  # the set checked (read again by the check itself)
+    """`check_fragments`, keeping its refusal for `barehub status` until a check passes (then clearing it).
+
+    Only root keeps the record (records/ is root's, and not there before the installer makes it): another
+    user's `barehub check` checks, says what it found, and records nothing."""
+    keeps = os.geteuid() == 0 and paths.records.is_dir()
+    digest = fragments_digest(read_set(paths.config_d)) if keeps else ""  # the set checked (the check reads it too)
     try:
         count = check_fragments(paths, systemctl)
     except FragmentProblems as e:
-        record_refusal(paths, digest, e.problems)
+        if keeps:
+            record_refusal(paths, digest, e.problems)
         raise
-    paths.fragment_check_file.unlink(missing_ok=True)
+    if keeps:
+        paths.fragment_check_file.unlink(missing_ok=True)
     return count
 
 
 def record_refusal(paths: Paths, digest: str, problems: Sequence[Problem]) -> None:
-    if not paths.records.is_dir():  # not an install yet (the installer makes records/ before it checks)
-        return
     record = {"digest": digest, "checked": time.time(),
               "problems": [{"file": str(p.file) if p.file else None, "line": p.line, "message": p.message}
                            for p in problems]}

@@ -41,12 +41,12 @@ def convert_older_install(paths: Paths, flags: dict) -> None:
     for name in adopt_legacy_records(paths, flags):  # format 0 -> 1
         log.info("moved %s from %s to %s (root's records)", name, paths.state, paths.records)
     settings = read_record(paths.settings_file)
-    if settings is not None and settings.get("format", 1) < FORMAT:  # format 1 -> 2
+    if settings is not None and format_of(settings) < FORMAT:  # format 1 -> 2
         if "hub_sudo" not in settings and settings.get("hub_user", "root") != "root":
             settings["hub_sudo"] = True  # a --hub-user hub from before the flag ran sudo: it keeps doing so
         write_record(paths.settings_file, settings)
     release = read_record(paths.release_file)
-    if release is not None and release.get("format", 1) < FORMAT:
+    if release is not None and format_of(release) < FORMAT:
         write_record(paths.release_file, release)
     if paths.env.is_dir() and not paths.env.is_symlink():  # an env from before envs/ existed
         paths.envs.mkdir(mode=0o755, exist_ok=True)
@@ -65,6 +65,13 @@ def read_record(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def format_of(record: dict) -> int:
+    """A record's format: 1 without the field (records/ before formats), and 1 for anything but a number, so
+    that a damaged field means "convert it again", never "skip the conversions"."""
+    value = record.get("format", 1)
+    return value if type(value) is int else 1
 
 
 def write_record(path: Path, data: dict) -> None:
@@ -97,6 +104,8 @@ def adopt_legacy_records(paths: Paths, flags: dict) -> list[str]:
         data = read_legacy(legacy)
         if record == paths.settings_file and state.st_uid != 0:
             data = checkable_settings(paths, data, state.st_uid, flags, legacy)
+        if record == paths.release_file:  # what a release record says, and nothing else the hub user added
+            data = {name: data[name] for name in ("version", "env") if isinstance(data.get(name), str)}
         if record == paths.release_file and not releases.env_in_prefix(paths, str(data.get("env", ""))):
             data.pop("env", None)
         if record == paths.release_file and state.st_uid != 0 and data.get("env"):
@@ -144,7 +153,7 @@ def checkable_settings(paths: Paths, data: dict, hub_uid: int, flags: dict, lega
                            f"have changed it; root takes only its ports, and not: {listed}",
                            "check each value and give it again as the flag named, in this run (nothing was changed)",
                            exit_code=2)
-    kept = {name: data[name] for name in PLAIN_SETTINGS if isinstance(data.get(name), int)}
+    kept = {name: data[name] for name in PLAIN_SETTINGS if type(data.get(name)) is int and 0 < data[name] < 65536}
     kept["hub_user"] = pwd.getpwuid(hub_uid).pw_name
     acme = paths.acme_dir
     if acme.is_dir() and not acme.is_symlink() and acme.lstat().st_uid != 0:

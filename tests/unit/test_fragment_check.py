@@ -1,5 +1,6 @@
 """The fragments' check refuses with each problem's file and line as fields, which every caller words for what
 it did not do; a refusal is kept for `barehub status` until a check passes."""
+import os
 import subprocess
 
 import pytest
@@ -105,3 +106,11 @@ def test_an_unreadable_record_is_no_refusal(bad):
     bad.fragment_check_file.unlink()
     bad.fragment_check_file.symlink_to(bad.config_d / "50-bad.py")
     assert read_refusal(bad) is None
+
+
+def test_another_users_check_says_what_it_found_and_records_nothing(bad, monkeypatch):
+    """records/ is root's: a user's `barehub check` must not fail on writing there (nor clear root's record)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(FragmentProblems) as refused:
+        check_and_record(bad, HubSystemctl())
+    assert "50-bad.py:2:" in refused.value.message and not bad.fragment_check_file.exists()

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from barehub.base import install_settings
+from barehub.base.errors import BarehubError
 from barehub.base.install_settings import FLAGS, SETTINGS, merge
 from barehub.cli import build_parser
 from barehub.settings import Settings
@@ -87,3 +88,16 @@ def test_a_certificate_source_replaces_the_other_and_no_https_forgets_both():
     off = merge(own, {"no_https": True})
     assert not install_settings.https_on(off) and (off["tls_cert"], off["tls_key"]) == ("", "")
     assert off["acme_email"] == "x@a.org"  # the account's contact stays for a later --letsencrypt-domain
+
+
+@pytest.mark.parametrize("name, value", [("trusted_proxies", 5), ("http_port", "80"), ("http_port", True),
+                                         ("acme_domains", "hub.example.org")])
+def test_a_remembered_value_of_the_wrong_type_is_named_not_a_traceback(name, value):
+    """The record may be an older release's, and one in state/ was the hub user's to write."""
+    with pytest.raises(BarehubError) as refused:
+        install_settings.merge({name: value}, {})
+    assert f"the remembered install setting {name} is {value!r}" in refused.value.message
+
+
+def test_a_remembered_null_is_the_default():
+    assert install_settings.merge({"acme_email": None}, {})["acme_email"] == ""

@@ -76,3 +76,18 @@ def test_a_migrated_install_is_left_as_it_is(tmp_path):
     before = {path: (path.read_text(), os.stat(path).st_ino) for path in (paths.settings_file, paths.release_file)}
     migrations.convert_older_install(paths, {})
     assert {path: (path.read_text(), os.stat(path).st_ino) for path in before} == before
+
+
+def test_a_hub_users_release_record_gives_root_its_version_and_env_and_nothing_else(tmp_path):
+    """state/ was the hub user's: a format she wrote must not decide which conversions run, nor break them."""
+    paths = install(tmp_path, release={"version": "2026.10.0", "env": "envs/2026.10.0", "format": "zz",
+                                       "extra": ["anything"]}, where="state")
+    os.chown(paths.state, 1000, 1000)
+    migrations.convert_older_install(paths, {})
+    assert record(paths.release_file) == {"version": "2026.10.0", "env": "envs/2026.10.0", "format": FORMAT}
+
+
+def test_a_damaged_format_field_means_convert_again(tmp_path):
+    paths = install(tmp_path, {"hub_user": "jhub", "format": "2"})
+    migrations.convert_older_install(paths, {})
+    assert record(paths.settings_file) == {"hub_user": "jhub", "hub_sudo": True, "format": FORMAT}

@@ -160,11 +160,26 @@ def coerced(name: str, value: Any) -> Any:
     return coerce(value) if coerce else value
 
 
+def of_its_type(name: str, value: Any) -> Any:
+    """A remembered value, if it is of its setting's type (a list for a repeated flag); else a clear error, not
+    a traceback: the record may be an older release's, and one in state/ was the hub user's to write."""
+    kind = BY_NAME[name].type
+    if value is None:
+        return BY_NAME[name].default
+    fits = (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value) if kind is tuple
+            else type(value) is kind or (kind is bool and value in ("yes", "no")))
+    if not fits:
+        raise BarehubError(f"the remembered install setting {name} is {value!r}, not a {kind.__name__}",
+                           "fix or remove the install's settings record (records/install.json, or state/install.json "
+                           f"of a release before records/); give {flag_name(name)} again in this run", exit_code=2)
+    return coerced(name, value)
+
+
 def merge(remembered: Mapping[str, Any], given: Mapping[str, Any]) -> Dict[str, Any]:
     """Every recorded setting of a run: the flag given now beats the remembered value, which beats the
     default; a given setting resets those it `replaces` (a new certificate source, --no-https)."""
     values = {s.name: s.default for s in RECORDED}
-    values.update({k: coerced(k, v) for k, v in remembered.items() if k in values})
+    values.update({k: of_its_type(k, v) for k, v in remembered.items() if k in values})
     now = {k: coerced(k, v) for k, v in given.items() if k in BY_NAME and v is not None}
     values.update({k: v for k, v in now.items() if k in values})
     for s in SETTINGS:
