@@ -54,7 +54,25 @@ class Container:
                     self.make_resource_controllers_writable()
                     return
             time.sleep(0.5)
-        raise RuntimeError(f"container {self.name} did not boot within {timeout} s; see {self.log_path}")
+        raise RuntimeError(f"container {self.name} did not boot within {timeout} s; what it waits for:\n"
+                           f"{self.boot_jobs()}\nthe end of its console ({self.log_path}):\n{self.console_tail()}")
+
+    def boot_jobs(self) -> str:
+        """The jobs a booting systemd still runs (what `is-system-running` waits for), said in the error: the console
+        log lives in pytest's temporary directory, which a later pytest run removes."""
+        if not self.pid:
+            return "(no systemd started)"
+        try:
+            return self.run("systemctl list-jobs --no-pager; systemctl --failed --no-pager", check=False,
+                            timeout=20).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return "(systemctl did not answer within 20 s)"
+
+    def console_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as e:
+            return f"({e})"
 
     def make_resource_controllers_writable(self) -> None:
         """Give the container's systemd the cgroup controllers a booted host's systemd has.
