@@ -54,8 +54,10 @@ class Container:
                     self.make_resource_controllers_writable()
                     return
             time.sleep(0.5)
+        jobs, console = self.boot_jobs(), self.console_tail()
+        self.stop()  # a container that did not boot is not left running: no fixture will stop it
         raise RuntimeError(f"container {self.name} did not boot within {timeout} s; what it waits for:\n"
-                           f"{self.boot_jobs()}\nthe end of its console ({self.log_path}):\n{self.console_tail()}")
+                           f"{jobs}\nthe end of its console ({self.log_path}):\n{console}")
 
     def boot_jobs(self) -> str:
         """The jobs a booting systemd still runs (what `is-system-running` waits for), said in the error: the console
