@@ -166,10 +166,14 @@ def unit_main_pid(unit: str, run: Callable = subprocess.run) -> int:
         return 0
 
 
-def ports_of_run(args: argparse.Namespace, remembered: Dict) -> Tuple[Dict[str, int], bool]:
-    """The ports this run will use (given flags, else remembered settings, else defaults), and whether
-    HTTPS is on."""
-    values = settings_table.merge(remembered, settings_table.given_settings(args))
+def settings_of_run(args: argparse.Namespace, remembered: Dict) -> Dict:
+    """The settings this run will use: given flags, else remembered settings, else defaults (merged once, as the
+    installer merges them)."""
+    return settings_table.merge(remembered, settings_table.given_settings(args))
+
+
+def ports_of_run(values: Dict) -> Tuple[Dict[str, int], bool]:
+    """The ports a run's settings listen on, and whether HTTPS is on."""
     return {name: values[name] for name in settings_table.DEFAULT_PORTS}, settings_table.https_on(values)
 
 
@@ -181,8 +185,9 @@ def preflight(args: argparse.Namespace) -> str:
     remembered = base.records.remembered_settings(args.paths)
     if args.tls_cert:
         settings_table.check_tls_files(args.tls_cert, args.tls_key)
-    settings_table.check_acme_contact(args.acme_domains or [], args.acme_email or remembered.get("acme_email"))
-    ports, https = ports_of_run(args, remembered)
+    values = settings_of_run(args, remembered)
+    settings_table.check_acme_contact(values["acme_domains"], values["acme_email"])
+    ports, https = ports_of_run(values)
     base.ports.check_distinct_ports(ports, https)
     for port in [ports["http_port"]] + ([ports["https_port"]] if https else []):
         check_port_free(port, allowed_pids=[unit_main_pid("jupyterhub-proxy.service")])

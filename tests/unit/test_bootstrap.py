@@ -252,12 +252,13 @@ def test_ports_come_from_flags_then_remembered_settings_then_defaults(bootstrap,
     legacy.write_text('{"http_port": 9000}')
     remembered = bootstrap.base.records.remembered_settings(paths)
     args = lambda *argv: bootstrap.parse_args(list(argv))  # noqa: E731
+    run = lambda argv, remembered: bootstrap.ports_of_run(bootstrap.settings_of_run(argv, remembered))  # noqa: E731
     public = lambda ports_https: (ports_https[0]["http_port"], ports_https[0]["https_port"], ports_https[1])  # noqa: E731
-    assert public(bootstrap.ports_of_run(args(), {})) == (80, 443, False)
-    assert public(bootstrap.ports_of_run(args(), remembered)) == (8000, 8443, True)
-    assert public(bootstrap.ports_of_run(args("--no-https"), remembered)) == (8000, 8443, False)
-    assert public(bootstrap.ports_of_run(args("--http-port", "81", "--letsencrypt-domain", "a.org",
-                                              "--letsencrypt-email", "x@a.org"), {})) == (81, 443, True)
+    assert public(run(args(), {})) == (80, 443, False)
+    assert public(run(args(), remembered)) == (8000, 8443, True)
+    assert public(run(args("--no-https"), remembered)) == (8000, 8443, False)
+    assert public(run(args("--http-port", "81", "--letsencrypt-domain", "a.org",
+                           "--letsencrypt-email", "x@a.org"), {})) == (81, 443, True)
 
 
 def test_conflicting_ports_are_refused_naming_both_flags(bootstrap):
