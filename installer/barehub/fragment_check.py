@@ -80,10 +80,14 @@ def check_and_record(paths: Paths, systemctl: Systemctl) -> int:
     return count
 
 
+def problem_fields(problem: Problem) -> dict:
+    """A problem as the record and `barehub status --json` keep it: its file, line and message."""
+    return {"file": str(problem.file) if problem.file else None, "line": problem.line, "message": problem.message}
+
+
 def record_refusal(paths: Paths, digest: str, problems: Sequence[Problem]) -> None:
     record = {"digest": digest, "checked": time.time(),
-              "problems": [{"file": str(p.file) if p.file else None, "line": p.line, "message": p.message}
-                           for p in problems]}
+              "problems": [problem_fields(p) for p in problems]}
     atomic_write(paths.fragment_check_file, FileSpec(json.dumps(record, indent=2) + "\n", RECORD_MODE))
 
 

@@ -67,8 +67,7 @@ def fragment_check_state(refusal: fragment_check.Refusal | None) -> dict | None:
         return None
     return {"on_disk": refusal.current, "recheck": fragment_check.RECHECK,
             "checked": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(refusal.checked)),
-            "problems": [{"file": str(p.file) if p.file else None, "line": p.line, "message": p.message,
-                          "text": str(p)} for p in refusal.problems]}
+            "problems": [{**fragment_check.problem_fields(p), "text": str(p)} for p in refusal.problems]}
 
 
 def collect(paths: Paths, systemctl: Systemctl) -> dict:
