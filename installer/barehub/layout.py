@@ -33,6 +33,8 @@ def directories(paths: Paths, settings: Settings) -> dict[Path, DirSpec]:
         paths.config_d / "examples": DirSpec(0o755),
         paths.state: DirSpec(0o700, hub, primary_group(hub), owns_contents=True),
         paths.records: DirSpec(0o755),  # root's: the lock, what was applied, the known-good config
+        paths.usage_dir: DirSpec(0o700),  # root's: the local servers' usage (barehub.usage_ledger)
+        paths.usage_dir / "running": DirSpec(0o700),
         # 0755: a non-root hub must reach dynamic/routes/; each file below guards itself (traefik.toml is 0640)
         paths.proxy: DirSpec(0o755),
         # root's, read by traefik: tls.toml (the site's key, inline, root:proxy 0640) and barehub.toml

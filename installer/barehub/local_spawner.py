@@ -31,7 +31,9 @@ from systemdspawner import SystemdSpawner
 from tornado import web
 from traitlets import Unicode
 
-from barehub import server_names
+from barehub import server_names, usage_ledger
+from barehub.base.paths import Paths
+from barehub.culling import profile_in
 from barehub.server_end import RemembersEnd
 from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
 from barehub.systemd import Systemctl
@@ -84,6 +86,29 @@ def describe_unit_end(properties: dict[str, str]) -> str:
     return reason
 
 
+def as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def usage_properties(paths: Paths, profile: str, server: str, exec_stop_post=None, environment=None) -> dict:
+    """A server unit's accounting properties, beside any ExecStopPost= and Environment= the site configured.
+
+    `-` keeps a failed record from failing the unit; `+` runs it as root, which the ledger needs. The python is
+    the `PREFIX/conda` link, so a unit started before an upgrade finds a python after it; `-I` (isolated) makes it
+    ignore PYTHON* variables and the user's site directory, as it runs with the unit's environment.
+    systemd 252 takes "-+" for a transient unit (measured: `ExecStopPostEx=-+...` in its unit file)."""
+    record = f"-+{paths.python} -I -m barehub.usage_ledger stop --prefix {paths.prefix}"
+    return {
+        "CPUAccounting": "yes",
+        "MemoryAccounting": "yes",
+        "ExecStopPost": [*as_list(exec_stop_post), record],
+        "Environment": [*as_list(environment), f"{usage_ledger.PROFILE_ENV}={usage_ledger.encode(profile)}",
+                        f"{usage_ledger.SERVER_ENV}={usage_ledger.encode(server)}"],
+    }
+
+
 class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
     server_unit_name_template = Unicode(
         "jupyter-{USERNAME}-{SERVERNAME}",
@@ -123,13 +148,26 @@ class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
         return properties.get("User") in (str(account.pw_uid), account.pw_name)
 
     def server_properties(self) -> dict:
-        """The configured unit properties, the runtime directory made this server's own."""
+        """The configured unit properties, the runtime directory made this server's own, and its usage accounting.
+
+        The accounting is added here, not in hub_config's defaults, so a site fragment that sets
+        `c.SystemdSpawner.unit_extra_properties` keeps it: systemd counts the unit's CPU and memory, the unit
+        carries the spawn's profile and server name (systemd's own record of the unit, which its user cannot
+        change), and its ExecStopPost writes the session to the ledger (barehub.usage_ledger)."""
         properties = dict(self.configured_properties)
         runtime = properties.get("RuntimeDirectory", "")
         if self.name and runtime:
             first, *rest = runtime.split()
             properties["RuntimeDirectory"] = " ".join([f"{first}-{server_name_part(self.name)}", *rest])
-        return properties
+        return {**properties, **usage_properties(Paths.from_prefix(self.barehub_prefix()),
+                                                 profile_in(self.user_options) or "", self.name,
+                                                 properties.get("ExecStopPost"),
+                                                 properties.get("Environment"))}
+
+    def barehub_prefix(self):
+        """The install this hub runs from (its env is PREFIX/envs/RELEASE or PREFIX/conda)."""
+        from barehub.base.paths import DEFAULT_PREFIX, prefix_of_env
+        return prefix_of_env() or DEFAULT_PREFIX
 
     def get_env(self):
         """The server's environment, and the name of its own unit: its cgroup counts its CPU (a build in a

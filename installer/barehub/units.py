@@ -16,7 +16,9 @@ PROXY_UNIT = "jupyterhub-proxy.service"
 UNITS = (PROXY_UNIT, HUB_UNIT)  # start order
 CERTS_PATH_UNIT = "jupyterhub-proxy-certs.path"
 CERT_UNITS = (CERTS_PATH_UNIT, "jupyterhub-proxy-certs.service")  # only with --tls-cert/--tls-key
-ALL_UNITS = UNITS + CERT_UNITS
+USAGE_TIMER = "barehub-usage.timer"
+USAGE_UNITS = (USAGE_TIMER, "barehub-usage.service")  # the local servers' usage sampler (barehub.usage_ledger)
+ALL_UNITS = UNITS + CERT_UNITS + USAGE_UNITS
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 USERS_SLICE = "jupyterhub-users.slice"  # every local user's server unit (hub_config), stopped by uninstall
 USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's default server's unit (barehub.local_spawner)
@@ -110,5 +112,5 @@ def render_units(paths: Paths, settings: Settings, unit_dir: Path = DEFAULT_UNIT
         tls_key=settings.tls_key,
     )
     templates = shipped("systemd")
-    names = UNITS + (CERT_UNITS if settings.tls_cert else ())
+    names = UNITS + USAGE_UNITS + (CERT_UNITS if settings.tls_cert else ())
     return {unit_dir / name: FileSpec(render_template(templates / name, **values)) for name in names}

@@ -110,6 +110,12 @@ class Paths:
         return self.records / "fragment-check.json"
 
     @property
+    def usage_dir(self) -> Path:
+        """The local servers' usage ledger (0700 root): a JSON line per ended session in YYYY-MM.jsonl, the
+        running ones' memory samples in running/ (barehub.usage_ledger)."""
+        return self.records / "usage"
+
+    @property
     def settings_file(self) -> Path:
         """The install's settings (0644 root): they decide users, ports and files, so never the hub user's."""
         return self.records / "install.json"

@@ -67,8 +67,9 @@ def render_all(paths: Paths, settings: Settings, tls_pem: tuple[str, str], traef
         units.PROXY_UNIT: {**proxy_files, **unit_file[units.PROXY_UNIT]},
         units.CERTS_PATH_UNIT: cert_units,
         units.HUB_UNIT: unit_file[units.HUB_UNIT],  # carries a digest of the settings the hub reads
-        # no restart for these: traefik watches its dynamic directory
+        # no restart for these: traefik watches its dynamic directory; the sampler is a timer's oneshot
         "": {paths.settings_file: FileSpec(render_settings(settings), releases.RECORD_MODE),
+             **{path: spec for name in units.USAGE_UNITS for path, spec in unit_file[name].items()},
              **dynamic, **layout.render_examples(paths)},
     }
 
@@ -198,7 +199,7 @@ def start_units(paths: Paths, settings: Settings, desired: dict[str, str], resta
                 systemctl: Systemctl, report: Report) -> float | None:
     """Start or restart what needs it, proxy first. Returns when the hub was (re)started, if it was."""
     systemctl.daemon_reload()
-    started = units.UNITS + ((units.CERTS_PATH_UNIT,) if settings.tls_cert else ())
+    started = units.UNITS + ((units.CERTS_PATH_UNIT,) if settings.tls_cert else ()) + (units.USAGE_TIMER,)
     systemctl.enable(started)
     hub_since = None
     for unit in started:
