@@ -196,3 +196,12 @@ def test_traefik_behind_a_site_proxy_listens_on_loopback_and_trusts_only_that_pr
     assert entry["entryPoints"]["web"] == {"address": f"127.0.0.1:{SETTINGS.http_port}",
                                            "forwardedHeaders": {"trustedIPs": ["127.0.0.2/32"]}}
     assert static(SETTINGS)["entryPoints"]["web"] == {"address": f":{SETTINGS.http_port}"}
+
+
+def test_the_usage_sampler_is_a_root_oneshot_on_a_minute_timer():
+    service, timer = directives(unit_text("barehub-usage.service")), directives(unit_text("barehub-usage.timer"))
+    assert ("Type", "oneshot") in service and "User" not in dict(service)  # root: the ledger is root's
+    assert ("ExecStart", "/srv/hub/conda/bin/python -I -m barehub.usage_ledger sample --prefix /srv/hub") in service
+    assert ("OnUnitActiveSec", "60") in timer and ("Unit", "barehub-usage.service") in timer
+    assert ("WantedBy", "timers.target") in timer
+    assert "{" not in unit_text("barehub-usage.service") + unit_text("barehub-usage.timer")
