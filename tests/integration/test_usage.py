@@ -1,0 +1,140 @@
+"""Local servers' usage from systemd's own accounting, against a real systemd (barehub.usage_ledger): a server
+that spun its CPU is in the ledger with what its cgroup counted, `barehub usage` says so per user and per group
+(JSON and CSV), a server that ended while the hub was stopped is not lost, and one that ended without its own
+record (a unit of an earlier release, a power loss) is written down by the sampler from its last sample.
+
+Uses the session's install; its own users (uma, in the group "physics"; vic); leaves their servers stopped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+
+from tests.integration.helpers import HUB, MEASUREMENTS, PASSWORDS, PREFIX, add_local_user, wait_until
+from tests.integration.hubclient import HubUser
+
+GIB = 1024 ** 3
+LEDGER = f"{PREFIX}/records/usage"
+BAREHUB = f"{PREFIX}/conda/bin/barehub"
+SPIN_S = 5
+SPIN = (f"import time\nt = time.process_time()\nwhile time.process_time() - t < {SPIN_S}: pass\n"
+        "held = b'x' * (300 * 2 ** 20)\nprint(round(time.process_time() - t, 2))")
+
+
+@pytest.fixture(scope="module")
+def users(container, base_url):
+    for name in ("uma", "vic"):
+        add_local_user(container, name)
+    container.run("getent group physics || groupadd physics; usermod -g physics uma")
+    return {name: HubUser(base_url, name, PASSWORDS[name]) for name in ("uma", "vic")}
+
+
+def ledger_lines(container) -> list[dict]:
+    out = container.run(f"cat {LEDGER}/*.jsonl 2>/dev/null || true").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+
+
+def sessions_of(container, unit: str) -> list[dict]:
+    return [line for line in ledger_lines(container) if line["id"].startswith(unit + "@")]
+
+
+def cgroup_cpu_s(container, unit: str) -> float:
+    """What the unit's cgroup counted so far, as systemd says it, else as the kernel's unified hierarchy does
+    (this machine's containers mount cpu and cpuacct apart, where systemd says "[not set]")."""
+    props = dict(line.split("=", 1) for line in
+                 container.run(f"systemctl show -p CPUUsageNSec -p ControlGroup {unit}").stdout.splitlines())
+    if props["CPUUsageNSec"].isdigit():
+        return int(props["CPUUsageNSec"]) / 1e9
+    stat = container.run(f"cat /sys/fs/cgroup/unified{props['ControlGroup']}/cpu.stat "
+                         f"|| cat /sys/fs/cgroup{props['ControlGroup']}/cpu.stat").stdout
+    return int(dict(line.split() for line in stat.splitlines())["usage_usec"]) / 1e6
+
+
+def usage_json(container, *args: str) -> dict:
+    return json.loads(container.run(f"{BAREHUB} usage --prefix {PREFIX} --json {' '.join(args)}").stdout)
+
+
+def row(report: dict, key: str) -> dict:
+    return next(r for r in report["rows"] if r["key"] == key)
+
+
+def test_a_servers_cpu_and_memory_are_in_the_ledger_as_its_cgroup_counted(container, users):
+    uma, unit = users["uma"], "jupyter-uma-singleuser.service"
+    assert container.run("systemctl is-active barehub-usage.timer", check=False).stdout.strip() == "active"
+    assert uma.login().status_code == 302
+    uma.spawn()
+    props = container.run(f"systemctl show -p ExecStopPost -p CPUAccounting -p MemoryAccounting {unit}").stdout
+    assert "barehub.usage_ledger stop" in props and "CPUAccounting=yes" in props, props
+    container.run("systemctl start barehub-usage.service")  # a sample while it runs (the timer's would do)
+    spun = float(uma.execute(SPIN, timeout=120).strip())
+    assert spun >= SPIN_S
+    before_stop = cgroup_cpu_s(container, unit)
+    r = uma.api("DELETE", f"users/uma/server")
+    assert r.status_code in (202, 204), r.text
+    wait_until(lambda: sessions_of(container, unit), timeout=60, interval=0.5)
+    [line] = sessions_of(container, unit)
+    error = (line["cpu_s"] - before_stop) / before_stop
+    MEASUREMENTS["usage: recorded CPU vs the cgroup's just before the stop (%)"] = round(100 * error, 1)
+    MEASUREMENTS["usage: uma's server's CPU (s), of it spun in the cell"] = f"{line['cpu_s']:.2f}, {spun:.2f}"
+    assert line["cpu_s"] >= spun and abs(error) < 0.10, (line, before_stop)
+    assert line["mem_peak_bytes"] > 300 * 2 ** 20 and line["mem_avg_bytes"] > 0, line
+    assert (line["user"], line["group"], line["server"], line["end"] is not None) == ("uma", "physics", "", True)
+    assert container.run(f"ls {LEDGER}/running/").stdout.strip() == ""  # its sample file went with the record
+    mode = container.run(f"stat -c %a {LEDGER} {LEDGER}/*.jsonl").stdout.split()
+    assert set(mode) == {"700", "600"}, mode
+
+    by_user = usage_json(container, "--by user")
+    mine = row(by_user, "uma")
+    assert mine["sessions"] == 1 and mine["cpu_hours"] * 3600 == pytest.approx(line["cpu_s"], rel=1e-6)
+    assert mine["mem_peak_gib"] * GIB == pytest.approx(line["mem_peak_bytes"], rel=1e-6)
+    assert row(usage_json(container, "--by group"), "physics")["sessions"] == 1
+
+
+def test_a_server_that_ended_while_the_hub_was_stopped_is_still_counted(container, users):
+    vic, unit = users["vic"], "jupyter-vic-singleuser.service"
+    assert vic.login().status_code == 302
+    vic.spawn()
+    container.run(f"systemctl stop {HUB}")
+    try:
+        container.run(f"systemctl stop {unit}")
+    finally:
+        container.run(f"systemctl start {HUB}")
+    wait_until(lambda: vic.api("GET", "users/vic").status_code == 200, timeout=120, interval=1)
+    [line] = sessions_of(container, unit)
+    assert line["user"] == "vic" and line["cpu_s"] > 0 and line["note"] in ("", "average memory from one "
+                                                                            "reading at the stop (it ran for less "
+                                                                            "than one sampling interval)")
+    assert row(usage_json(container, "--by user"), "vic")["sessions"] == 1
+
+
+def test_a_unit_that_ended_without_its_own_record_is_written_from_its_last_sample(container, users):
+    """A server unit of a release before the ledger (no ExecStopPost), or one the power took: the sampler saw it
+    running, and writes it down as of that sample once it is gone."""
+    unit = "jupyter-vic-old.service"
+    container.run(f"systemd-run --unit {unit} --slice jupyterhub-users.slice --uid vic -p MemoryAccounting=yes "
+                  f"-p CPUAccounting=yes /bin/sh -c 'timeout 2 sh -c \"while :; do :; done\"; exec sleep 600'")
+    time.sleep(3)
+    container.run("systemctl start barehub-usage.service")
+    sampled = json.loads(container.run(f"cat {LEDGER}/running/{unit}.json").stdout)
+    assert sampled["samples"] == 1 and sampled["cpu_s"] >= 1.5, sampled
+    container.run(f"systemctl stop {unit}")
+    assert sessions_of(container, unit) == []  # nothing wrote it at its stop
+    container.run("systemctl start barehub-usage.service")
+    [line] = sessions_of(container, unit)
+    assert line["note"].startswith("ended while unobserved") and line["end"] == sampled["last_at"], line
+    assert line["cpu_s"] == sampled["cpu_s"]
+    assert container.run(f"ls {LEDGER}/running/").stdout.strip() == ""
+
+
+def test_the_csv_report_parses_and_its_total_adds_up_the_rows(container, users):
+    text = container.run(f"{BAREHUB} usage --prefix {PREFIX} --csv --by user").stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    *people, total = rows
+    assert total["user"] == "total" and {"uma", "vic"} <= {r["user"] for r in people}
+    assert int(total["sessions"]) == sum(int(r["sessions"]) for r in people) >= 3
+    for column in ("wall_hours", "cpu_hours", "mem_gib_hours"):
+        assert float(total[column]) == pytest.approx(sum(float(r[column]) for r in people), abs=1e-3), column
