@@ -164,6 +164,14 @@ class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
                                                  properties.get("ExecStopPost"),
                                                  properties.get("Environment"))}
 
+    def _expand_user_vars(self, value):
+        """Upstream's expansion of {USERNAME}/{USERID}, also over a property given as a list (several ExecStopPost=
+        or Environment= lines), which upstream's systemd-run passes on but its own expansion took for a string
+        (measured: "'list' object has no attribute 'format'", and no server started)."""
+        if isinstance(value, (list, tuple)):
+            return [super(LocalSpawner, self)._expand_user_vars(item) for item in value]
+        return super()._expand_user_vars(value)
+
     def barehub_prefix(self):
         """The install this hub runs from (its env is PREFIX/envs/RELEASE or PREFIX/conda)."""
         from barehub.base.paths import DEFAULT_PREFIX, prefix_of_env

@@ -66,7 +66,11 @@ def test_a_servers_cpu_and_memory_are_in_the_ledger_as_its_cgroup_counted(contai
     uma, unit = users["uma"], "jupyter-uma-singleuser.service"
     assert container.run("systemctl is-active barehub-usage.timer", check=False).stdout.strip() == "active"
     assert uma.login().status_code == 302
-    uma.spawn()
+    try:
+        uma.spawn()
+    except AssertionError:
+        print(container.run(f"journalctl -u {HUB} -u {unit} --no-pager -n 80", check=False).stdout)
+        raise
     props = container.run(f"systemctl show -p ExecStopPost -p CPUAccounting -p MemoryAccounting {unit}").stdout
     assert "barehub.usage_ledger stop" in props and "CPUAccounting=yes" in props, props
     container.run("systemctl start barehub-usage.service")  # a sample while it runs (the timer's would do)

@@ -264,3 +264,8 @@ def test_the_server_unit_gets_the_accounting_beside_the_sites_own_properties(pre
     assert unit_environment(" ".join(properties["Environment"])) == {ledger_mod.PROFILE_ENV: "1 GPU: 8 CPUs",
                                                                      ledger_mod.SERVER_ENV: "gpu-1"}
     assert properties["RuntimeDirectory"] == "jupyterhub/users/{USERID}-gpu-1"
+    # upstream's start expands {USERNAME}/{USERID} in each property, lists included
+    spawner.username_template = "{USERNAME}"
+    expanded = {key: spawner._expand_user_vars(value) for key, value in properties.items()}
+    assert expanded["RuntimeDirectory"] == "jupyterhub/users/7-gpu-1"
+    assert expanded["ExecStopPost"] == properties["ExecStopPost"]
