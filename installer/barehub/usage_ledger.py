@@ -27,8 +27,8 @@ import errno
 import fcntl
 import json
 import os
-import pwd
 import grp
+import pwd
 import sys
 import time
 from dataclasses import asdict, fields
@@ -273,10 +273,10 @@ class Ledger:
         path = self.month_file(session.end if session.end is not None else time.time())
         line = (json.dumps({**asdict(session), "format": FORMAT}, separators=(",", ":")) + "\n").encode()
         fd = open_no_follow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
             os.fchmod(fd, 0o600)
             if os.write(fd, line) != len(line):
                 raise BarehubError(f"a short write to {path}", hint="is the disk full?")
