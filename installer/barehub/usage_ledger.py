@@ -398,16 +398,25 @@ def ended_from_sample(sample: dict, end: float | None, cpu_s: float | None = Non
 
 # --- the commands systemd runs
 
+def own_cpu_s() -> float:
+    """This process's CPU time and its waited-for children's (systemctl): charged to the unit's cgroup too."""
+    return sum(os.times()[:4])
+
+
 def record_stop(paths: Paths, systemctl: Systemctl, proc_cgroup: str, now: float,
-                root: Path = CGROUP_ROOT) -> Session:
+                root: Path = CGROUP_ROOT, own_cpu=lambda: 0.0) -> Session:
     """ExecStopPost of a server unit: its session, from one `systemctl show` of its own unit and its cgroup's
     peak, merged with its sample file, appended to the ledger.
 
     systemd runs ExecStopPost after the server's processes are gone, with the unit's cgroup still there, so
-    CPUUsageNSec is the whole session's (it includes this command's own start-up: measured ~0.1 s of CPU)."""
+    CPUUsageNSec is the whole session's. It also counts this command's own CPU so far (`own_cpu`: its start-up
+    and the systemctl it ran), which is taken off, as read right after the counter: the session is the server's.
+    """
     unit = unit_of_cgroup(proc_cgroup)
     shown = show_units(systemctl, unit)
     props = shown[0] if shown else {"Id": unit}
+    cpu = cpu_seconds(props, root)
+    cpu = max(0.0, cpu - own_cpu()) if cpu is not None else None
     ledger = Ledger(paths)
     ledger.ensure_dirs()
     lock = ledger.lock()
@@ -418,7 +427,7 @@ def record_stop(paths: Paths, systemctl: Systemctl, proc_cgroup: str, now: float
             ledger.append(ended_from_sample(previous, float(previous.get("last_at", now)), note=UNOBSERVED))
             previous = None
         base = sample_of({**props, "MemoryCurrent": ""}, previous, now, root)  # the stop's memory is no sample
-        session = ended_from_sample(base, now, cpu_seconds(props, root),
+        session = ended_from_sample(base, now, cpu,
                                     counter(props.get("MemoryCurrent", "")),
                                     peak_memory(props.get("ControlGroup", ""), root))
         ledger.append(session)
@@ -538,8 +547,9 @@ def main(argv: list[str]) -> int:
     try:
         if argv[0] == "stop":
             with open("/proc/self/cgroup") as f:
-                session = record_stop(paths, Systemctl(timeout=30), f.read(), time.time())
-            print(f"usage: {session.id} of {session.user}: {session.cpu_s:.1f} s CPU, "
+                session = record_stop(paths, Systemctl(timeout=30), f.read(), time.time(), own_cpu=own_cpu_s)
+            print(f"usage: {session.id} of {session.user}: {session.cpu_s:.2f} s CPU "
+                  f"(this record's own {own_cpu_s():.2f} s not counted), "
                   f"peak {session.mem_peak_bytes} B, over {session.wall_s(time.time()):.0f} s")
         else:
             for session in sample(paths, Systemctl(timeout=30), time.time()):

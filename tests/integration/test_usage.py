@@ -55,7 +55,8 @@ def cgroup_cpu_s(container, unit: str) -> float:
 
 
 def usage_json(container, *args: str) -> dict:
-    return json.loads(container.run(f"{BAREHUB} usage --prefix {PREFIX} --json {' '.join(args)}").stdout)
+    """`barehub usage` of the local servers (this machine has sacct, for the Slurm tests, but no Slurm running)."""
+    return json.loads(container.run(f"{BAREHUB} usage --prefix {PREFIX} --source local --json {' '.join(args)}").stdout)
 
 
 def row(report: dict, key: str) -> dict:
@@ -81,6 +82,8 @@ def test_a_servers_cpu_and_memory_are_in_the_ledger_as_its_cgroup_counted(contai
     assert r.status_code in (202, 204), r.text
     wait_until(lambda: sessions_of(container, unit), timeout=60, interval=0.5)
     [line] = sessions_of(container, unit)
+    MEASUREMENTS["usage: the stop record's journal line"] = container.run(
+        f"journalctl -u {unit} --no-pager -o cat | grep 'usage: ' | tail -1", check=False).stdout.strip()
     error = (line["cpu_s"] - before_stop) / before_stop
     MEASUREMENTS["usage: recorded CPU vs the cgroup's just before the stop (%)"] = round(100 * error, 1)
     MEASUREMENTS["usage: uma's server's CPU (s), of it spun in the cell"] = f"{line['cpu_s']:.2f}, {spun:.2f}"
@@ -135,7 +138,7 @@ def test_a_unit_that_ended_without_its_own_record_is_written_from_its_last_sampl
 
 
 def test_the_csv_report_parses_and_its_total_adds_up_the_rows(container, users):
-    text = container.run(f"{BAREHUB} usage --prefix {PREFIX} --csv --by user").stdout
+    text = container.run(f"{BAREHUB} usage --prefix {PREFIX} --source local --csv --by user").stdout
     rows = list(csv.DictReader(io.StringIO(text)))
     *people, total = rows
     assert total["user"] == "total" and {"uma", "vic"} <= {r["user"] for r in people}

@@ -130,10 +130,10 @@ def test_a_stop_writes_the_session_with_its_samples_and_it_reads_back(prefix, v1
                                "server": "", "start": DEC - 3600, "samples": 4, "mem_sum_bytes": 400 * 2 ** 20,
                                "mem_peak_bytes": 150 * 2 ** 20, "cpu_s": 6.0, "last_at": DEC - 30})
     systemctl = systemctl_showing(show_block())
-    session = record_stop(prefix, systemctl, V1_PROC, DEC, v1)
+    session = record_stop(prefix, systemctl, V1_PROC, DEC, v1, own_cpu=lambda: 0.25)
     assert systemctl.calls == [("show", "--timestamp=unix", f"--property={','.join(ledger_mod.PROPERTIES)}", UNIT)]
     assert session.id == f"{UNIT}@inv1" and session.start == DEC - 3600 and session.end == DEC
-    assert session.cpu_s == 7.5  # systemd's counter at the stop, not the last sample's
+    assert session.cpu_s == 7.25  # systemd's counter at the stop (not the last sample's), less this command's own
     assert session.mem_avg_bytes == 100 * 2 ** 20  # the samples' average
     assert session.mem_peak_bytes == 512 * 2 ** 20  # the cgroup's own peak
     assert session.profile == "1 GPU: 8 CPUs, 32 GB %n" and session.server == "" and session.note == ""
