@@ -53,7 +53,7 @@ SERVER_ENV = "BAREHUB_SERVER_B64"
 PROPERTIES = ("Id", "User", "InvocationID", "ActiveState", "ActiveEnterTimestamp", "ExecMainStartTimestamp",
               "CPUUsageNSec", "MemoryCurrent", "ControlGroup", "Slice", "Environment")
 LIVE = ("active", "reloading", "deactivating")  # a unit whose session is not over (ExecStopPost is yet to come)
-LOCK_WAIT_S = 30.0  # a sampler pass takes well under a second (one systemctl call); never wait for ever
+LOCK_WAIT_S = 10.0  # a sampler pass takes well under a second (one systemctl call); below a server unit's stop timeout (20 s)
 UNOBSERVED = "ended while unobserved; figures as of the last sample"
 ONE_READING = "average memory from one reading at the stop (it ran for less than one sampling interval)"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
