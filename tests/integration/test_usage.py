@@ -20,7 +20,7 @@ from tests.integration.hubclient import HubUser
 GIB = 1024 ** 3
 LEDGER = f"{PREFIX}/records/usage"
 BAREHUB = f"{PREFIX}/conda/bin/barehub"
-SPIN_S = 5
+SPIN_S = 10  # the server's own start and stop (measured: ~0.7 s of CPU after the reading) stay well inside 10 %
 SPIN = (f"import time\nt = time.process_time()\nwhile time.process_time() - t < {SPIN_S}: pass\n"
         "held = b'x' * (300 * 2 ** 20)\nprint(round(time.process_time() - t, 2))")
 
