@@ -51,6 +51,8 @@ c.SlurmSpawner.start_timeout = 300  # seconds a job may wait in the queue
 # users are warned this long before a job's time limit (JupyterLab and /hub/sessions show the time left)
 c.SlurmSpawner.walltime_warning = 600
 c.SlurmSpawner.http_timeout = 120
+# the job's comment is its profile's label: Slurm's accounting keeps it (slurm.conf: AccountingStoreFlags=job_comment)
+# for `barehub usage --by profile` (docs/usage.md)
 c.SlurmSpawner.batch_script = """#!/bin/bash
 #SBATCH --output={{homedir}}/.jupyterhub_slurm_%j.log
 #SBATCH --job-name=jupyterhub-{{username}}{% if servername %}-{{servername}}{% endif %}
@@ -62,6 +64,7 @@ c.SlurmSpawner.batch_script = """#!/bin/bash
 {% endif %}{% if nprocs %}#SBATCH --cpus-per-task={{nprocs}}
 {% endif %}{% if gres %}#SBATCH --gres={{gres}}
 {% endif %}{% if options %}#SBATCH {{options}}
+{% endif %}{% if profile %}#SBATCH --comment="{{profile}}"
 {% endif %}
 set -eu
 {{cmd}}
@@ -77,6 +80,8 @@ c.SlurmSpawner.options_form = f"""
 _REQUEST_KEYS = {"partition", "runtime", "memory", "nprocs", "gres", "options", "account", "qos", "reservation"}
 _SITE_REQUEST = weakref.WeakKeyDictionary()  # spawner -> its req_* values as the site's config set them
 for _label, _request in PROFILES.items():
+    if '"' in _label or "\n" in _label:  # the label is the job's comment in the batch script (barehub usage --by profile)
+        raise ValueError(f"profile {_label!r}: a label has no double quote or line break")
     if set(_request) - _REQUEST_KEYS:
         raise ValueError(f"profile {_label!r}: {sorted(set(_request) - _REQUEST_KEYS)} are not Slurm request keys; "
                          f"use {sorted(_REQUEST_KEYS)}")

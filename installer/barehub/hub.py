@@ -37,7 +37,7 @@ os.environ.setdefault(SPAWN_BUCKETS_ENV, ",".join(str(b) for b in SPAWN_BUCKETS_
 from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets)
 from tornado.ioloop import IOLoop  # noqa: E402
 
-from barehub import config_loading, hub_config, sessions
+from barehub import config_loading, hub_config, quotas, sessions, usage_hub
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
 from barehub.base.paths import Paths
 
@@ -49,14 +49,20 @@ class BarehubJupyterHub(JupyterHub):
     reexec_with: str | None = None
 
     def init_handlers(self):
-        """JupyterHub's handlers, and barehub's sessions page and API ahead of them (barehub.sessions)."""
+        """JupyterHub's handlers, and barehub's sessions and usage pages and APIs ahead of them (barehub.sessions,
+        barehub.usage_hub)."""
         super().init_handlers()
-        self.handlers[0:0] = self.add_url_prefix(self.hub_prefix, sessions.HANDLERS)
+        self.handlers[0:0] = self.add_url_prefix(self.hub_prefix, sessions.HANDLERS + usage_hub.HANDLERS)
 
     def init_tornado_settings(self):
-        """JupyterHub's settings, and the site's culling limits for barehub's handlers (barehub.culling)."""
+        """JupyterHub's settings, the site's culling limits for barehub's handlers (barehub.culling), and the usage
+        book behind the usage pages, the metrics and the quotas (barehub.usage_hub)."""
         super().init_tornado_settings()
         self.tornado_settings["barehub_cull_policy"] = hub_config.cull_policy(self.config)
+        section = hub_config.Barehub(config=self.config)
+        book = usage_hub.UsageBook(Paths.from_prefix(os.environ["BAREHUB_PREFIX"]), quotas.parse(section.quotas),
+                                   section.quota_admins, self.log)
+        usage_hub.start(self.tornado_settings, book)
 
     async def shutdown_cancel_tasks(self, sig=None):
         if self.http_server:

@@ -13,6 +13,7 @@ from traitlets import Bool, Float, Integer, TraitError
 from traitlets.config import Config, Configurable
 
 from barehub import culling, unix_accounts
+from barehub.quotas import Quotas
 
 from barehub.base.paths import Paths
 from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
@@ -155,6 +156,11 @@ class Barehub(Configurable):
     cpu_active_percent = Float(10.0, min=0, config=True,
                                help="CPU use of a server (percent of one CPU, over a few seconds, from its own cgroup "
                                     "or process tree) at which it counts as active, as a busy kernel does.")
+    quotas = Quotas(
+        config=True, help="Monthly quotas of CPU and GPU hours (barehub.quotas): {'group:physics': {'cpu_hours': "
+                          "5000, 'gpu_hours': 100}, 'user:ann': {'gpu_hours': 10}}; a spawn of a user whose month is "
+                          "used up is refused, running servers are never stopped.")
+    quota_admins = Bool(False, config=True, help="Whether the quotas apply to admins too (default: admins are exempt).")
     uid_min = Integer(None, allow_none=True, config=True,
                       help="Lowest uid a server may run as (default: UID_MIN of /etc/login.defs).")
     uid_max = Integer(None, allow_none=True, config=True,

@@ -9,6 +9,12 @@ with /dev/null's numbers). A count-only GRES (gres.conf without File=) is what t
 GRES list": the node is then INVAL, 0 < 2); with the stand-ins a job gets what it gets on a real GPU node,
 CUDA_VISIBLE_DEVICES and SLURM_JOB_GPUS.
 
+Accounting (accounting=True, the default): Debian's slurmdbd and a real MariaDB on the login node, the cluster
+registered with sacctmgr, every job's CPU, memory (jobacct_gather/linux, sampled every 2 s: the default 30 s
+leaves a short test job with no memory sample) and gres/gpu recorded, as `barehub usage` reads them with sacct.
+No AccountingStorageEnforce: jobs run without associations (barehub asks no site to manage Slurm accounts), and
+sacct --allusers still lists them.
+
 Clients run on the login node: `with cluster.on_login_node(): requests.get(...)` (see testbed.netns.entered).
 """
 from __future__ import annotations
@@ -24,10 +30,21 @@ from testbed.netns import Network
 LOGIN, COMPUTE = "login", ("cn1", "cn2")
 ADDRESSES = {"login": "10.77.0.1", "cn1": "10.77.0.11", "cn2": "10.77.0.12"}
 USERS = {"kim": (3201, "kim-Secret-5"), "leo": (3202, "leo-Secret-6")}  # name: (uid = gid, password)
+CLUSTER = "barehub-cluster"
+WITHOUT_ACCOUNTING = "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
+assert WITHOUT_ACCOUNTING in site.SLURM_COMMON
+ACCOUNTING = f"""\
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost={LOGIN}
+AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
+"""
 SLURM_CONF = f"""\
-ClusterName=barehub-cluster
+ClusterName={CLUSTER}
 SlurmctldHost={LOGIN}
-{site.SLURM_COMMON}GresTypes=gpu
+{site.SLURM_COMMON.replace(WITHOUT_ACCOUNTING, ACCOUNTING)}GresTypes=gpu
 SlurmdParameters=config_overrides
 SchedulerParameters=bf_interval=2
 NodeName=cn1 NodeAddr={ADDRESSES['cn1']} CPUs=4 RealMemory=16000 State=UNKNOWN
@@ -37,6 +54,19 @@ PartitionName=gpu Nodes=cn2 MaxTime=INFINITE State=UP
 """
 # config_overrides: the nodes announce what slurm.conf says (these containers share this machine's 2 cores);
 # bf_interval=2: the backfill scheduler (which estimates a waiting job's start) every 2 s, not every 30 s
+DB_PASSWORD = "slurmdbd-Db-7"
+SLURMDBD_CONF = f"""\
+AuthType=auth/munge
+DbdHost={LOGIN}
+SlurmUser=slurm
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageLoc=slurm_acct_db
+StorageUser=slurm
+StoragePass={DB_PASSWORD}
+LogFile=/var/log/slurm/slurmdbd.log
+PidFile=/run/slurmdbd.pid
+"""
 GPU_DEVICES = ("/dev/fakegpu0", "/dev/fakegpu1")
 GRES_CONF = f"NodeName=cn2 Name=gpu File=/dev/fakegpu[0-{len(GPU_DEVICES) - 1}]\n"
 # services this machine has enabled that no node needs (three PostgreSQLs starting at once held the boot > 30 s)
@@ -45,7 +75,9 @@ NOT_ON_NODES = ("postgresql.service", "postgresql@15-main.service", "nginx.servi
 
 
 class SlurmCluster:
-    def __init__(self, name: str, work: Path, binds: dict[str, str]):
+    def __init__(self, name: str, work: Path, binds: dict[str, str], accounting: bool = True):
+        self.accounting = accounting
+        self.slurm_conf = SLURM_CONF if accounting else SLURM_CONF.replace(ACCOUNTING, WITHOUT_ACCOUNTING)
         self.network = Network(name)
         shared_dirs = {work / "home": "/home", work / "prefix": PREFIX}
         for directory in shared_dirs:
@@ -103,12 +135,29 @@ class SlurmCluster:
             box.run("base64 -d > /etc/munge/munge.key && chown munge:munge /etc/munge/munge.key "
                     "&& chmod 0400 /etc/munge/munge.key && systemctl restart munge", input=key)
 
+    def start_accounting(self) -> None:
+        """MariaDB (a new data directory: the containers' /var is empty), its user for slurmdbd, slurmdbd, and the
+        cluster registered, before slurmctld starts (it then sends every job's record)."""
+        box = self.login
+        box.run("mariadb-install-db --user=mysql --skip-test-db --auth-root-authentication-method=socket "
+                ">/dev/null && systemctl start mariadb", timeout=120)
+        box.run("mariadb", input=f"CREATE USER 'slurm'@'localhost' IDENTIFIED BY '{DB_PASSWORD}';\n"
+                                 "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';\n")
+        box.run("cat > /etc/slurm/slurmdbd.conf && chown slurm:slurm /etc/slurm/slurmdbd.conf "
+                "&& chmod 0600 /etc/slurm/slurmdbd.conf && systemctl start slurmdbd", input=SLURMDBD_CONF)
+        box.run("for i in $(seq 200); do sacctmgr -n list cluster >/dev/null 2>&1 && exit 0; sleep 0.3; done; "
+                "exit 1", timeout=90)
+        box.run(f"sacctmgr -i add cluster {CLUSTER}")
+
     def start_slurm(self) -> None:
         for node, box in self.nodes.items():
-            box.run("cat > /etc/slurm/slurm.conf", input=SLURM_CONF)
+            box.run("cat > /etc/slurm/slurm.conf", input=self.slurm_conf)
             box.run("cat > /etc/slurm/gres.conf", input=GRES_CONF)
             if node == "cn2":
                 box.run(" && ".join(f"mknod -m 0666 {device} c 1 3" for device in GPU_DEVICES))
+        if self.accounting:  # (sacctmgr finds slurmdbd through slurm.conf)
+            self.start_accounting()
+        for node, box in self.nodes.items():
             if node == LOGIN:
                 box.run("systemctl stop slurmd; systemctl restart slurmctld")
             else:

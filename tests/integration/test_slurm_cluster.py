@@ -119,6 +119,73 @@ def test_the_gpu_profile_runs_on_the_gpu_node_with_a_gpu(hpc, hub):
     stop_server(hpc, leo)
 
 
+def barehub_usage(hpc: SlurmCluster, *args: str):
+    return hpc.login.run(f"barehub usage --prefix {PREFIX} --source slurm " + " ".join(args), check=False, timeout=120)
+
+
+def accounted_end(hpc: SlurmCluster, job_id: str) -> tuple[str, int]:
+    """The job's End and ElapsedRaw in Slurm's accounting database ("Unknown" until slurmctld sent its end)."""
+    out = hpc.login.run(f"sacct -n -P -X -j {job_id} -o End,ElapsedRaw", check=False).stdout.strip()
+    end, _, elapsed = out.partition("|")
+    return end, int(elapsed or 0)
+
+
+def test_usage_from_slurms_accounting_shows_a_gpu_servers_job_with_its_gpu_hours_memory_group_and_profile(hpc, hub):
+    """leo's GPU-profile server runs (a cell holds 200 MiB for 5 s) and is stopped; `barehub usage` reads her job
+    from slurmdbd (MariaDB) through sacct: 1 GPU x the job's elapsed time, by user, by her group, by profile."""
+    leo = user("leo")
+    leo.spawn(timeout=180, form={"profile": GPU_PROFILE})
+    [job] = hpc.jobs("leo")
+    leo.execute("import time; x = bytearray(200 * 1024 ** 2); time.sleep(5)")  # jobacct_gather samples every 2 s
+    stop_server(hpc, leo)
+    wait_until(lambda: accounted_end(hpc, job["id"])[0] not in ("", "Unknown"), 30)
+    elapsed = accounted_end(hpc, job["id"])[1]
+    start = time.monotonic()
+    proc = barehub_usage(hpc, "--json", "--user", "leo")
+    MEASUREMENTS["Slurm cluster: barehub usage --source slurm --json, one sacct call (s)"] = \
+        round(time.monotonic() - start, 2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    [row] = report["rows"]
+    assert row["key"] == "leo" and row["sessions"] >= 1
+    ours = hpc.login.run(f"{PREFIX}/conda/bin/python -c 'import json, time; from barehub import usage, usage_slurm; "
+                         "now = time.time(); print(json.dumps([usage.session_dict(s) for s in "
+                         "usage_slurm.sessions(usage.this_month(now), now)]))'").stdout
+    [session] = [s for s in json.loads(ours) if s["id"] == job["id"]]
+    assert (session["user"], session["group"], session["server"], session["profile"], session["gpus"]) == \
+        ("leo", "leo", "", GPU_PROFILE, 1)
+    assert abs((session["end"] - session["start"]) - elapsed) <= 1  # 1 GPU x its elapsed time
+    assert session["mem_peak_bytes"] >= 200 * 1024 ** 2 and session["cpu_s"] > 0, session
+    leos = [s for s in json.loads(ours) if s["user"] == "leo"]  # (earlier tests' jobs of hers: this month's too)
+    assert row["gpu_hours"] == pytest.approx(sum(s["gpus"] * (s["end"] - s["start"]) for s in leos) / 3600, abs=1e-6)
+    assert row["gpu_hours"] >= elapsed / 3600
+    by_group = json.loads(barehub_usage(hpc, "--json", "--by", "group", "--group", "leo").stdout)
+    assert [r["key"] for r in by_group["rows"]] == ["leo"] and by_group["rows"][0]["gpu_hours"] == row["gpu_hours"]
+    by_profile = {r["key"]: r for r in json.loads(barehub_usage(hpc, "--json", "--by", "profile").stdout)["rows"]}
+    assert by_profile[GPU_PROFILE]["gpu_hours"] >= elapsed / 3600
+    table = barehub_usage(hpc, "--by", "user")
+    assert table.returncode == 0 and "leo" in table.stdout and "Slurm jobs (sacct)" in table.stdout, table.stdout
+
+
+def test_usage_with_slurmdbd_down_fails_saying_so_and_jobs_meanwhile_are_accounted_once_it_is_back(hpc, hub):
+    kim = user("kim")
+    hpc.login.run("systemctl stop slurmdbd")
+    try:
+        proc = barehub_usage(hpc, "--json")
+        assert proc.returncode != 0 and proc.stdout == "", proc.stdout  # no report of zeros
+        assert "Slurm's accounting (slurmdbd) is unreachable or off" in proc.stderr, proc.stderr
+        assert "Connection refused" in proc.stderr and "systemctl status slurmdbd" in proc.stderr, proc.stderr
+        kim.spawn(timeout=180, form={"profile": CPU_PROFILE})  # Slurm itself runs on without its accounting
+        [job] = hpc.jobs("kim")
+        stop_server(hpc, kim)
+    finally:
+        hpc.login.run("systemctl start slurmdbd")
+    # slurmctld kept the records and sends them once slurmdbd is back
+    wait_until(lambda: accounted_end(hpc, job["id"])[0] not in ("", "Unknown"), 60, interval=1)
+    proc = barehub_usage(hpc, "--json", "--user", "kim")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["rows"][0]["sessions"] >= 1, proc.stdout + proc.stderr
+
+
 class GpusTaken:
     """Both GPUs of cn2 held by another job, until the block ends (or release())."""
     def __init__(self, hpc: SlurmCluster):

@@ -82,15 +82,23 @@ def test_a_profile_with_a_key_that_is_not_a_slurm_request_is_named_at_load(prefi
         load_config(prefix)
 
 
+def test_a_profile_label_that_cannot_be_the_jobs_comment_is_named_at_load(prefix):
+    text = (shipped("jupyterhub_config.d") / "slurm.py").read_text().replace('"CPU only: 2 CPUs', '"CPU \\"only\\": 2 CPUs')
+    (prefix.config_d / "40-slurm.py").write_text(text)
+    with pytest.raises(ValueError, match="a label has no double quote or line break"):
+        load_config(prefix)
+
+
 def test_job_script_renders_the_request(slurm):
     from batchspawner.batchspawner import format_template
 
     script = format_template(slurm.batch_script, homedir="/home/carol", username="carol", keepvars="PATH",
                              cmd="run", partition="gpu", runtime="4:00:00", memory="32G", nprocs="8",
-                             gres="gpu:1", options="")
+                             gres="gpu:1", options="", profile="1 GPU: 8 CPUs, 32 GB, 4 hours")
     lines = script.splitlines()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=4:00:00", "#SBATCH --mem=32G",
-                 "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1"):
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1",
+                 '#SBATCH --comment="1 GPU: 8 CPUs, 32 GB, 4 hours"'):  # the profile, for barehub usage
         assert line in lines
     assert not any(line.startswith("#SBATCH") and line.endswith("=") for line in lines)
 
