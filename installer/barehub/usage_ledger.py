@@ -253,8 +253,9 @@ class Ledger:
                                    hint="remove it (and find out who put it there)")
 
     def lock(self, shared: bool = False, wait: float = LOCK_WAIT_S) -> int:
-        """The ledger's lock, held until the descriptor is closed; waits at most `wait` seconds."""
-        fd = open_no_follow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """The ledger's lock, held until the descriptor is closed; waits at most `wait` seconds. A reader opens it
+        read-only (flock needs no more): the hub reads usage from a read-only file system (ProtectSystem=strict)."""
+        fd = open_no_follow(self.lock_path, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -504,6 +505,8 @@ def sessions(paths: Paths, window: Window, now: float, systemctl: Systemctl | No
         return []
     try:
         lock = ledger.lock(shared=True)
+    except FileNotFoundError:  # nothing was ever written
+        lock = None
     except PermissionError:
         raise BarehubError(f"cannot read the usage ledger {ledger.dir}", hint="run as root") from None
     try:
@@ -520,7 +523,8 @@ def sessions(paths: Paths, window: Window, now: float, systemctl: Systemctl | No
         live = {props["Id"]: props for props in server_units(systemctl or Systemctl(timeout=30))
                 if props.get("ActiveState") in LIVE}
     finally:
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
     for unit, props in live.items():
         current = sample_of(props, samples.get(unit), now, root)
         session = ended_from_sample(current, None)

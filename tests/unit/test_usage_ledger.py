@@ -17,6 +17,7 @@ from traitlets.config import Config
 
 from barehub import usage_ledger as ledger_mod
 from barehub.base.errors import BarehubError
+from barehub.base.records import open_no_follow
 from barehub.local_spawner import LocalSpawner
 from barehub.units import USERS_SLICE
 from barehub.usage import Session, Window, summarize
@@ -269,3 +270,20 @@ def test_the_server_unit_gets_the_accounting_beside_the_sites_own_properties(pre
     expanded = {key: spawner._expand_user_vars(value) for key, value in properties.items()}
     assert expanded["RuntimeDirectory"] == "jupyterhub/users/7-gpu-1"
     assert expanded["ExecStopPost"] == properties["ExecStopPost"]
+
+
+def test_a_reader_needs_no_write_access(prefix, v1, monkeypatch):
+    """The hub reads usage with the prefix read-only (ProtectSystem=strict): the lock is taken on a read-only open,
+    and a ledger nothing was ever written to (no lock file yet) reads as empty."""
+    Ledger(prefix).ensure_dirs()
+    assert sessions(prefix, Window(DEC - 60, DEC), DEC, RecordingSystemctl(), v1) == []
+    assert not Ledger(prefix).lock_path.exists()
+    Ledger(prefix).append(Session("local", "u@1", "ann", "ann", "", DEC - 10, DEC - 5, 1.0))
+    os.close(Ledger(prefix).lock())
+
+    def read_only(path, flags=os.O_RDONLY, mode=0o600):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(30, "Read-only file system", str(path))
+        return open_no_follow(path, flags, mode)
+    monkeypatch.setattr(ledger_mod, "open_no_follow", read_only)
+    assert [s.id for s in sessions(prefix, Window(DEC - 60, DEC), DEC, RecordingSystemctl(), v1)] == ["u@1"]
