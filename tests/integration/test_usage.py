@@ -99,6 +99,10 @@ def test_a_servers_cpu_and_memory_are_in_the_ledger_as_its_cgroup_counted(contai
     assert mine["sessions"] == 1 and mine["cpu_hours"] * 3600 == pytest.approx(line["cpu_s"], rel=1e-6)
     assert mine["mem_peak_gib"] * GIB == pytest.approx(line["mem_peak_bytes"], rel=1e-6)
     assert row(usage_json(container, "--by group"), "physics")["sessions"] == 1
+    # as the hub reads it, in its sandbox: the prefix read-only (ProtectSystem=strict)
+    sandboxed = container.run(f"systemd-run --quiet --wait --pipe -p ProtectSystem=strict -p ProtectControlGroups=yes "
+                              f"{BAREHUB} usage --prefix {PREFIX} --source local --json --by user")
+    assert row(json.loads(sandboxed.stdout), "uma")["sessions"] == 1, sandboxed.stdout + sandboxed.stderr
 
 
 def test_a_server_that_ended_while_the_hub_was_stopped_is_still_counted(container, users):
