@@ -61,7 +61,7 @@ class BarehubJupyterHub(JupyterHub):
         self.tornado_settings["barehub_cull_policy"] = hub_config.cull_policy(self.config)
         section = hub_config.Barehub(config=self.config)
         book = usage_hub.UsageBook(Paths.from_prefix(os.environ["BAREHUB_PREFIX"]), quotas.parse(section.quotas),
-                                   section.quota_admins, self.log)
+                                   section.quota_admins, self.log, section.usage_refresh)
         usage_hub.start(self.tornado_settings, book)
 
     async def shutdown_cancel_tasks(self, sig=None):

@@ -161,6 +161,9 @@ class Barehub(Configurable):
                           "5000, 'gpu_hours': 100}, 'user:ann': {'gpu_hours': 10}}; a spawn of a user whose month is "
                           "used up is refused, running servers are never stopped.")
     quota_admins = Bool(False, config=True, help="Whether the quotas apply to admins too (default: admins are exempt).")
+    usage_refresh = Integer(60, min=5, config=True,
+                            help="Seconds between two gatherings of the month's usage (systemd's ledger, sacct) for "
+                                 "the usage pages, the metrics and the quotas.")
     uid_min = Integer(None, allow_none=True, config=True,
                       help="Lowest uid a server may run as (default: UID_MIN of /etc/login.defs).")
     uid_max = Integer(None, allow_none=True, config=True,

@@ -32,24 +32,27 @@ from barehub import quotas, usage, usage_sources
 from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
 
-REFRESH_S = 60  # the book's age at which it is gathered again
+REFRESH_S = 60  # the book's age at which it is gathered again (c.Barehub.usage_refresh)
 
 
 class UsageBook:
     """This month's sessions, as of the last gathering; `error` says why the last one failed (then `sessions` are
     the last good ones)."""
 
-    def __init__(self, paths: Paths, quota_list: list[quotas.Quota], quota_admins: bool, log):
+    def __init__(self, paths: Paths, quota_list: list[quotas.Quota], quota_admins: bool, log,
+                 refresh_s: int = REFRESH_S):
         self.paths, self.quotas, self.quota_admins, self.log = paths, quota_list, quota_admins, log
+        self.refresh_s = refresh_s
         self.sessions: list[usage.Session] = []
         self.gathered_at = 0.0
         self.error = ""
         self.lock = asyncio.Lock()
 
-    async def month(self, max_age: float = REFRESH_S) -> list[usage.Session]:
-        """This month's sessions, gathered again when older than max_age; raises BarehubError if that failed."""
+    async def month(self, max_age: float | None = None) -> list[usage.Session]:
+        """This month's sessions, gathered again when older than max_age (the refresh interval); raises
+        BarehubError if that failed."""
         async with self.lock:
-            if time.time() - self.gathered_at >= max_age:
+            if time.time() - self.gathered_at >= (self.refresh_s if max_age is None else max_age):
                 await self.gather()
         if self.error:
             raise BarehubError(self.error)
@@ -210,7 +213,7 @@ METRICS = (  # name, help, the figure of a row
 
 class UsageCollector:
     """The book's month per (user, group), as counters at each scrape (without waiting: the hub refreshes the book
-    every REFRESH_S)."""
+    every c.Barehub.usage_refresh seconds)."""
 
     def __init__(self, book: UsageBook):
         self.book = book
@@ -249,7 +252,7 @@ def start(settings: dict, book: UsageBook) -> None:
         REGISTRY.unregister(old)
     _COLLECTORS[:] = [UsageCollector(book)]
     REGISTRY.register(_COLLECTORS[0])
-    refresh = PeriodicCallback(lambda: asyncio.ensure_future(book.refresh()), REFRESH_S * 1000)
+    refresh = PeriodicCallback(lambda: asyncio.ensure_future(book.refresh()), book.refresh_s * 1000)
     refresh.start()
     asyncio.ensure_future(book.refresh())
     settings["barehub_usage_refresh"] = refresh

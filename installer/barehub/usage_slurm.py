@@ -42,7 +42,14 @@ DISABLED = "accounting storage is disabled"
 HINT = ("is slurmdbd running and reachable from here? `systemctl status slurmdbd` on its host, and slurm.conf's "
         "AccountingStorageType=accounting_storage/slurmdbd and AccountingStorageHost (docs/usage.md); meanwhile "
         "local servers' usage: barehub usage --source local")
+NO_CONFIG = "could not establish a configuration source"  # no slurm.conf here, and none by DNS (configless)
 Run = Callable[..., subprocess.CompletedProcess]
+
+
+class SlurmAccountingAbsent(BarehubError):
+    """This host has no Slurm accounting to ask (accounting off, or no Slurm configuration at all): with --source
+    all, a site without Slurm accounting is a site whose sessions are all local, not an error
+    (barehub.usage_sources); asked for Slurm alone, it is one."""
 
 
 def sessions(window: Window, now: float, run: Run | None = None, prefix: str = PREFIX, sacct: str = "sacct",
@@ -86,8 +93,12 @@ def query(window: Window, run: Run | None = None, sacct: str = "sacct", timeout:
         raise BarehubError(f"Slurm's accounting (slurmdbd) did not answer within {timeout:.0f} s (sacct)",
                            hint=HINT) from None
     said = " ".join(line.strip() for line in (proc.stderr or "").splitlines() if line.strip())
+    if NO_CONFIG in said.lower():
+        raise SlurmAccountingAbsent(f"Slurm is not configured on this host: sacct says {said!r}",
+                                    hint="run barehub usage on a Slurm submit host (the hub's), with its slurm.conf "
+                                         "(SLURM_CONF); local servers' usage: barehub usage --source local")
     if DISABLED in said.lower():
-        raise BarehubError(f"Slurm's accounting is off on this cluster: sacct says {said!r}",
+        raise SlurmAccountingAbsent(f"Slurm's accounting is off on this cluster: sacct says {said!r}",
                            hint="Slurm servers' usage needs slurmdbd: slurm.conf's AccountingStorageType="
                                 "accounting_storage/slurmdbd (the lines a site needs: docs/usage.md); local servers' "
                                 "usage: barehub usage --source local")

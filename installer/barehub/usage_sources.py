@@ -28,7 +28,8 @@ def slurm_here() -> bool:
 
 def gather(paths: Paths, window: Window, now: float, source: str = "all") -> Gathered:
     """Every session overlapping the window from each source asked. A source that cannot answer (slurmdbd down)
-    raises: usage that silently left it out would read as zero hours."""
+    raises: usage that silently left it out would read as zero hours. With "all", a host where Slurm has no
+    accounting (off, or no slurm.conf) counts local servers only, and says so in the sources."""
     if source not in SOURCES:
         raise BarehubError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
     gathered = Gathered([])
@@ -41,9 +42,15 @@ def gather(paths: Paths, window: Window, now: float, source: str = "all") -> Gat
     if source == "slurm" or (source == "all" and slurm_here()):
         from barehub import usage_slurm
 
-        jobs = usage_slurm.sessions(window, now)
-        gathered.sessions += jobs
-        gathered.sources.append(f"Slurm jobs (sacct): {len(jobs)} job(s)")
+        try:
+            jobs = usage_slurm.sessions(window, now)
+        except usage_slurm.SlurmAccountingAbsent as e:
+            if source == "slurm":
+                raise
+            gathered.sources.append(f"Slurm jobs: none counted here ({e.message})")
+        else:
+            gathered.sessions += jobs
+            gathered.sources.append(f"Slurm jobs (sacct): {len(jobs)} job(s)")
     return gathered
 
 

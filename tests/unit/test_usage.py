@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import types
 
 import pytest
 
@@ -133,3 +134,28 @@ def test_the_command_refuses_an_unknown_group_and_a_source_that_is_down(sources,
     assert code == 1 and out == "" and "slurmdbd" in err
     code, out, _ = run_usage(prefix, capsys, "--csv", "--source", "local")
     assert code == 0 and out.splitlines()[-1].startswith("total,")
+
+
+def test_all_sources_count_local_servers_alone_where_slurm_has_no_accounting_but_fail_where_slurmdbd_is_down(
+        monkeypatch, prefix):
+    """A login node with Slurm's commands but accounting off (or no slurm.conf) has only local sessions; slurmdbd
+    down is an error, with --source all too; --source slurm is an error either way."""
+    import barehub.usage_ledger as ledger
+    import barehub.usage_slurm as slurm
+
+    monkeypatch.setattr(ledger, "sessions", lambda paths, window, now: [session()])
+    monkeypatch.setattr(usage_sources, "slurm_here", lambda: True)
+    window = Window(DEC_1, JAN_1)
+    for said, absent in (("Slurm accounting storage is disabled", True),
+                         ("sacct: fatal: Could not establish a configuration source", True),
+                         ("sacct: error: Problem talking to the database: Connection refused", False)):
+        monkeypatch.setattr(slurm, "_run", lambda argv, env, timeout, said=said: types.SimpleNamespace(
+            returncode=1, stdout="", stderr=said))
+        if absent:
+            found = usage_sources.gather(prefix, window, JAN_1)
+            assert len(found.sessions) == 1 and "Slurm jobs: none counted here" in found.sources[-1]
+        else:
+            with pytest.raises(BarehubError, match="slurmdbd"):
+                usage_sources.gather(prefix, window, JAN_1)
+        with pytest.raises(BarehubError):
+            usage_sources.gather(prefix, window, JAN_1, "slurm")
