@@ -24,7 +24,7 @@ PREFIX = "/opt/barehub"
 # The local accounts the tests log in as, each module its own (their servers stay apart): name -> password
 PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2", "frank": "frank-Secret-4", "grace": "grace-Secret-5",
              "heidi": "heidi-Secret-6", "ivan": "ivan-Secret-7",
-             **{name: f"{name}-Secret-9" for name in ("nora", "omar", "pia", "quinn", "rita", "uma", "vic")}}
+             **{name: f"{name}-Secret-9" for name in ("nora", "omar", "pia", "quinn", "rita", "uma", "vic", "wes")}}
 USER, PASSWORD = "alice", PASSWORDS["alice"]  # the session install's user
 MEASUREMENTS: dict[str, float | str] = {}  # printed at the end of the run (conftest)
 DROP_INS = REPO / "jupyterhub_config.d"  # the shipped fragments

@@ -14,6 +14,7 @@ from tests.integration.helpers import (BASE_URL, HUB, MEASUREMENTS, PASSWORD, PR
 from tests.integration.hubclient import HubUser, auth_header
 
 METRICS_PORT = 28082
+USAGE_REFRESH_S = 5  # the hub gathers usage every minute by default
 PROMETHEUS = "http://127.0.0.1:29090"
 TOKEN_FILE = "/etc/barehub/prometheus-token"
 SCRAPE = f"""
@@ -35,6 +36,7 @@ def metrics_install(container):
     container.run(f"mkdir -p /etc/barehub && openssl rand -hex 32 > {TOKEN_FILE} && chmod 600 {TOKEN_FILE}")
     container.run(f"mkdir -p {PREFIX}/jupyterhub_config.d && "
                   f"cp /mnt/src/jupyterhub_config.d/metrics.py {PREFIX}/jupyterhub_config.d/70-metrics.py")
+    container.run(f"cat > {PREFIX}/jupyterhub_config.d/71-usage.py", input=f"c.Barehub.usage_refresh = {USAGE_REFRESH_S}\n")
     proc = container.run(bootstrap_cmd("--metrics-port", str(METRICS_PORT)), check=False, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     container.run("mkdir -p /tmp/prometheus && cat > /tmp/prometheus/prometheus.yml", input=SCRAPE)
@@ -86,3 +88,20 @@ def test_hub_metrics_need_the_read_metrics_token(container, metrics_install):
     listening = [line.split()[3] for line in container.run(f"ss -Hltn 'sport = :{METRICS_PORT}'").stdout.splitlines()]
     assert listening == [f"127.0.0.1:{METRICS_PORT}"]  # traefik's metrics on loopback only
     assert container.run(f"systemctl is-active {HUB}").stdout.strip() == "active"
+
+
+def test_prometheus_sees_each_users_usage_and_answers_the_readmes_query(container, metrics_install):
+    """The usage counters (barehub.usage_hub) per user and group, live from a running server's cgroup; the query
+    docs/usage.md gives for "GPU hours per group this month" answers (0 GPU hours: a local server has none)."""
+    alice = HubUser(BASE_URL, USER, PASSWORD)
+    assert alice.login().status_code == 302
+    alice.spawn()
+    group = container.run(f"id -gn {USER}").stdout.strip()
+    wall = f'barehub_usage_wall_seconds_total{{user="{USER}",group="{group}"}}'
+    wait_until(lambda: value(wall) is not None, 60, interval=1)
+    first = value(wall)
+    assert value("barehub_usage_up") == 1
+    wait_until(lambda: (value(wall) or 0) > first, 30, interval=1)  # counting while it runs
+    per_group = query("sum by (group) (barehub_usage_gpu_seconds_total) / 3600")
+    assert {(r["metric"]["group"], float(r["value"][1])) for r in per_group} >= {(group, 0.0)}
+    assert value(f'barehub_usage_sessions_total{{user="{USER}"}}') >= 1

@@ -186,6 +186,45 @@ def test_usage_with_slurmdbd_down_fails_saying_so_and_jobs_meanwhile_are_account
     assert proc.returncode == 0 and json.loads(proc.stdout)["rows"][0]["sessions"] >= 1, proc.stdout + proc.stderr
 
 
+def test_a_user_sees_her_own_usage_with_her_own_token_and_nobody_elses(hpc, hub):
+    """GET /hub/api/users/NAME/usage with leo's own token: his month, per profile, with his GPU job from Slurm's
+    accounting; kim's usage and everyone's are refused to him."""
+    leo = user("leo")
+    # the hub gathers usage once a minute: its last gathering may be from while slurmdbd was stopped (503 then)
+    wait_until(lambda: leo.api("GET", "users/leo/usage").status_code == 200, 90, interval=2)
+    report = leo.api("GET", "users/leo/usage").json()
+    assert report["timezone"] == "UTC" and report["by"] == "profile"
+    assert {row["key"] for row in report["rows"]} >= {GPU_PROFILE} and report["total"]["gpu_hours"] > 0, report
+    assert leo.api("GET", "users/kim/usage").status_code in (403, 404)
+    assert leo.api("GET", "usage").status_code == 403
+
+
+def test_a_group_past_its_gpu_quota_gets_no_gpu_server_but_still_a_cpu_one(hpc, hub):
+    """The shipped quotas.py drop-in with the group's GPU hours set below what its GPU jobs used this month, as
+    Slurm's accounting (slurmdbd) says: a GPU spawn through the REST API is refused with the quota, the use and when
+    it resets, and nothing is queued; a CPU spawn of the same user starts (a spawn without a GPU is not refused for
+    GPU hours); the running server is not stopped when the quota applies."""
+    group = hpc.login.run("id -gn leo").stdout.strip()
+    leo = user("leo")
+    leo.spawn(timeout=180, form={"profile": CPU_PROFILE})  # running while the quota comes in
+    put_fragment(hpc.login, "60-quotas.py", filled("quotas.py", {
+        '"group:physics": {"cpu_hours": 5000, "gpu_hours": 100}': f'"group:{group}": {{"gpu_hours": 0.0001}}'}))
+    hpc.login.run(f"systemctl reload {HUB}")
+    try:
+        assert [job["state"] for job in hpc.jobs("leo")] == ["RUNNING"]  # not stopped by the quota
+        r = leo.api("POST", "users/leo/gpu", json={"profile": GPU_PROFILE})
+        assert r.status_code == 403, r.text
+        message = r.json()["message"]
+        assert message.startswith(f"Quota reached: your group {group} has used ") and " of its 0.0001 GPU hours " \
+            "this month. The quota resets on " in message and " 00:00:00 UTC." in message, message
+        assert hpc.jobs("leo", "gpu") == []  # nothing reached Slurm
+        stop_server(hpc, leo)
+        leo.spawn(timeout=180, form={"profile": CPU_PROFILE})  # CPU hours are not limited for the group
+        stop_server(hpc, leo)
+    finally:
+        hpc.login.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-quotas.py && systemctl reload {HUB}")
+
+
 class GpusTaken:
     """Both GPUs of cn2 held by another job, until the block ends (or release())."""
     def __init__(self, hpc: SlurmCluster):

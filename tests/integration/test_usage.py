@@ -149,3 +149,64 @@ def test_the_csv_report_parses_and_its_total_adds_up_the_rows(container, users):
     assert int(total["sessions"]) == sum(int(r["sessions"]) for r in people) >= 3
     for column in ("wall_hours", "cpu_hours", "mem_gib_hours"):
         assert float(total[column]) == pytest.approx(sum(float(r[column]) for r in people), abs=1e-3), column
+
+
+def test_barehub_usage_on_a_host_with_slurms_commands_but_no_slurm_counts_the_local_servers_and_says_so(
+        container, users):
+    """This machine's containers have sacct (for the Slurm tests) and no slurm.conf: --source all (the default)
+    answers from the ledger and says that no Slurm jobs were counted here, instead of failing or reading zeros."""
+    proc = container.run(f"{BAREHUB} usage --prefix {PREFIX}")
+    assert "Slurm jobs: none counted here (Slurm is not configured on this host" in proc.stdout, proc.stdout
+    assert "local servers (systemd):" in proc.stdout and "uma" in proc.stdout
+
+
+@pytest.fixture
+def with_fragment(container):
+    """Puts a fragment in place and reloads the hub; removes it and reloads again at the end."""
+    placed = []
+
+    def put(name: str, text: str) -> None:
+        container.run(f"cat > {PREFIX}/jupyterhub_config.d/{name}", input=text)
+        placed.append(name)
+        container.run(f"systemctl reload {HUB}")
+
+    yield put
+    for name in placed:
+        container.run(f"rm -f {PREFIX}/jupyterhub_config.d/{name}")
+    container.run(f"systemctl reload {HUB}")
+
+
+def test_a_user_sees_her_own_usage_and_nobody_elses_an_admin_sees_everyones(container, users, base_url,
+                                                                            with_fragment):
+    add_local_user(container, "wes")
+    with_fragment("60-test-admin.py", 'c.Authenticator.admin_users = {"wes"}\n')
+    uma, wes = users["uma"], HubUser(base_url, "wes", PASSWORDS["wes"])
+    assert uma.login().status_code == 302 and wes.login().status_code == 302
+    wait_until(lambda: uma.api("GET", "users/uma/usage").status_code == 200, 60, interval=1)
+    own = uma.api("GET", "users/uma/usage").json()
+    assert own["timezone"] == "UTC" and own["total"]["sessions"] >= 1 and own["total"]["cpu_hours"] > SPIN_S / 3600
+    assert uma.api("GET", "users/vic/usage").status_code in (403, 404)  # her own token, another user
+    assert uma.api("GET", "usage").status_code == 403
+    page = uma.session.get(f"{base_url}/hub/usage", timeout=30)
+    assert page.status_code == 200 and "Your usage this month" in page.text and "Everyone" not in page.text
+    everyone = wes.api("GET", "usage", params={"by": "user"}).json()
+    assert {"uma", "vic"} <= {r["key"] for r in everyone["rows"]}
+    assert wes.api("GET", "users/uma/usage").status_code == 200  # an admin reads hers too
+    assert "Everyone (admins only)" in wes.session.get(f"{base_url}/hub/usage", timeout=30).text
+    assert uma.api("GET", "users/uma/usage", params={"since": "last week"}).status_code == 400
+
+
+def test_a_users_cpu_quota_refuses_her_spawn_saying_why_and_spares_others(container, users, with_fragment):
+    """A quota of 0 CPU hours for vic (he has used some): his spawn is refused with the quota, his use and the
+    reset, through the REST API; uma, without a quota, starts hers."""
+    with_fragment("60-quotas.py", 'c.Barehub.quotas = {"user:vic": {"cpu_hours": 0}}\n')
+    vic, uma = users["vic"], users["uma"]
+    assert vic.login().status_code == 302 and uma.login().status_code == 302
+    r = vic.api("POST", "users/vic/server")
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert message.startswith("Quota reached: you have used ") and " of your 0 CPU hours this month. The quota " \
+        "resets on " in message, message
+    assert container.run("systemctl is-active jupyter-vic-singleuser.service", check=False).stdout.strip() != "active"
+    uma.spawn()
+    assert uma.api("DELETE", "users/uma/server").status_code in (202, 204)
