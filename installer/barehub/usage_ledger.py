@@ -18,7 +18,11 @@ most one minute of a session. The hub plays no part: it may be stopped, restarte
 Root never follows a link here: every file is opened through barehub.base.records.open_no_follow, and the
 directories are root's own (0700), where no user can plant one. The unit to account is found from
 /proc/self/cgroup (the kernel's word), and its figures from systemd and the kernel's cgroup files, none of which
-the server's user can write.
+the server's user can write. The stop record runs as root with the unit's environment (systemd 252 has no
+per-command environment): that environment is the hub's (JupyterHub's variables, the site's c.Spawner.environment,
+the spawn profile base64-encoded), never the user's, who cannot change a running unit's properties; and whoever can
+create transient system units, as the hub does, can already run anything as root, so this adds no way up. `-I`
+keeps Python from reading PYTHON* variables and the user site directory all the same.
 """
 from __future__ import annotations
 
