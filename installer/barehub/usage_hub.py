@@ -125,7 +125,11 @@ def install_quota_gate(book: UsageBook) -> None:
         reason = await book.refusal(spawner)
         if reason:
             spawner.log.warning("refused a spawn of %s: %s", spawner._log_name, reason)
-            raise web.HTTPError(403, reason)
+            refused = web.HTTPError(403, reason)
+            # what JupyterHub's pages show of a failed spawn (without it: "Failed to start your server on the last
+            # attempt", seen in test_usage)
+            refused.jupyterhub_message = reason
+            raise refused
         return await maybe_future(original(spawner))
 
     run_pre_spawn_hook.barehub_original = original

@@ -42,7 +42,7 @@ class HubUser:
     def login(self) -> requests.Response:
         page = self.session.get(f"{self.base}/hub/login", timeout=30, verify=self.verify)
         page.raise_for_status()
-        xsrf = self.session.cookies.get("_xsrf", "")
+        xsrf = self.xsrf()  # the hub's: a user who used her server has its _xsrf cookie too
         return self.session.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False, verify=self.verify,
                                  data={"username": self.name, "password": self.password, "_xsrf": xsrf})
 

@@ -179,7 +179,8 @@ def with_fragment(container):
 def test_a_user_sees_her_own_usage_and_nobody_elses_an_admin_sees_everyones(container, users, base_url,
                                                                             with_fragment):
     add_local_user(container, "wes")
-    with_fragment("60-test-admin.py", 'c.Authenticator.admin_users = {"wes"}\n')
+    # (any allow config turns barehub's default "every local user" off: kept on here)
+    with_fragment("60-test-admin.py", 'c.Authenticator.admin_users = {"wes"}\nc.PAMAuthenticator.allow_all = True\n')
     uma, wes = users["uma"], HubUser(base_url, "wes", PASSWORDS["wes"])
     assert uma.login().status_code == 302 and wes.login().status_code == 302
     wait_until(lambda: uma.api("GET", "users/uma/usage").status_code == 200, 60, interval=1)
@@ -196,12 +197,16 @@ def test_a_user_sees_her_own_usage_and_nobody_elses_an_admin_sees_everyones(cont
     assert uma.api("GET", "users/uma/usage", params={"since": "last week"}).status_code == 400
 
 
-def test_a_users_cpu_quota_refuses_her_spawn_saying_why_and_spares_others(container, users, with_fragment):
+def test_a_users_cpu_quota_refuses_his_spawn_saying_why_and_spares_others(container, users, base_url,
+                                                                          with_fragment):
     """A quota of 0 CPU hours for vic (he has used some): his spawn is refused with the quota, his use and the
-    reset, through the REST API; uma, without a quota, starts hers."""
+    reset, through the REST API and on the page his browser lands on after login; uma, without a quota, starts
+    hers."""
     with_fragment("60-quotas.py", 'c.Barehub.quotas = {"user:vic": {"cpu_hours": 0}}\n')
-    vic, uma = users["vic"], users["uma"]
+    vic, uma = HubUser(base_url, "vic", PASSWORDS["vic"]), HubUser(base_url, "uma", PASSWORDS["uma"])
     assert vic.login().status_code == 302 and uma.login().status_code == 302
+    page = vic.session.get(f"{base_url}/hub/spawn", timeout=60)
+    assert page.status_code == 403 and "Quota reached: you have used " in page.text, page.text[-2000:]
     r = vic.api("POST", "users/vic/server")
     assert r.status_code == 403, r.text
     message = r.json()["message"]

@@ -113,6 +113,7 @@ def test_the_gate_runs_before_the_sites_own_pre_spawn_hook_for_every_spawner_cla
     with pytest.raises(web.HTTPError) as e:
         asyncio.run(gpu.run_pre_spawn_hook())
     assert e.value.status_code == 403 and "your group physics has used 3.0 of its 2 GPU hours" in e.value.log_message
+    assert e.value.jupyterhub_message == e.value.log_message  # the spawn page says it, not "Failed to start"
     cpu = LocalProcessSpawner(pre_spawn_hook=lambda s: ran.append(s.user.name))
     cpu.user = types.SimpleNamespace(name="dan", admin=False)
     asyncio.run(cpu.run_pre_spawn_hook())
