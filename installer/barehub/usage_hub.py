@@ -47,6 +47,7 @@ class UsageBook:
         self.gathered_at = 0.0
         self.error = ""
         self.lock = asyncio.Lock()
+        self.asked = asyncio.Semaphore(1)  # windows other than this month: one sacct at a time, whoever asks
 
     async def month(self, max_age: float | None = None) -> list[usage.Session]:
         """This month's sessions, gathered again when older than max_age (the refresh interval); raises
@@ -81,7 +82,8 @@ class UsageBook:
         now = time.time()
         if window.since >= usage.this_month(now).since:
             return await self.month()
-        found = await asyncio.to_thread(usage_sources.gather, self.paths, window, now)
+        async with self.asked:  # a user asking for her past years again and again keeps one thread busy, no more
+            found = await asyncio.to_thread(usage_sources.gather, self.paths, window, now)
         return found.sessions
 
     async def refusal(self, spawner) -> str | None:

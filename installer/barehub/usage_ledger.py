@@ -231,6 +231,11 @@ def unit_start(props: dict[str, str]) -> float | None:
 
 # --- the files
 
+class LedgerUnreadable(BarehubError):
+    """The ledger is root's (0700): a --hub-user hub, which runs no local servers, cannot read it
+    (barehub.usage_sources then counts its Slurm jobs alone)."""
+
+
 class Ledger:
     """records/usage: the month files, the running units' sample files, and the lock that orders their writers."""
 
@@ -512,7 +517,7 @@ def sessions(paths: Paths, window: Window, now: float, systemctl: Systemctl | No
     except FileNotFoundError:  # nothing was ever written
         lock = None
     except PermissionError:
-        raise BarehubError(f"cannot read the usage ledger {ledger.dir}", hint="run as root") from None
+        raise LedgerUnreadable(f"cannot read the usage ledger {ledger.dir} (root's)", hint="run as root") from None
     try:
         found, seen = [], set()
         for month in months(window.since, now):

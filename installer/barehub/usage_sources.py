@@ -29,16 +29,23 @@ def slurm_here() -> bool:
 def gather(paths: Paths, window: Window, now: float, source: str = "all") -> Gathered:
     """Every session overlapping the window from each source asked. A source that cannot answer (slurmdbd down)
     raises: usage that silently left it out would read as zero hours. With "all", a host where Slurm has no
-    accounting (off, or no slurm.conf) counts local servers only, and says so in the sources."""
+    accounting (off, or no slurm.conf) counts local servers only, and a --hub-user hub (which cannot read root's
+    ledger, and runs no local servers) Slurm jobs only; each says so in the sources."""
     if source not in SOURCES:
         raise BarehubError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
     gathered = Gathered([])
     if source in ("all", "local"):
         from barehub import usage_ledger
 
-        local = usage_ledger.sessions(paths, window, now)
-        gathered.sessions += local
-        gathered.sources.append(f"local servers (systemd): {len(local)} session(s)")
+        try:
+            local = usage_ledger.sessions(paths, window, now)
+        except usage_ledger.LedgerUnreadable as e:
+            if source == "local":
+                raise
+            gathered.sources.append(f"local servers: none counted ({e.message})")
+        else:
+            gathered.sessions += local
+            gathered.sources.append(f"local servers (systemd): {len(local)} session(s)")
     if source == "slurm" or (source == "all" and slurm_here()):
         from barehub import usage_slurm
 

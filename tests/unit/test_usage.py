@@ -159,3 +159,22 @@ def test_all_sources_count_local_servers_alone_where_slurm_has_no_accounting_but
                 usage_sources.gather(prefix, window, JAN_1)
         with pytest.raises(BarehubError):
             usage_sources.gather(prefix, window, JAN_1, "slurm")
+
+
+def test_a_hub_that_cannot_read_roots_ledger_counts_its_slurm_jobs_alone(monkeypatch, prefix):
+    """A --hub-user hub (Slurm through sudo) runs no local servers and cannot read root's 0700 ledger: its usage
+    page, metrics and quotas count its Slurm jobs, and say that local servers were not counted."""
+    import barehub.usage_ledger as ledger
+    import barehub.usage_slurm as slurm
+
+    def unreadable(paths, window, now):
+        raise ledger.LedgerUnreadable("cannot read the usage ledger (root's)", hint="run as root")
+
+    monkeypatch.setattr(ledger, "sessions", unreadable)
+    monkeypatch.setattr(slurm, "sessions", lambda window, now: [session(source="slurm")])
+    monkeypatch.setattr(usage_sources, "slurm_here", lambda: True)
+    found = usage_sources.gather(prefix, Window(DEC_1, JAN_1), JAN_1)
+    assert [s.source for s in found.sessions] == ["slurm"]
+    assert found.sources[0].startswith("local servers: none counted (cannot read the usage ledger")
+    with pytest.raises(BarehubError, match="cannot read the usage ledger"):
+        usage_sources.gather(prefix, Window(DEC_1, JAN_1), JAN_1, "local")
