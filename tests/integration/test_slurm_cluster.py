@@ -212,7 +212,7 @@ def test_a_group_past_its_gpu_quota_gets_no_gpu_server_but_still_a_cpu_one(hpc, 
     hpc.login.run(f"systemctl reload {HUB}")
     try:
         assert [job["state"] for job in hpc.jobs("leo")] == ["RUNNING"]  # not stopped by the quota
-        r = leo.api("POST", "users/leo/gpu", json={"profile": GPU_PROFILE})
+        r = leo.api("POST", "users/leo/servers/gpu", json={"profile": GPU_PROFILE})
         assert r.status_code == 403, r.text
         message = r.json()["message"]
         assert message.startswith(f"Quota reached: your group {group} has used ") and " of its 0.0001 GPU hours " \
