@@ -100,7 +100,7 @@ def write_report(results: dict, path: Path) -> None:
              "fresh process (what an admin types); wall time. Re-run: `sudo .venv-tests/bin/python -m bench.usage`.",
              "", "| way | median | min-max | n |", "|---|---|---|---|"]
     for label, s in ways.items():
-        lines.append(f"| {label} | {s['median']:.3f} s | {s['min']:.3f}-{s['max']:.3f} s | {s['n']} |")
+        lines.append(f"| {label.replace('|', chr(92) + '|')} | {s['median']:.3f} s | {s['min']:.3f}-{s['max']:.3f} s | {s['n']} |")
     lines += ["", f"Ratio (barehub usage / the journal's way): {ours / theirs:.2f}x. Total CPU hours: barehub "
                   f"{results['cpu_hours_total']['barehub']:.2f}, journal {results['cpu_hours_total']['journal']:.2f} "
                   "(the same sessions).",
