@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 import pytest
 
@@ -126,9 +125,12 @@ def test_a_unit_that_ended_without_its_own_record_is_written_from_its_last_sampl
     """A server unit of a release before the ledger (no ExecStopPost), or one the power took: the sampler saw it
     running, and writes it down as of that sample once it is gone."""
     unit = "jupyter-vic-old.service"
+    # 2 s of CPU, however long a busy machine takes to give them (a 2 s busy loop got 1.36 s in a CI run)
+    container.run("cat > /tmp/spin-2s.py", input="import time\nt = time.process_time()\n"
+                                                 "while time.process_time() - t < 2: pass\n")
     container.run(f"systemd-run --unit {unit} --slice jupyterhub-users.slice --uid vic -p MemoryAccounting=yes "
-                  f"-p CPUAccounting=yes /bin/sh -c 'timeout 2 sh -c \"while :; do :; done\"; exec sleep 600'")
-    time.sleep(3)
+                  f"-p CPUAccounting=yes /bin/sh -c '/usr/bin/python3 /tmp/spin-2s.py; exec sleep 600'")
+    wait_until(lambda: cgroup_cpu_s(container, unit) >= 2.0, 120, interval=0.5)
     container.run("systemctl start barehub-usage.service")
     sampled = json.loads(container.run(f"cat {LEDGER}/running/{unit}.json").stdout)
     assert sampled["samples"] == 1 and sampled["cpu_s"] >= 1.5, sampled
