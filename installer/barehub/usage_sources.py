@@ -33,32 +33,31 @@ def gather(paths: Paths, window: Window, now: float, source: str = "all") -> Gat
     ledger, and runs no local servers) Slurm jobs only; each says so in the sources."""
     if source not in SOURCES:
         raise BarehubError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
+    from barehub import usage_ledger, usage_slurm
+
     gathered = Gathered([])
     if source in ("all", "local"):
-        from barehub import usage_ledger
-
-        try:
-            local = usage_ledger.sessions(paths, window, now)
-        except usage_ledger.LedgerUnreadable as e:
-            if source == "local":
-                raise
-            gathered.sources.append(f"local servers: none counted ({e.message})")
-        else:
-            gathered.sessions += local
-            gathered.sources.append(f"local servers (systemd): {len(local)} session(s)")
+        ask(gathered, lambda: usage_ledger.sessions(paths, window, now), usage_ledger.LedgerUnreadable,
+            source == "local", "local servers (systemd): {} session(s)", "local servers: none counted ({})")
     if source == "slurm" or (source == "all" and slurm_here()):
-        from barehub import usage_slurm
-
-        try:
-            jobs = usage_slurm.sessions(window, now)
-        except usage_slurm.SlurmAccountingAbsent as e:
-            if source == "slurm":
-                raise
-            gathered.sources.append(f"Slurm jobs: none counted here ({e.message})")
-        else:
-            gathered.sessions += jobs
-            gathered.sources.append(f"Slurm jobs (sacct): {len(jobs)} job(s)")
+        ask(gathered, lambda: usage_slurm.sessions(window, now), usage_slurm.SlurmAccountingAbsent,
+            source == "slurm", "Slurm jobs (sacct): {} job(s)", "Slurm jobs: none counted here ({})")
     return gathered
+
+
+def ask(gathered: Gathered, sessions, absent: type[BarehubError], asked_alone: bool, found: str,
+        none: str) -> None:
+    """One source's sessions into `gathered`; a source that is absent here (`absent`) is said, not counted, unless
+    it was the one asked for."""
+    try:
+        got = sessions()
+    except absent as e:
+        if asked_alone:
+            raise
+        gathered.sources.append(none.format(e.message))
+        return
+    gathered.sessions += got
+    gathered.sources.append(found.format(len(got)))
 
 
 def known_group(name: str) -> str:
