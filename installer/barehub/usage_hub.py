@@ -16,8 +16,6 @@ most once a minute, so a page view, a scrape or a spawn never waits on sacct twi
 from __future__ import annotations
 
 import asyncio
-import grp
-import pwd
 import time
 
 from jupyterhub.apihandlers.base import APIHandler
@@ -28,7 +26,7 @@ from jupyterhub.utils import maybe_future
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from tornado import web
 
-from barehub import quotas, usage, usage_sources
+from barehub import fsutil, quotas, usage, usage_sources
 from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
 
@@ -106,7 +104,7 @@ class UsageBook:
 def primary_group(user: str) -> str:
     """The group a user's sessions are charged to; "" for a name without an account here."""
     try:
-        return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+        return fsutil.primary_group(user)
     except (KeyError, OverflowError):
         return ""
 
