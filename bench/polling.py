@@ -36,11 +36,12 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.box import CONFIG_D, HUB, installed  # noqa: E402
+from bench.box import CONFIG_D, HUB as HUB_URL, installed  # noqa: E402
 from bench.report import save  # noqa: E402
 from testbed.web import wait_until  # noqa: E402
 from testbed.wheelhouse import CACHE, build_wheelhouse  # noqa: E402
-from tests.integration.helpers import HTTP_PORT, REPO, bootstrap_cmd, filled, put_fragment  # noqa: E402
+from tests.integration.helpers import (HTTP_PORT, HUB, REPO, bootstrap_cmd, cgroup_cpu_s, filled,  # noqa: E402
+                                       put_fragment)
 from tests.integration.slurm_cluster import ADDRESSES, SlurmCluster  # noqa: E402
 
 SIZES = (20, 100, 200)
@@ -111,7 +112,7 @@ class Site:
                 return names
 
     def hub_cpu_s(self) -> float:
-        return int(self.box.run(f"systemctl show -p CPUUsageNSec --value {HUB}").stdout.strip()) / 1e9
+        return cgroup_cpu_s(self.box, HUB)
 
     def use_spawner(self, spawner: str) -> None:
         put_fragment(self.box, "92-bench-spawner.py", f'c.JupyterHub.spawner_class = "{spawner}"\n')
@@ -287,7 +288,7 @@ def run_local(sizes: list[int], idle_s: float, reports_s: float) -> dict:
     with installed("polling") as (box, token):
         add_users(box, max(sizes), home=True)
         put_fragment(box, "91-bench-polling.py", LOCAL)
-        site = Site("local", box, HUB, token)
+        site = Site("local", box, HUB_URL, token)
         return {"setups": measure_site(site, sizes, idle_s, reports_s)}
 
 

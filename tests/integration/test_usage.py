@@ -13,7 +13,8 @@ import json
 
 import pytest
 
-from tests.integration.helpers import HUB, MEASUREMENTS, PASSWORDS, PREFIX, add_local_user, wait_until
+from tests.integration.helpers import (HUB, MEASUREMENTS, PASSWORDS, PREFIX, add_local_user, cgroup_cpu_s,
+                                       wait_until)
 from tests.integration.hubclient import HubUser
 
 GIB = 1024 ** 3
@@ -39,18 +40,6 @@ def ledger_lines(container) -> list[dict]:
 
 def sessions_of(container, unit: str) -> list[dict]:
     return [line for line in ledger_lines(container) if line["id"].startswith(unit + "@")]
-
-
-def cgroup_cpu_s(container, unit: str) -> float:
-    """What the unit's cgroup counted so far, as systemd says it, else as the kernel's unified hierarchy does
-    (this machine's containers mount cpu and cpuacct apart, where systemd says "[not set]")."""
-    props = dict(line.split("=", 1) for line in
-                 container.run(f"systemctl show -p CPUUsageNSec -p ControlGroup {unit}").stdout.splitlines())
-    if props["CPUUsageNSec"].isdigit():
-        return int(props["CPUUsageNSec"]) / 1e9
-    stat = container.run(f"cat /sys/fs/cgroup/unified{props['ControlGroup']}/cpu.stat "
-                         f"|| cat /sys/fs/cgroup{props['ControlGroup']}/cpu.stat").stdout
-    return int(dict(line.split() for line in stat.splitlines())["usage_usec"]) / 1e6
 
 
 def usage_json(container, *args: str) -> dict:
