@@ -17,7 +17,10 @@ starting its own: her second server would kill her first (systemdspawner #73, op
   `jupyter-ann-gpu-singleuser` user "ann" could otherwise reach with a server "gpu-singleuser", or any unit of
   the host) is refused too, where upstream stopped it as root;
 - why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
-  sessions page and the REST API (barehub.server_end).
+  sessions page and the REST API (barehub.server_end);
+- the units' states come from one `systemctl show` of all the hub's server units per poll interval
+  (barehub.shared_poll), instead of upstream's `systemctl is-active` per unit per poll; why a unit ended is read
+  from the same answer. A failed shared call has each server asked alone, the old way.
 The unit's name is worked out at each start (a server renamed while stopped gets its new name); a running
 server keeps the one saved with it, so units started by an earlier release are still found.
 """
@@ -36,10 +39,13 @@ from barehub.base.paths import Paths
 from barehub.culling import profile_in
 from barehub.server_end import RemembersEnd
 from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
+from barehub.shared_poll import PollsShared, SharedQuery
 from barehub.systemd import Systemctl
 from barehub.units import USERS_SLICE
 
 LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
+RUNNING = {"active", "reloading", "refreshing"}  # the states `systemctl is-active` exits 0 for (upstream's poll)
+UNIT_STATE = ("ActiveState", "SubState", "LoadState", "Result", "ExecMainStatus")  # (describe_unit_end's too)
 UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 
@@ -109,7 +115,14 @@ def usage_properties(paths: Paths, profile: str, server: str, exec_stop_post=Non
     }
 
 
-class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
+async def show_units(units: list[str]) -> dict[str, dict[str, str]]:
+    return await asyncio.to_thread(Systemctl(timeout=10).show_many, units, *UNIT_STATE)
+
+
+UNITS = SharedQuery(show_units)  # every LocalSpawner of this hub asks this one
+
+
+class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
     server_unit_name_template = Unicode(
         "jupyter-{USERNAME}-{SERVERNAME}",
         help="""Unit name of a user's named server: {USERNAME} (escaped for systemd), {USERID}, {SERVERNAME}.
@@ -209,14 +222,22 @@ class LocalSpawner(RemembersWork, RemembersEnd, SystemdSpawner):
         return started
 
     async def poll(self):
-        status = await super().poll()
+        """Whether the unit runs (None) or ended (1, why remembered), from the shared `systemctl show`."""
+        answer = await UNITS.ask(self.unit_name, self.poll_max_age())
+        properties = answer.states.get(self.unit_name) if answer.error is None else None
+        if properties is None:  # asked alone, the old way
+            self.log.warning(f"{self._log_name}: the shared systemctl show failed ({answer.error}); asked alone")
+            status = await super().poll()
+        else:
+            status = None if properties.get("ActiveState") in RUNNING else 1
         if status is not None and self.ended is None:
-            self.record_end(await self.unit_end())
+            self.record_end(describe_unit_end(properties) if properties is not None else await self.unit_end())
         return status
 
     async def stop(self, now=False):
         self.record_end("stopped")
         await super().stop(now)
+        UNITS.forget(self.unit_name)
 
     async def unit_end(self) -> str:
         properties = await asyncio.to_thread(Systemctl(timeout=10).show, self.unit_name,

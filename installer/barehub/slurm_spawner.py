@@ -23,13 +23,20 @@ slurm.py) before a generic error. Here:
   could otherwise point the hub's route for /user/NAME/ at any port of the node, e.g. another user's listener;
 - the server's port counts as up once it answers HTTP, not once it takes a TCP connection: the job holds its
   port, listening, from before it reports it (barehub.batch_singleuser), so the kernel takes connections before
-  the server runs.
-Everything else (submission, sudo, stop, poll) is upstream's.
+  the server runs;
+- the jobs' states come from one `squeue` call per poll interval for all the hub's jobs (barehub.shared_poll),
+  run as the hub's own user, instead of a `sudo -u USER squeue` per job per poll: the same line per job (the
+  same fields as the per-job QUERY), so everything above reads them as before. A job the shared call did not
+  list (slurm.conf PrivateData=jobs hides other users' jobs from a hub user that is not a Slurm operator; a job
+  Slurm has purged) is asked alone, the old way, and so is every job when the shared call fails for any reason
+  but an unreachable controller (which is then every job's "unknown" state, as each job's own call said).
+Everything else (submission, sudo, stop) is upstream's.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime
 
 from batchspawner import SlurmSpawner as UpstreamSlurmSpawner
@@ -44,10 +51,13 @@ from barehub.batch_singleuser import ANY_PORT, parse_range
 from barehub.server_end import RemembersEnd
 from barehub.server_work import RemembersWork
 from barehub.server_tokens import spawner_of_token
+from barehub.shared_poll import PollsShared, SharedQuery
 from barehub.utc_time import iso
 
 # state, node | reason | start (expected while queued, actual once running) | end (the time limit's) | time limit
-QUERY = "squeue -h -t all -j {job_id} -o '%T %B|%r|%S|%e|%l'"
+FIELDS = "%T %B|%r|%S|%e|%l"
+QUERY = f"squeue -h -t all -j {{job_id}} -o '{FIELDS}'"
+SHARED_QUERY_TIMEOUT = 60  # s; a shared squeue that takes longer is killed and each job asked alone
 WALLTIME_WARNING = 600  # seconds before a job's time limit the user is warned (SlurmSpawner.walltime_warning)
 # Slurm's reasons a job waits, as a user would say them (squeue(1), "JOB REASON CODES")
 REASONS = {
@@ -138,6 +148,38 @@ def describe_end(job_id: str, status: dict[str, str], log: str) -> str:
     return f"Slurm job {job_id} ended before the server started ({state}{reason}). Its output is in {log}."
 
 
+class SqueueFailed(Exception):
+    """The shared squeue's error (its stderr, as the per-job call's error text was its job's status)."""
+
+
+async def squeue_jobs(job_ids: list[str]) -> dict[str, str]:
+    """QUERY's line for each of these jobs Slurm lists, from one squeue run as the hub's own user (ids Slurm does
+    not know, or the hub's user may not see, are left out). squeue asks slurmctld once for all of them."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", f"%i {FIELDS}",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except OSError as e:
+        raise SqueueFailed(f"squeue: {e}") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), SHARED_QUERY_TIMEOUT)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise SqueueFailed(f"squeue did not answer within {SHARED_QUERY_TIMEOUT} s") from None
+    if proc.returncode != 0:
+        raise SqueueFailed(err.decode(errors="replace").strip() or f"squeue exited with {proc.returncode}")
+    states = {}
+    for line in out.decode(errors="replace").splitlines():
+        job_id, _, status = line.strip().partition(" ")
+        if job_id:
+            states[job_id] = status
+    return states
+
+
+JOBS = SharedQuery(squeue_jobs)  # every SlurmSpawner of this hub asks this one
+
+
 def check_reported_port(data, ports: range) -> int:
     """The port of a port report's body, which must be {"port": N}, N an integer (JSON's true is not: Python's bool
     is an int) in `ports`; a 400 saying what is accepted otherwise."""
@@ -192,8 +234,9 @@ class PortRange(Unicode):
         return value
 
 
-class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
+class SlurmSpawner(PollsShared, RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
     started_by_this_hub = False  # whether start() ran in this hub process (not so for a job found after a restart)
+    said_asked_alone = ""  # the job whose being missing from the shared squeue was logged
 
     port_range = PortRange(
         help="""Ports users' servers may listen on, on the compute nodes ("40000-40999"): the job takes a free one
@@ -234,6 +277,37 @@ class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
 
     def queue_status(self) -> dict[str, str]:
         return parse_status(self.job_status or "")
+
+    async def query_job_status(self, max_age: float = 0.0) -> JobStatus:
+        """The job's state from the shared squeue (an answer at most `max_age` s old; 0: one asked for now),
+        or, where that did not list the job, from the job's own call, upstream's."""
+        if not self.job_id or self.batch_query_cmd != QUERY:  # (a site's own query: asked its way)
+            return await super().query_job_status()
+        job_id = self.job_id
+        answer = await JOBS.ask(job_id, max_age)
+        if answer.error is not None and self.controller_unreachable(str(answer.error)):
+            self.job_status = str(answer.error)  # what each job's own call would say
+        elif answer.error is None and job_id in answer.states:
+            self.job_status = answer.states[job_id]
+        else:
+            status = await super().query_job_status()
+            if status != JobStatus.NOTFOUND and answer.error is None and self.said_asked_alone != job_id:
+                self.said_asked_alone = job_id  # (once per job)
+                self.log.warning(f"Slurm job {job_id} is not in the squeue the hub runs as its own user (slurm.conf "
+                                 f"PrivateData=jobs?), but in its user's: it is asked alone at each poll")
+            elif answer.error is not None:
+                self.log.warning(f"the shared squeue failed ({answer.error}); Slurm job {job_id} asked alone")
+            return status
+        if self.state_isrunning():
+            return JobStatus.RUNNING
+        if self.state_ispending():
+            return JobStatus.PENDING
+        if self.state_isunknown():
+            return JobStatus.UNKNOWN
+        return JobStatus.NOTFOUND
+
+    def controller_unreachable(self, text: str) -> bool:
+        return bool(self.state_unknown_re and re.search(self.state_unknown_re, text))
 
     async def progress(self):
         """The spawn page's messages: Slurm's state and reason while the job waits, its node once it runs."""
@@ -296,7 +370,7 @@ class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
 
     async def until_server_listens(self) -> None:
         """Until the job runs and its server takes connections (self.ip, self.port); raises once the job ended."""
-        while await self.job_alive() != JobStatus.RUNNING:
+        while await self.job_alive() != JobStatus.RUNNING:  # (answers shared with the jobs starting meanwhile)
             await asyncio.sleep(self.startup_poll_interval)
         self.ip = self.state_gethost()
         while self.port == 0:  # batchspawner-singleuser reports its port to the hub's API first ...
@@ -312,7 +386,7 @@ class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
         if self.job_id and self.server is not None and not self.server.port and not self.started_by_this_hub \
                 and not self._stop_pending:
             return await self.resume()
-        status = await self.query_job_status()
+        status = await self.query_job_status(self.poll_max_age())
         if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
             return None
         self.record_end(describe_job_end(self.queue_status()))
@@ -331,6 +405,8 @@ class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
         if self.job_id and self.ended is not None:
             self.ended.setdefault("job_id", self.job_id)
             self.ended.setdefault("log", self.output_log(self.job_id))
+        if self.job_id:
+            JOBS.forget(self.job_id)
         super().clear_state()
 
     def get_req_subvars(self):
@@ -402,7 +478,7 @@ class SlurmSpawner(RemembersWork, RemembersEnd, UpstreamSlurmSpawner):
 
     async def job_alive(self) -> JobStatus:
         """The job's state; raises, saying why, once it ended or when Slurm says it will not start."""
-        status = await self.query_job_status()
+        status = await self.query_job_status(self.startup_poll_interval)
         job_id, queue = self.job_id, self.queue_status()
         if status == JobStatus.PENDING and queue["reason"] in WILL_NOT_START:
             await self.cancel_batch_job()

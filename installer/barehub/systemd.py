@@ -88,6 +88,19 @@ class Systemctl:
         return [{"unit": unit, **self.show(unit, "Slice", "User", "ActiveState", "MemoryCurrent", "MemoryMax")}
                 for unit in names]
 
+    def show_many(self, units: Sequence[str], *props: str) -> dict[str, dict[str, str]]:
+        """Properties of many units from one `systemctl show` (one fork, whatever their number); a unit systemd
+        does not know has LoadState=not-found. Raises when systemctl fails (systemd does not answer)."""
+        if not units:
+            return {}
+        proc = self.run("show", *(f"--property={p}" for p in ("Id", *props)), "--", *units, check=False)
+        blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+                  for block in proc.stdout.split("\n\n") if block.strip()]
+        if proc.returncode != 0 or len(blocks) != len(units):
+            raise BarehubError(f"systemctl show of {len(units)} units failed: {proc.stderr.strip()}",
+                               "see journalctl -b -u init.scope")
+        return dict(zip(units, blocks))  # systemctl answers in the order it was asked
+
     def show(self, unit: str, *props: str) -> dict[str, str]:
         out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

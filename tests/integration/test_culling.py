@@ -8,6 +8,7 @@ the users' servers stopped and the fragments removed.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -19,9 +20,11 @@ from tests.integration.hubclient import HubUser
 
 CONFIG_D = f"{PREFIX}/jupyterhub_config.d"
 IDLE_S, CAP_S, KEEP_S, WORK_S = 30, 40, 60, 80  # the profiles' timeout and cap; how long pia keeps; how long work runs
+POLL_S = 10  # the hub's poll of the servers' units (JupyterHub's default, 30 s, is what sites run)
 LIMITS = f'''
 c.Barehub.profile_limits = {{"small": {{"idle_timeout": {IDLE_S}}},
                             "medium": {{"idle_timeout": {IDLE_S}, "max_busy": {CAP_S}}}}}
+c.Spawner.poll_interval = {POLL_S}
 '''
 # who does what, with which local-limits profile
 PEOPLE = {"nora": "small", "omar": "medium", "pia": "small", "quinn": "small", "rita": "small"}
@@ -121,3 +124,48 @@ def test_the_culler_keeps_work_and_stops_idleness_saying_why(container, people):
     assert any(s.startswith("keeping quinn/: busy (cpu) since") for s in said), said
     for name in ("nora", "quinn"):
         assert any(s.startswith(f"stopping {name}/: idle for") for s in said), said
+
+
+# every systemctl the hub runs, logged (the hub's PATH has /usr/local/sbin before /usr/bin); others pass through
+SYSTEMCTL_LOG = "barehub-test-systemctl"
+SYSTEMCTL_WRAPPER = f"""#!/bin/sh
+case "$(tr '\\0' ' ' < /proc/$PPID/cmdline)" in *barehub.hub*) logger -t {SYSTEMCTL_LOG} -- "$*";; esac
+exec /usr/bin/systemctl "$@"
+"""
+
+
+@contextlib.contextmanager
+def hubs_systemctl_calls_logged(container):
+    container.run("cat > /usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl", input=SYSTEMCTL_WRAPPER)
+    try:
+        yield
+    finally:
+        container.run("rm -f /usr/local/sbin/systemctl")
+
+
+def hubs_systemctl_calls(container, since: float) -> list[str]:
+    return container.run(f"journalctl -t {SYSTEMCTL_LOG} --since @{since:.3f} -o cat --no-pager").stdout.splitlines()
+
+
+def test_several_servers_polls_make_one_systemctl_per_interval_and_a_unit_killed_outside_is_noticed(container, people):
+    """Upstream's poll ran `systemctl is-active UNIT` per server per poll: here one `systemctl show` asks for all
+    the server units, at most twice per poll interval; a unit killed outside the hub is noticed within one."""
+    users = [people[name] for name in ("nora", "omar", "pia")]
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    for user in users:  # (kept from the culler meanwhile)
+        user.spawn(form={"profile": "small"})
+        assert user.api("PATCH", f"users/{user.name}/sessions/", json={"keep_until": until}).status_code == 200
+    with hubs_systemctl_calls_logged(container):
+        since = time.time()
+        time.sleep(2 * POLL_S)
+        calls = hubs_systemctl_calls(container, since)
+        shows = [c for c in calls if c.startswith("show") and "ActiveState" in c]
+        MEASUREMENTS["culling: 3 servers, the hub's systemctl calls per poll interval (upstream: 3)"] = len(calls) / 2
+        assert 1 <= len(shows) <= 2 * 2 + 1 and len(calls) == len(shows), calls
+        assert all(f"jupyter-{u.name}-singleuser" in c for c in shows for u in users), shows
+        container.run("systemctl kill --signal=SIGKILL jupyter-nora-singleuser")  # an admin, the OOM killer
+        waited = wait_until(lambda: not running(people["nora"]), 30, interval=0.5)
+    MEASUREMENTS["culling: a server unit killed outside the hub, noticed after (s)"] = round(waited, 1)
+    assert waited <= POLL_S + 3
+    sessions = {s["name"]: s for s in people["nora"].api("GET", "users/nora/sessions").json()["sessions"]}
+    assert sessions[""]["why"].startswith("the server was killed by a signal (signal 9)"), sessions[""]

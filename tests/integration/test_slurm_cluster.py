@@ -6,7 +6,9 @@ login node's network, as users' browsers reach the login node.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import statistics
 import time
 
@@ -23,6 +25,7 @@ from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
 SHORT_PROFILE = "Short: 1 CPU, 1 GB, 1 minute"
 HUB_URL = f"http://login:{HTTP_PORT}"  # slurm.py's HUB_URL: the hub's public URL as the nodes reach it
 LOGIN_NODE_URL = f"http://{ADDRESSES['login']}:{HTTP_PORT}"  # the same, as this test's clients on the login node use it
+POLL_S = 10  # the hub's poll interval here (JupyterHub's default, 30 s, is what sites run)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def hub(hpc):
                           '"runtime": "1"},\n'}))  # a site's profile with a 1-minute time limit
     put_fragment(hpc.login, "20-named-servers.py", filled("named-servers.py", {}))
     # the hub notices a job that ended within 10 s (JupyterHub's default poll, 30 s, is what sites run)
-    put_fragment(hpc.login, "45-test-poll.py", "c.SlurmSpawner.poll_interval = 10\n")
+    put_fragment(hpc.login, "45-test-poll.py", f"c.SlurmSpawner.poll_interval = {POLL_S}\n")
     start = time.monotonic()
     hpc.login.run(bootstrap_cmd(), timeout=900)
     MEASUREMENTS["Slurm cluster: barehub installed on the login node (s)"] = round(time.monotonic() - start, 1)
@@ -520,13 +523,53 @@ def test_a_profile_whose_partition_is_down_is_refused_at_once_and_its_job_cancel
     wait_until(lambda: hpc.jobs("leo") == [], 30)
 
 
-def test_a_job_cancelled_outside_the_hub_is_noticed_and_shown_as_stopped(hpc, hub):
-    kim = user("kim")
+def rpc_counts(hpc: SlurmCluster) -> tuple[int, dict[str, int]]:
+    """slurmctld's own counts (sdiag) of the RPCs that read jobs (REQUEST_JOB_INFO and REQUEST_JOB_INFO_SINGLE:
+    what squeue sends), and of all RPCs by user."""
+    out = hpc.login.run("sdiag").stdout
+    job_info = sum(int(n) for n in re.findall(r"^\s*REQUEST_JOB_INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out, re.M))
+    by_user = re.findall(r"^\s*(\S+)\s+\(\s*\d+\)\s+count:(\d+)", out.split("by user", 1)[1], re.M)
+    return job_info, {name: int(n) for name, n in by_user}
+
+
+def job_info_rpcs_during(hpc: SlurmCluster, action) -> tuple[int, dict[str, int], float]:
+    """The job-info RPCs slurmctld served while `action` ran, the RPCs of users kim and leo, and its seconds."""
+    (job_info, users), start = rpc_counts(hpc), time.monotonic()
+    action()
+    took = time.monotonic() - start
+    after, users_after = rpc_counts(hpc)
+    return after - job_info, {u: users_after.get(u, 0) - users.get(u, 0) for u in ("kim", "leo")}, took
+
+
+def test_three_servers_polls_make_one_squeue_per_interval_and_a_job_cancelled_outside_is_noticed_within_one(hpc, hub):
+    """Upstream asked each job with its own `sudo -u USER squeue` at each poll: here one squeue, the hub's own, asks
+    for all jobs, at most twice per poll interval (POLL_S); at the hub's start too, where JupyterHub polls them all
+    at once. slurmctld counts the RPCs itself (sdiag), and by user: a per-job call would be kim's or leo's."""
+    kim, leo = user("kim"), user("leo")
     kim.spawn(timeout=180, form={"profile": CPU_PROFILE})
-    [job] = hpc.jobs("kim")
-    hpc.login.run(f"scancel {job['id']}")  # an admin, or the user on the command line
-    waited = wait_until(lambda: server_model(kim) == {}, 90, interval=1)
+    leo.spawn(timeout=180, form={"profile": CPU_PROFILE})
+    assert kim.api("POST", "users/kim/servers/gpu", json={"profile": GPU_PROFILE}).status_code in (201, 202)
+    wait_until(lambda: sessions(kim).get("gpu", {}).get("state") == "running", 180)
+    [leos] = hpc.jobs("leo")
+
+    def restart():
+        hpc.login.run(f"systemctl restart {HUB}")
+        wait_until(lambda: status_code(f"{LOGIN_NODE_URL}/hub/health") == 200, 120)
+    calls, users, took = job_info_rpcs_during(hpc, restart)  # one call at the start, then the periodic ones
+    assert calls <= 1 + 2 * math.ceil(took / POLL_S) and users == {"kim": 0, "leo": 0}, (calls, users, took)
+    calls, users, took = job_info_rpcs_during(hpc, lambda: time.sleep(2 * POLL_S))
+    MEASUREMENTS["Slurm cluster: 3 servers, job-info RPCs per poll interval (upstream: 3)"] = round(calls * POLL_S / took, 1)
+    assert 1 <= calls <= 2 * 2 + 1 and users == {"kim": 0, "leo": 0}, (calls, users)
+    assert server_model(kim)["ready"] is True and sessions(kim)["gpu"]["node"] == "cn2"  # (what squeue said)
+
+    hpc.login.run(f"scancel {leos['id']}")  # an admin, or the user on the command line
+    waited = wait_until(lambda: server_model(leo) == {}, 60, interval=0.5)
     MEASUREMENTS["Slurm cluster: a job scancelled outside the hub, shown as stopped after (s)"] = round(waited, 1)
+    assert waited <= POLL_S + 3, waited  # within one poll interval (and the call's own time)
+    assert sessions(leo)[""]["why"] == "cancelled"
+    for name in ("", "gpu"):
+        kim.api("DELETE", f"users/kim/servers/{name}", json={"remove": bool(name)})
+    wait_until(lambda: hpc.jobs("kim", None) == [], 60)
 
 
 def test_slurmctld_down_for_a_minute_leaves_servers_alone_fails_new_spawns_clearly_and_recovers(hpc, hub):

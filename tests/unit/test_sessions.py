@@ -172,7 +172,7 @@ def test_the_reason_a_job_ended_outlives_the_hub_clearing_its_state_and_a_restar
 
     async def ended():
         from batchspawner.batchspawner import JobStatus
-        spawner.query_job_status = lambda: asyncio.sleep(0, result=JobStatus.NOTFOUND)  # squeue's answer, as saved
+        spawner.query_job_status = lambda *_: asyncio.sleep(0, result=JobStatus.NOTFOUND)  # squeue's answer, as saved
         return await spawner.poll()
 
     assert asyncio.run(ended()) == 1

@@ -1,0 +1,131 @@
+"""Many servers' states from one call per poll interval, whatever the number of servers.
+
+Upstream, every spawner asks about its own server at every poll: batchspawner runs `sudo -u USER squeue -j ID` per
+job, systemdspawner `systemctl is-active UNIT` per unit, every `Spawner.poll_interval` (30 s). The hub's forks and
+slurmctld's RPCs then grow with the number of running servers (200 servers: 400 squeue calls a minute, each one a
+sudo, a squeue and an RPC). Here a spawner asks a SharedQuery instead, which answers every spawner's ask from one
+call naming all the watched keys (job ids, unit names):
+- asks made while a call runs, or in the same turn of the event loop (JupyterHub's poll of every server at its
+  start: N asks, one call), share that call;
+- an answer younger than the ask's `max_age` is reused; the periodic poll asks with max_age = poll_interval / 2,
+  so there are at most 2 calls per poll interval (calls of the periodic poll start more than max_age apart);
+- every other ask (a start, a stop, a page, JupyterHub's poll at its start) asks with max_age 0: it gets a call
+  that started after it asked (still shared with the asks of that moment), so nothing new is taken from a stale
+  answer (a unit restarted under the same name);
+- each spawner's periodic poll runs every (poll_interval - max_age) / (1 + poll_jitter / 2) s, so that the end of
+  a server is noticed within one poll_interval, as upstream's own poll did: the first poll at least max_age after
+  the end (it comes within that period: the jitter lengthens a period by at most poll_jitter / 2) is answered by
+  a call that started after the end. Bound: poll_interval plus the call's own duration.
+A watched key is dropped when its server is forgotten (`forget`), or when nobody asked for it for a while.
+The answer of a failed call is shared too (with its error): the spawner then decides (slurmctld down: the same
+"unknown" state for every job; any other failure: each server asked alone, the old way), so one answer's error
+never hides a server's end.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from tornado.ioloop import PeriodicCallback
+
+FORGET_AFTER = 600.0  # s a key nobody asked for stays in the calls (at least; 4 times the longest max_age asked)
+PERIODIC = contextvars.ContextVar("barehub_periodic_poll", default=False)  # set while JupyterHub's own poll runs
+
+
+@dataclass
+class Answer:
+    """One call's answer: when it started, which keys it named, what it said of each (a key it did not list is
+    missing), or the error it failed with."""
+    started: float
+    asked: frozenset
+    states: dict = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class SharedQuery:
+    """Coalesces asks about many keys into calls of `fetch(keys) -> {key: state}` (keys it does not list are
+    missing; an exception is that call's error, given to every ask it answers). One call runs at a time."""
+
+    def __init__(self, fetch: Callable[[list[str]], Awaitable[dict[str, Any]]], clock=time.monotonic):
+        self.fetch, self.clock = fetch, clock
+        self.watched: dict[str, float] = {}  # key -> when it was last asked for
+        self.forget_after = FORGET_AFTER
+        self.answer: Answer | None = None  # the last call's
+        self.running: asyncio.Future | None = None
+        self.running_answer: Answer | None = None  # (its start and keys, while it runs)
+        self.next: asyncio.Future | None = None  # a call asked for, to start once the running one ends
+        self.task: asyncio.Task | None = None
+        self.calls = 0
+
+    async def ask(self, key: str, max_age: float = 0.0) -> Answer:
+        """An answer naming `key`, from a call that started at most `max_age` s ago (0: after this ask)."""
+        now, loop = self.clock(), asyncio.get_running_loop()
+        self.watched[key] = now
+        self.forget_after = max(self.forget_after, 4 * max_age)
+        if any(f is not None and f.get_loop() is not loop for f in (self.running, self.next)):
+            self.running = self.running_answer = self.next = None  # (a new event loop: a test's, a restarted hub's)
+        answer = self.answer
+        if answer is not None and key in answer.asked and now - answer.started < max_age:
+            return answer
+        running = self.running_answer
+        if self.running is not None and key in running.asked and now - running.started < max_age:
+            return await asyncio.shield(self.running)
+        if self.next is None:
+            self.next = loop.create_future()
+            self.task = loop.create_task(self.run_next(self.next, self.running))
+        return await asyncio.shield(self.next)
+
+    def forget(self, key: str) -> None:
+        """The key's server ended or was stopped: later calls do not name it."""
+        self.watched.pop(key, None)
+
+    async def run_next(self, future: asyncio.Future, before: asyncio.Future | None) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        await asyncio.sleep(0)  # asks made in this turn of the event loop (N polls gathered at once) join
+        now = self.clock()
+        self.watched = {key: at for key, at in self.watched.items() if now - at <= self.forget_after}
+        answer = Answer(started=now, asked=frozenset(self.watched))
+        self.next, self.running, self.running_answer = None, future, answer
+        self.calls += 1
+        try:
+            answer.states = dict(await self.fetch(sorted(answer.asked)))
+        except Exception as e:  # shared with every ask this call answers
+            answer.error = e
+        finally:
+            self.answer = answer
+            self.running = self.running_answer = None
+            future.set_result(answer)
+
+
+def cadence(poll_interval: float, poll_jitter: float) -> tuple[float, float]:
+    """(period of a spawner's periodic poll, max_age of the answers it takes): at most 2 calls per poll_interval,
+    and an end noticed within one poll_interval (the module's docstring)."""
+    max_age = poll_interval / 2
+    return (poll_interval - max_age) / (1 + poll_jitter / 2), max_age
+
+
+class PollsShared:
+    """A spawner whose periodic poll takes answers up to max_age old (the module's cadence); any other poll
+    (JupyterHub's at its start, after a stop, on a page) asks for a fresh one."""
+
+    def poll_max_age(self) -> float:
+        return cadence(self.poll_interval, self.poll_jitter)[1] if PERIODIC.get() else 0.0
+
+    def start_polling(self):
+        if self.poll_interval <= 0:
+            return super().start_polling()
+        self.stop_polling()
+        period, _ = cadence(self.poll_interval, self.poll_jitter)
+        self._poll_callback = PeriodicCallback(self.poll_and_notify, 1e3 * period, jitter=self.poll_jitter)
+        self._poll_callback.start()
+
+    async def poll_and_notify(self):
+        token = PERIODIC.set(True)
+        try:
+            return await super().poll_and_notify()
+        finally:
+            PERIODIC.reset(token)
