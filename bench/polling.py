@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -305,12 +307,19 @@ def main() -> int:
     sizes = [int(n) for n in args.sizes.split(",")]
     results: dict = {"machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, "sizes": sizes,
                      "idle_s": args.idle_s, "reports_s": args.reports_s, "report_every_s": REPORT_EVERY_S,
-                     "api_every_s": API_EVERY_S, "poll_interval_s": 30}
-    if args.only != "local":
-        results["slurm"] = run_slurm(sizes, args.idle_s, args.reports_s)
-    if args.only != "slurm":
-        results["local"] = run_local(sizes, args.idle_s, args.reports_s)
-    save(results, "polling-results", write_report)
+                     "api_every_s": API_EVERY_S, "poll_interval_s": 30,
+                     "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                              capture_output=True, text=True).stdout.strip()}
+    kept = Path(__file__).resolve().parent / "polling-results.json"
+    if args.only and kept.exists():  # the other kind's results, from its own run with the same sizes
+        earlier = json.loads(kept.read_text())
+        other = "local" if args.only == "slurm" else "slurm"
+        if earlier.get("sizes") == sizes and other in earlier:
+            results[other] = earlier[other]
+    for kind, run in (("slurm", run_slurm), ("local", run_local)):
+        if args.only in (None, kind):
+            results[kind] = run(sizes, args.idle_s, args.reports_s)
+            save(results, "polling-results", write_report)  # each kind's as soon as it is measured
     return 0
 
 
@@ -326,8 +335,8 @@ def write_report(results: dict, path: Path) -> None:
     sizes, poll = [str(n) for n in results["sizes"]], results["poll_interval_s"]
     calls_allowed = 2 * 60 / poll  # the target: at most 2 squeue calls per poll interval
     lines = [f"# The hub's cost of {sizes[-1]} running servers: barehub's spawners against upstream's", "",
-             f"Measured {results['machine']['date']} on one machine ({results['machine']['cores']} cores), one run "
-             "(`bench/polling.py`), upstream first, then barehub, in the same containers with the same hub and "
+             f"Measured {results['machine']['date']} on one machine ({results['machine']['cores']} cores), barehub at "
+             f"commit {results.get('commit', '?')}, one run per kind (`bench/polling.py`), upstream first, then barehub, in the same containers with the same hub and "
              "config (barehub's install; only `c.JupyterHub.spawner_class` differs), JupyterHub's default poll "
              f"interval ({poll} s) for both. Every server is `bench/tinyserver.py` (tornado), one per user, started "
              f"{BATCH} at a time up to each N (the servers of the smaller N keep running). Per N: the hub idle for "
