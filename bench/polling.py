@@ -345,7 +345,7 @@ def write_report(results: dict, path: Path) -> None:
              f"then {results['reports_s']:.0f} s with every server posting JupyterHub's activity report every "
              f"{results['report_every_s']} s (a compressed rate: jupyterhub-singleuser posts every 300 s) while one "
              f"client asks `GET /hub/api/users/NAME` every {results['api_every_s']} s (p99 of its answers, through "
-             "traefik). Re-run: `sudo .venv-tests/bin/python -m bench.polling` (about 50 min; "
+             "traefik). Re-run: `sudo .venv-tests/bin/python -m bench.polling` (about 35 min; "
              "`--sizes 20,100,200 --only slurm|local`).", ""]
     if "slurm" in results:
         slurm = results["slurm"]
