@@ -126,8 +126,10 @@ def test_the_culler_keeps_work_and_stops_idleness_saying_why(container, people):
         assert any(s.startswith(f"stopping {name}/: idle for") for s in said), said
 
 
-# every systemctl the hub runs, logged (the hub's PATH has /usr/local/sbin before /usr/bin); others pass through
+# every systemctl the hub runs, logged (the hub's PATH has its env's bin first; /usr is read-only here); others
+# pass through
 SYSTEMCTL_LOG = "barehub-test-systemctl"
+SYSTEMCTL_WRAPPER_PATH = f"{PREFIX}/conda/bin/systemctl"
 SYSTEMCTL_WRAPPER = f"""#!/bin/sh
 case "$(tr '\\0' ' ' < /proc/$PPID/cmdline)" in *barehub.hub*) logger -t {SYSTEMCTL_LOG} -- "$*";; esac
 exec /usr/bin/systemctl "$@"
@@ -136,11 +138,11 @@ exec /usr/bin/systemctl "$@"
 
 @contextlib.contextmanager
 def hubs_systemctl_calls_logged(container):
-    container.run("cat > /usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl", input=SYSTEMCTL_WRAPPER)
+    container.run(f"cat > {SYSTEMCTL_WRAPPER_PATH} && chmod 755 {SYSTEMCTL_WRAPPER_PATH}", input=SYSTEMCTL_WRAPPER)
     try:
         yield
     finally:
-        container.run("rm -f /usr/local/sbin/systemctl")
+        container.run(f"rm -f {SYSTEMCTL_WRAPPER_PATH}")
 
 
 def hubs_systemctl_calls(container, since: float) -> list[str]:
