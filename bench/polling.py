@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -284,6 +285,7 @@ def run_slurm(sizes: list[int], idle_s: float, reports_s: float) -> dict:
         return {"squeue_rpcs": rpcs, "setups": measure_site(site, sizes, idle_s, reports_s)}
     finally:
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the nodes' shared /home and prefix (600 MB)
 
 
 def run_local(sizes: list[int], idle_s: float, reports_s: float) -> dict:
