@@ -243,11 +243,44 @@ def measure_site(site: Site, sizes: list[int], idle_s: float, reports_s: float) 
                 log(f"{site.kind} {setup}: {n} servers running ({took:.0f} s to start {n - running})")
                 running = n
                 rows[str(n)] = {**measure(site, idle_s, reports_s), "start_s": round(took, 1)}
+                if site.kind == "local" and setup == "barehub":  # (outside the windows measured above)
+                    rows[str(n)]["systemctl_calls"] = systemctl_calls(site.box, USERS[:n])
                 log(f"{site.kind} {setup} N={n}: {rows[str(n)]}")
         finally:
             stop_servers(site, USERS[:running])
         results[setup] = rows
     return results
+
+
+# CPU of one shared poll's systemctl call for the N running units, the old way (`show`, as barehub at 3fbb7b6) and
+# the new (`list-units`): the systemctl process's own (its rusage) and systemd's (init.scope's cgroup), each averaged
+SYSTEMCTL_CALLS = r"""
+import json, pathlib, resource, subprocess, sys
+units = [f"jupyter-{user}-singleuser" for user in sys.argv[1:]]
+calls = {"show": ["systemctl", "show", "--property=Id", "--property=ActiveState", "--property=SubState",
+                  "--property=LoadState", "--property=Result", "--property=ExecMainStatus", "--", *units],
+         "list-units": ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full", "--no-pager", "--",
+                        *(f"{unit}.service" for unit in units)]}
+stats = [path for path in (pathlib.Path("/sys/fs/cgroup/init.scope/cpu.stat"),
+                           pathlib.Path("/sys/fs/cgroup/unified/init.scope/cpu.stat")) if path.exists()]
+def pid1_s():
+    return int(dict(l.split() for l in stats[0].read_text().splitlines())["usage_usec"]) / 1e6 if stats else 0.0
+def own_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+out = {}
+for name, cmd in calls.items():
+    own, pid1 = own_s(), pid1_s()
+    for _ in range(REPS):
+        subprocess.run(cmd, capture_output=True, check=True)
+    out[name] = {"systemctl_ms": (own_s() - own) / REPS * 1e3,
+                 "systemd_ms": (pid1_s() - pid1) / REPS * 1e3 if stats else None}
+print(json.dumps(out))
+""".replace("REPS", "5")
+
+
+def systemctl_calls(box, users: list[str]) -> dict:
+    return json.loads(box.run(f"python3 - {' '.join(users)}", input=SYSTEMCTL_CALLS).stdout)
 
 
 def add_users(box, count: int, home: bool) -> None:
@@ -393,6 +426,19 @@ def write_report(results: dict, path: Path) -> None:
         cpu_ratio = bare[sizes[-1]]["idle_hub_cpu_s_per_min"] / up[sizes[-1]]["idle_hub_cpu_s_per_min"]
         lines += ["", f"Target: hub CPU at {sizes[-1]} idle servers at most 1/5 of upstream's: {cpu_ratio:.2f}x, "
                       f"{'met' if cpu_ratio <= 0.2 else 'missed'}.", ""]
+        if all("systemctl_calls" in bare[n] for n in sizes):
+            lines += ["One shared poll's call for all N units, CPU ms per call (mean of 5, with the N units running): "
+                      "the old `systemctl show -p ... UNIT...` (one GetAll of every property per unit; barehub's "
+                      "shared poll at 3fbb7b6) against `systemctl list-units --all ... UNIT.service...` (one "
+                      "ListUnitsByPatterns), in systemctl itself (counted in the hub's cgroup) and in systemd "
+                      "(init.scope's cgroup, not counted above). A shared poll makes up to 4 such calls a minute.", "",
+                      "| N | show: systemctl | systemd | list-units: systemctl | systemd |", "|---|---|---|---|---|"]
+            for n in sizes:
+                c = bare[n]["systemctl_calls"]
+                ms = [f"{c[k][p]:.0f}" if c[k][p] is not None else "-" for k in ("show", "list-units")
+                      for p in ("systemctl_ms", "systemd_ms")]
+                lines.append(f"| {n} | " + " | ".join(ms) + " |")
+            lines += [""]
         lines += details(local["setups"], sizes)
     p99s = [results[k]["setups"][s][n]["api"]["p99_ms"] for k in ("slurm", "local") if k in results
             for s in ("upstream", "barehub") for n in sizes]

@@ -18,9 +18,10 @@ starting its own: her second server would kill her first (systemdspawner #73, op
   the host) is refused too, where upstream stopped it as root;
 - why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
   sessions page and the REST API (barehub.server_end);
-- the units' states come from one `systemctl show` of all the hub's server units per poll interval
-  (barehub.shared_poll), instead of upstream's `systemctl is-active` per unit per poll; why a unit ended is read
-  from the same answer. A failed shared call has each server asked alone, the old way.
+- the units' states come from one `systemctl list-units` of all the hub's server units per poll interval
+  (barehub.shared_poll), instead of upstream's `systemctl is-active` per unit per poll; why a unit ended
+  (systemd's Result, which that list does not give) is asked of that unit alone, once, when it has ended. A failed
+  shared call has each server asked alone, the old way.
 The unit's name is worked out at each start (a server renamed while stopped gets its new name); a running
 server keeps the one saved with it, so units started by an earlier release are still found.
 """
@@ -45,7 +46,7 @@ from barehub.units import USERS_SLICE
 
 LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
 RUNNING = {"active", "reloading", "refreshing"}  # the states `systemctl is-active` exits 0 for (upstream's poll)
-UNIT_STATE = ("ActiveState", "SubState", "LoadState", "Result", "ExecMainStatus")  # (describe_unit_end's too)
+UNIT_END = ("LoadState", "Result", "ExecMainStatus")  # what describe_unit_end reads
 UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 
@@ -115,11 +116,11 @@ def usage_properties(paths: Paths, profile: str, server: str, exec_stop_post=Non
     }
 
 
-async def show_units(units: list[str]) -> dict[str, dict[str, str]]:
-    return await asyncio.to_thread(Systemctl(timeout=10).show_many, units, *UNIT_STATE)
+async def unit_states(units: list[str]) -> dict[str, dict[str, str]]:
+    return await asyncio.to_thread(Systemctl(timeout=10).unit_states, units)
 
 
-UNITS = SharedQuery(show_units)  # every LocalSpawner of this hub asks this one
+UNITS = SharedQuery(unit_states)  # every LocalSpawner of this hub asks this one
 
 
 class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
@@ -222,16 +223,18 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         return started
 
     async def poll(self):
-        """Whether the unit runs (None) or ended (1, why remembered), from the shared `systemctl show`."""
+        """Whether the unit runs (None) or ended (1, why remembered), from the shared `systemctl list-units`."""
         answer = await UNITS.ask(self.unit_name, self.poll_max_age())
         properties = answer.states.get(self.unit_name) if answer.error is None else None
         if properties is None:  # asked alone, the old way
-            self.log.warning(f"{self._log_name}: the shared systemctl show failed ({answer.error}); asked alone")
+            self.log.warning(f"{self._log_name}: the shared systemctl list-units failed ({answer.error}); "
+                             f"asked alone")
             status = await super().poll()
         else:
             status = None if properties.get("ActiveState") in RUNNING else 1
         if status is not None and self.ended is None:
-            self.record_end(describe_unit_end(properties) if properties is not None else await self.unit_end())
+            forgotten = properties is not None and properties.get("LoadState") == "not-found"
+            self.record_end(describe_unit_end(properties) if forgotten else await self.unit_end())
         return status
 
     async def stop(self, now=False):
@@ -240,8 +243,8 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         UNITS.forget(self.unit_name)
 
     async def unit_end(self) -> str:
-        properties = await asyncio.to_thread(Systemctl(timeout=10).show, self.unit_name,
-                                             "LoadState", "Result", "ExecMainStatus")
+        """Why the unit ended, asked of it alone (systemd keeps a unit that failed, with its Result)."""
+        properties = await asyncio.to_thread(Systemctl(timeout=10).show, self.unit_name, *UNIT_END)
         return describe_unit_end(properties)
 
     def session_details(self) -> dict:

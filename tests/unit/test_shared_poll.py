@@ -305,19 +305,17 @@ def test_a_poll_outside_the_periodic_one_takes_a_fresh_answer(slurm):
 
 # --- local units -----------------------------------------------------------------------------------------------
 class UnitsSystemctl(RecordingSystemctl):
-    """`systemctl show -p ... UNIT...` answered from `units`, blocks in the order asked (as systemctl does)."""
+    """`systemctl list-units --all ... NAME.service...` answered as systemd does from `units` (those it holds:
+    a unit that ended well is forgotten, so not listed), in its own order, each row with a description."""
 
     def run(self, *args, check=True):
         proc = super().run(*args, check=check)
-        if args[0] == "show":
-            props = [a.split("=", 1)[1] for a in args if a.startswith("--property=")]
-            units = list(args[args.index("--") + 1:])
-            blocks = []
-            for unit in units:
-                known = {"Id": f"{unit}.service", "LoadState": "not-found", "ActiveState": "inactive",
-                         **self.units.get(unit, {})}
-                blocks.append("".join(f"{p}={known.get(p, '')}\n" for p in props))
-            proc.stdout = "\n".join(blocks)
+        if args[0] == "list-units":
+            asked = args[args.index("--") + 1:]
+            rows = [(f"{unit}.service", {"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead",
+                                         **props}) for unit, props in sorted(self.units.items())]
+            proc.stdout = "".join(f"{name} {p['LoadState']} {p['ActiveState']} {p['SubState']} /usr/bin/python3 -m x\n"
+                                  for name, p in rows if name in asked)
         return proc
 
 
@@ -333,26 +331,31 @@ def unit_spawner(name: str) -> local_spawner.LocalSpawner:
 def systemd(monkeypatch):
     recorder = UnitsSystemctl()
     monkeypatch.setattr(local_spawner, "Systemctl", lambda timeout=120: recorder)
-    monkeypatch.setattr(local_spawner, "UNITS", SharedQuery(local_spawner.show_units))
+    monkeypatch.setattr(local_spawner, "UNITS", SharedQuery(local_spawner.unit_states))
     return recorder
 
 
-def test_n_units_polled_at_once_make_one_systemctl_show_and_why_one_ended_is_read_from_it(systemd):
+def test_n_units_polled_at_once_make_one_systemctl_list_units_and_why_one_ended_is_asked_of_it_alone(systemd):
+    """One ListUnitsByPatterns for all units (not `systemctl show UNIT...`: a GetAll of every property per unit,
+    bench/polling-results.md); systemd's Result, which that list lacks, asked of the unit that ended, once."""
     names = [f"u{i}" for i in range(30)]
-    systemd.units = {f"jupyter-{n}-singleuser": {"LoadState": "loaded", "ActiveState": "active"} for n in names}
-    systemd.units["jupyter-u3-singleuser"] = {"LoadState": "loaded", "ActiveState": "failed", "Result": "signal",
+    systemd.units = {f"jupyter-{n}-singleuser": {"ActiveState": "active", "SubState": "running"} for n in names}
+    systemd.units["jupyter-u3-singleuser"] = {"ActiveState": "failed", "SubState": "failed", "Result": "signal",
                                               "ExecMainStatus": "9"}
     spawners = [unit_spawner(n) for n in names]
     statuses = periodic_polls(spawners)
     assert statuses == [1 if n == "u3" else None for n in names]
-    [show] = [c for c in systemd.calls if c[0] == "show"]
-    assert len(systemd.calls) == 1 and len(show[show.index("--") + 1:]) == 30
+    [listed] = systemd.calls
+    assert listed[0] == "list-units" and len(listed[listed.index("--") + 1:]) == 30
+    assert systemd.shown == ["jupyter-u3-singleuser"]
     assert spawners[3].ended["reason"] == "the server was killed by a signal (signal 9)"
+    assert periodic_polls(spawners[3:4]) == [1] and systemd.shown == ["jupyter-u3-singleuser"]  # not asked again
 
 
 def test_a_unit_systemd_forgot_ended_and_a_failed_systemctl_has_each_unit_asked_alone(systemd, monkeypatch):
     spawner = unit_spawner("ann")
     assert periodic_polls([spawner]) == [1] and spawner.ended["reason"] == "the server exited"
+    assert systemd.shown == []  # not listed: nothing more to ask
     asked_alone = []
 
     async def service_running(unit):

@@ -1,6 +1,11 @@
-"""The systemd wrapper's composite steps: a stop that leaves nothing behind in the unit's cgroup, removing units."""
+"""The systemd wrapper's composite steps: a stop that leaves nothing behind in the unit's cgroup, removing units,
+many units' states from one list."""
 import itertools
+import subprocess
 
+import pytest
+
+from barehub.base.errors import BarehubError
 from barehub.systemd import remove_unit_files
 from tests.unit.conftest import RecordingSystemctl
 
@@ -47,3 +52,30 @@ def test_only_units_whose_files_are_there_are_disabled_and_removed(tmp_path):
     assert removed == [tmp_path / "jupyterhub-proxy-certs.path"] and not removed[0].exists()
     assert systemctl.calls == [("disable", "--now", "--quiet", "jupyterhub-proxy-certs.path")]
     assert remove_unit_files(systemctl, ("jupyterhub-proxy-certs.path",), tmp_path) == [] and len(systemctl.calls) == 1
+
+
+def test_many_units_states_come_from_one_list_units_whatever_the_marks_and_columns_systemctl_adds():
+    """The rows as systemctl prints them: a status mark before a failed unit, a JOB column while a unit has a job,
+    descriptions with blanks, names with escapes; a unit systemd does not hold is not-found."""
+    out = ("jupyter-ann-singleuser.service loaded active running /opt/barehub/conda/bin/python -m x\n"
+           "\u25cf jupyter-b\\x2db-singleuser.service loaded failed failed  /opt/x y\n"
+           "jupyter-cy-gpu.service loaded deactivating stop-sigterm stop /usr/bin/python3\n")
+    systemctl = RecordingSystemctl()
+    systemctl.run = lambda *args, check=True: (systemctl.calls.append(args),
+                                               subprocess.CompletedProcess(args, 0, out, ""))[1]
+    units = ["jupyter-ann-singleuser", "jupyter-b\\x2db-singleuser", "jupyter-cy-gpu", "jupyter-dan-singleuser"]
+    states = systemctl.unit_states(units)
+    assert [c[0] for c in systemctl.calls] == ["list-units"] and systemctl.calls[0][-4:] == tuple(
+        f"{unit}.service" for unit in units)
+    assert {unit: s["ActiveState"] for unit, s in states.items()} == {
+        "jupyter-ann-singleuser": "active", "jupyter-b\\x2db-singleuser": "failed",
+        "jupyter-cy-gpu": "deactivating", "jupyter-dan-singleuser": "inactive"}
+    assert states["jupyter-dan-singleuser"]["LoadState"] == "not-found"
+    assert states["jupyter-cy-gpu"]["SubState"] == "stop-sigterm"
+
+
+def test_a_failed_list_units_raises():
+    systemctl = RecordingSystemctl()
+    systemctl.run = lambda *args, check=True: subprocess.CompletedProcess(args, 1, "", "Failed to connect to bus")
+    with pytest.raises(BarehubError, match="Failed to connect to bus"):
+        systemctl.unit_states(["jupyter-ann-singleuser"])
