@@ -21,7 +21,7 @@ def test_the_unit_is_the_installs_own_and_takes_what_finds_conda_and_the_index(p
                            f"--description=barehub upgrade of {prefix.prefix}"]
     assert "--working-directory=/root/checkout" in command  # relative paths in the arguments stay what they were
     passed = [arg.split("=", 1)[1] for arg in command if arg.startswith("--setenv=")]
-    assert passed == ["PATH=/opt/conda/bin:/usr/bin", "PIP_INDEX_URL=https://mirror/simple", "https_proxy=http://p:3128",
+    assert passed == ["HOME=/root", "PATH=/opt/conda/bin:/usr/bin", "PIP_INDEX_URL=https://mirror/simple", "https_proxy=http://p:3128",
                       f"BAREHUB_UPGRADE_UNIT={unit}", "PYTHONUNBUFFERED=1"]
     assert command[command.index("--") + 1:] == ["/usr/bin/python3", "/srv/bootstrap.py", "--version", "X"]
 

@@ -29,7 +29,7 @@ from .records import read_json_dict
 IN_UNIT_ENV = "BAREHUB_UPGRADE_UNIT"  # set inside the unit: the run there does the work itself
 # What the unit takes from the admin's environment (a unit starts with systemd's own): where conda and the
 # package index are found, and how the index is reached.
-PASSED_ENV = ("PATH", "LANG", "LC_ALL", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+PASSED_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
               "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 PASSED_ENV_PREFIXES = ("PIP_", "CONDA_", "MAMBA_")
 FOLLOW_INTERVAL_S = 0.5
@@ -123,7 +123,7 @@ def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: 
 
 def journal_lines(unit: str, since: float, cursor: Optional[str]) -> "tuple[list[str], Optional[str]]":
     """What the unit's processes logged after `cursor` (or since `since`), and the cursor after it."""
-    where = [f"--after-cursor={cursor}"] if cursor else [f"--since=@{since:.6f}"]
+    where = [f"--after-cursor={cursor}"] if cursor else [f"--since=@{int(since)}"]
     proc = subprocess.run(["journalctl", "--no-pager", "--quiet", "--output=cat", "--show-cursor", *where,
                            f"_SYSTEMD_UNIT={unit}"], capture_output=True, text=True, errors="replace", timeout=60)
     lines = proc.stdout.splitlines()
