@@ -70,7 +70,7 @@ def test_the_followed_output_keeps_errors_on_stderr_and_ends_with_the_unit(monke
     monkeypatch.setattr(upgrade_unit, "FOLLOW_INTERVAL_S", 0)
     ends = iter([None, None, 1])
     out, err = io.StringIO(), io.StringIO()
-    upgrade_unit.follow("u.service", 0.0, lambda: next(ends), out, err)
+    assert upgrade_unit.follow("u.service", 0.0, lambda: next(ends), out, err) == 5
     assert out.getvalue() == "barehub-bootstrap: [4/4] running the installer\nbarehub: release 2026.10.0 -> " \
                              "2026.11.0: backed up\n"
     assert err.getvalue().startswith("barehub: error: the upgrade to 2026.11.0 failed: x\nrolled back: release")

@@ -76,8 +76,10 @@ def refuse_a_second(paths: Paths) -> None:
                            "wait for it to finish, then run this again", exit_code=75)
 
 
-def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None]) -> int:
-    """Run `argv` (a bootstrap.py) in the upgrade unit, print its output as it comes, return its exit code."""
+def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None], out: TextIO = sys.stdout,
+                err: TextIO = sys.stderr) -> int:
+    """Run `argv` (a bootstrap.py) in the upgrade unit, show its output as it comes (on `out`, and its errors on
+    `err`), return its exit code."""
     refuse_a_second(paths)
     unit = paths.upgrade_unit
     say(f"the upgrade runs in its own unit, {unit}: it goes on if this session ends or you press Ctrl-C "
@@ -87,26 +89,25 @@ def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None]) -
         proc = subprocess.Popen(unit_command(paths, argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=errors, start_new_session=True)
         try:
-            follow(unit, since, proc.poll)
+            shown = follow(unit, since, proc.poll, out, err)
         except KeyboardInterrupt:
-            print(f"stopped following; the upgrade goes on in {unit} and finishes or rolls back by itself.\n"
-                  f"follow it: journalctl -fu {unit}; `barehub status` says when it is done", file=sys.stderr)
+            print(f"stopped showing its output; the upgrade goes on in {unit} and finishes or rolls back by itself.\n"
+                  f"follow it: journalctl -fu {unit}; `barehub status` says when it is done", file=err)
             return 130
         errors.seek(0)
         refused = errors.read().strip()
-    if proc.returncode and refused:  # systemd-run's own: the unit did not start
+    if proc.returncode and refused and not shown:  # systemd-run's own: the unit did not start
         raise BarehubError(f"could not start the upgrade unit {unit}: {refused}", "see: journalctl -xe")
     if proc.returncode:
         print(f"the upgrade exited {proc.returncode}; its whole log: journalctl -u {unit} --since @{since:.0f}",
-              file=sys.stderr)
+              file=err)
     return proc.returncode
 
 
-def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: TextIO = sys.stdout,
-           err: TextIO = sys.stderr) -> None:
-    """Print the unit's output from the journal until `finished()` says the unit ended, then the rest."""
-    cursor = None
-    to = out
+def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: TextIO, err: TextIO) -> int:
+    """Show the unit's output from the journal until `finished()` says the unit ended, then the rest; the number
+    of lines shown."""
+    cursor, to, shown = None, out, 0
     while True:
         done = finished() is not None
         if done:
@@ -116,8 +117,9 @@ def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: 
             if line.startswith(ERROR_STARTS):
                 to = err
             print(line, file=to, flush=True)
+        shown += len(lines)
         if done:
-            return
+            return shown
         time.sleep(FOLLOW_INTERVAL_S)
 
 
