@@ -83,17 +83,17 @@ INJECTED = {
     "the database migration fails": (
         'import sys\nassert "upgrade-db" not in sys.argv, "no database migration today"\n',
         "the database migration to"),
-    # passes the new release's check, fails only at its hub's start; the old hub is reloaded with it first, so the
-    # new hub's known-good fragments hold it too: it has nothing to fall back to and crash-loops (systemd restarts
-    # it) until the upgrade gives up and rolls back
-    "the new hub fails to start": (
-        f'import barehub\nif barehub.__version__ != "{OLD}":\n'
-        '    c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]\n',
-        "the hub does not start"),
     "the new hub does not become healthy": (
         f'import barehub\nif barehub.__version__ != "{OLD}":\n'
         "    c.JupyterHub.hub_connect_url = 'http://127.0.0.1:9'  # traefik's route to the hub leads nowhere\n",
         "did not become healthy"),
+    # passes the new release's check, fails only at its hub's start; the old hub is reloaded with it first, so the
+    # new hub's known-good fragments hold it too: it has nothing to fall back to and crash-loops (systemd restarts
+    # it) until the upgrade gives up and rolls back. Last: the known-good fragments keep it afterwards
+    "the new hub fails to start": (
+        f'import barehub\nif barehub.__version__ != "{OLD}":\n'
+        '    c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]\n',
+        "the hub does not start"),
 }
 
 
