@@ -111,17 +111,17 @@ def test_an_interrupted_upgrade_is_a_problem_naming_its_state_and_the_command_th
     says from and to, the backup, whether the hub runs, where the env link points, and the one command."""
     from barehub.commands.status import healthy, upgrade_state
 
-    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.11.0", "backup": "20261206T190000Z-from-2026.10.0"}')
+    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.12.0", "backup": "20261206T190000Z-from-2026.10.0"}')
     (prefix.backups / "20261206T190000Z-from-2026.10.0").mkdir(parents=True)
     prefix.envs.mkdir()
-    prefix.env.symlink_to("envs/2026.11.0")
+    prefix.env.symlink_to("envs/2026.12.0")
     state = upgrade_state(prefix, systemd_with())
-    assert state == {"from": "2026.10.0", "to": "2026.11.0", "backup": "20261206T190000Z-from-2026.10.0",
-                     "running": False, "hub_running": False, "env_release": "2026.11.0",
+    assert state == {"from": "2026.10.0", "to": "2026.12.0", "backup": "20261206T190000Z-from-2026.10.0",
+                     "running": False, "hub_running": False, "env_release": "2026.12.0",
                      "end": "barehub rollback --backup 20261206T190000Z-from-2026.10.0"}
     shown = format_status(upgrade_status(prefix, state))
-    assert (f"PROBLEM: the upgrade 2026.10.0 -> 2026.11.0 was interrupted, its backup 20261206T190000Z-from-2026.10.0: "
-            f"the hub is NOT running, {prefix.prefix}/conda links to release 2026.11.0's env") in shown
+    assert (f"PROBLEM: the upgrade 2026.10.0 -> 2026.12.0 was interrupted, its backup 20261206T190000Z-from-2026.10.0: "
+            f"the hub is NOT running, {prefix.prefix}/conda links to release 2026.12.0's env") in shown
     assert "\n    end it: barehub rollback --backup 20261206T190000Z-from-2026.10.0\n" in shown
     assert not healthy(upgrade_status(prefix, state))
     # with the hub running (killed before it stopped the old one), still the same way out
@@ -140,7 +140,7 @@ def test_an_upgrade_that_runs_is_said_with_how_to_follow_it_and_fails_nothing(pr
            f"{prefix.upgrade_unit}" in shown
     assert healthy(upgrade_status(prefix, state))
     # an upgrade run outside a unit (an older release's bootstrap.py) holds the install lock
-    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.11.0", "backup": "b"}')
+    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.12.0", "backup": "b"}')
     lock = InstallLock(prefix).acquire()
     try:
         state = upgrade_state(prefix, systemd_with())

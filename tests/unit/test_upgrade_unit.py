@@ -30,13 +30,13 @@ def test_only_a_change_of_release_of_an_existing_install_hands_over_to_the_unit(
     monkeypatch.setattr(upgrade_unit.os, "geteuid", lambda: 0)
     monkeypatch.setattr(upgrade_unit.os.path, "isdir", lambda path: path == "/run/systemd/system")
     monkeypatch.delenv(upgrade_unit.IN_UNIT_ENV, raising=False)
-    assert not upgrade_unit.wanted(prefix, None, "2026.11.0")  # a first install: no hub to keep
+    assert not upgrade_unit.wanted(prefix, None, "2026.12.0")  # a first install: no hub to keep
     prefix.release_file.write_text('{"version": "2026.10.0", "env": "envs/2026.10.0"}')
-    assert upgrade_unit.wanted(prefix, None, "2026.11.0")  # this checkout's release
-    assert upgrade_unit.wanted(prefix, "2026.11.0", "2026.10.0") and upgrade_unit.wanted(prefix, "latest", "2026.10.0")
-    assert not upgrade_unit.wanted(prefix, "2026.10.0", "2026.11.0")  # a re-run that converges
+    assert upgrade_unit.wanted(prefix, None, "2026.12.0")  # this checkout's release
+    assert upgrade_unit.wanted(prefix, "2026.12.0", "2026.10.0") and upgrade_unit.wanted(prefix, "latest", "2026.10.0")
+    assert not upgrade_unit.wanted(prefix, "2026.10.0", "2026.12.0")  # a re-run that converges
     monkeypatch.setenv(upgrade_unit.IN_UNIT_ENV, prefix.upgrade_unit)
-    assert not upgrade_unit.wanted(prefix, "2026.11.0", "2026.10.0")  # the run inside the unit does the work
+    assert not upgrade_unit.wanted(prefix, "2026.12.0", "2026.10.0")  # the run inside the unit does the work
 
 
 def test_a_second_upgrade_is_refused_naming_the_first(prefix, monkeypatch):
@@ -58,7 +58,7 @@ def test_a_second_upgrade_is_refused_naming_the_first(prefix, monkeypatch):
 
 def test_the_followed_output_keeps_errors_on_stderr_and_ends_with_the_unit(monkeypatch):
     pages = [["barehub-bootstrap: [4/4] running the installer"],
-             ["barehub: release 2026.10.0 -> 2026.11.0: backed up", "barehub: error: the upgrade to 2026.11.0 failed: x",
+             ["barehub: release 2026.10.0 -> 2026.12.0: backed up", "barehub: error: the upgrade to 2026.12.0 failed: x",
               "rolled back: release 2026.10.0 serves again, with its database", "barehub: hint: fix the cause"]]
     asked = []
 
@@ -72,6 +72,6 @@ def test_the_followed_output_keeps_errors_on_stderr_and_ends_with_the_unit(monke
     out, err = io.StringIO(), io.StringIO()
     assert upgrade_unit.follow("u.service", 0.0, lambda: next(ends), out, err) == 5
     assert out.getvalue() == "barehub-bootstrap: [4/4] running the installer\nbarehub: release 2026.10.0 -> " \
-                             "2026.11.0: backed up\n"
-    assert err.getvalue().startswith("barehub: error: the upgrade to 2026.11.0 failed: x\nrolled back: release")
+                             "2026.12.0: backed up\n"
+    assert err.getvalue().startswith("barehub: error: the upgrade to 2026.12.0 failed: x\nrolled back: release")
     assert asked == [None, "c1", "c2"]  # each read goes on from the last one's cursor; the last after the end
