@@ -137,7 +137,9 @@ def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemc
 
     An upgrade stops the old hub and migrates the database in `before_restart`, once every file is written and
     the fragments are checked: the hub is down only for the stop, the migration and the new hub's start.
-    Before, the stop came first, and /hub waited through writing and checking too (measured: MEASURED_DOWNTIME)."""
+    Before, the stop came first, and /hub waited through writing and checking too: ~0.5 s here with no fragment
+    (the slowest /hub answer through an upgrade: 8.4 s before, 8.1 s after, one run each); the check runs every
+    fragment, LDAP or OIDC look-ups included, so a site's take longer."""
     desired = write_files(paths, settings, tls_pem, systemctl, report)
     restart_needed = units_to_restart(paths, desired)
     if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
