@@ -59,9 +59,18 @@ def unit_command(paths: Paths, argv: Sequence[str], environ: Optional[dict] = No
     passed = sorted(name for name in environ if name in PASSED_ENV or name.startswith(PASSED_ENV_PREFIXES))
     return ["systemd-run", f"--unit={paths.upgrade_unit}", "--collect", "--wait", "--quiet",
             "--service-type=exec", f"--description=barehub upgrade of {paths.prefix}",
-            f"--working-directory={cwd or os.getcwd()}",  # relative paths in argv stay what they were
+            f"--working-directory={cwd or working_directory()}",  # relative paths in argv stay what they were
             *(f"--setenv={name}={environ[name]}" for name in passed),
             f"--setenv={IN_UNIT_ENV}={paths.upgrade_unit}", "--setenv=PYTHONUNBUFFERED=1", "--", *argv]
+
+
+def working_directory() -> str:
+    """This process's, or / when it is gone (removed since, or not visible to systemd)."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return "/"
+    return cwd if os.path.isdir(cwd) else "/"
 
 
 def refuse_a_second(paths: Paths) -> None:
