@@ -3,7 +3,9 @@
 Release N-1 is made the way a past release was: this repository's committed code with an older
 release number that pins JupyterHub 5.4 (an older database schema), its own hash lock and its own
 wheelhouse. It is installed with its own bootstrap.py, used, then upgraded to this release N and
-rolled back. Runs last: it starts from a fresh install.
+rolled back, while requests to /hub and a user's server go on; the upgrade runs in its own unit, which outlives its
+client, and one killed midway is named by `barehub status` with the command that ends it. Runs last: it starts
+from a fresh install.
 """
 from __future__ import annotations
 
