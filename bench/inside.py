@@ -113,38 +113,9 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             result[label] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         except (OSError, IndexError, ValueError):
             pass
-    for label, pid in list(pids.items()):  # the unit's cgroup: the hub and the servers it started
-        if label == "hub":
-            usage = cgroup_cpu(pid)
-            if usage is not None:
-                result["hub_unit"] = usage
-    container = cgroup_cpu(None)
-    if container is not None:
-        result["container"] = container
     busy = open("/proc/stat").readline().split()[1:]
     result["machine"] = (sum(int(v) for v in busy) - int(busy[3]) - int(busy[4])) / tick  # less idle, iowait
     return result
-
-
-def cgroup_cpu(pid: int | None) -> float | None:
-    """CPU seconds of `pid`'s cpuacct cgroup (cgroup v1, as on this machine), or of the container's (None)."""
-    path = "/"
-    if pid is not None:
-        try:
-            for line in open(f"/proc/{pid}/cgroup"):
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if "cpuacct" in controllers.split(","):
-                    break
-            else:
-                return None
-        except OSError:
-            return None
-    for root in ("/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"):
-        try:
-            return int(open(f"{root}{path.rstrip('/')}/cpuacct.usage").read()) / 1e9
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def tcp_counters() -> dict[str, int]:
