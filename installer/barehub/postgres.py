@@ -37,6 +37,8 @@ DUMP_NAME = "database.pgdump"  # pg_dump's custom format, in an upgrade's backup
 # Where the sandboxed hub sees nothing of the host's (ProtectHome=yes, PrivateTmp=yes): a file there is refused.
 HIDDEN_FROM_HUB = (Path("/home"), Path("/root"), Path("/run/user"), Path("/tmp"), Path("/var/tmp"))
 FLAGS = "--db-url and --db-password-file"
+# Where a server's own client programs are: Debian/Ubuntu's postgresql-client-N, the PGDG RPMs' postgresqlN
+TOOL_PLACES = ("/usr/lib/postgresql/{major}/bin", "/usr/pgsql-{major}/bin")
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,7 @@ def client_tool(name: str, server_major: int) -> str:
     """pg_dump or pg_restore that can work with the server: its own major or a newer one (pg_dump refuses a newer
     server). The server's own version first, where Debian/Ubuntu (postgresql-client-NN) and the PGDG RPMs put it,
     then PATH (Debian's wrapper there picks the newest client installed)."""
-    candidates = [f"/usr/lib/postgresql/{server_major}/bin/{name}", f"/usr/pgsql-{server_major}/bin/{name}",
-                  shutil.which(name) or ""]
+    candidates = [f"{place.format(major=server_major)}/{name}" for place in TOOL_PLACES] + [shutil.which(name) or ""]
     found = []
     for tool in candidates:
         if tool and os.access(tool, os.X_OK):
