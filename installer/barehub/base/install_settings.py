@@ -95,7 +95,8 @@ SETTINGS: Tuple[Setting, ...] = (
             remembered=False, replaces=("acme_domains", "tls_cert", "tls_key")),
     Setting("metrics_port", 0, "serve traefik's Prometheus metrics on 127.0.0.1:PORT (0: off)", int,
             arg=dict(type=int, metavar="PORT"), port="optional"),
-    # last: the hub's digest hashes its fields in this order, and appending keeps every other hub's digest
+    # new hub fields change every hub's digest: one restart, which the upgrade that brings them does anyway (the
+    # hub unit names the release)
     Setting("db_url", "", "keep the hub's database in PostgreSQL at this URL, without a password "
             "(postgresql://USER@HOST[:PORT]/DB[?sslmode=...]; '' for SQLite in state/)", arg=dict(metavar="URL"),
             hub_reads=True),
