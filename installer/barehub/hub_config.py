@@ -287,15 +287,12 @@ def keep_root_blocked(c: Config) -> None:
 
 def keep_db_password(c: Config, settings: Settings) -> None:
     """The PostgreSQL password (--db-password-file), read now from the site's file (a rotated one is picked up by the
-    next reload), handed to the driver as a connect argument: never in the URL, which JupyterHub logs. Added to any
-    db_kwargs a fragment set (a pool size, say); a fragment's own password, or its own db_url, wins."""
+    next reload), handed to every engine that connects to the database (barehub.postgres.give_password_to_engines):
+    never in the URL, which JupyterHub logs and writes into alembic's ini file. A fragment's own password (in
+    db_kwargs' connect_args), or its own db_url, wins."""
     if not settings.db_password_file or c.JupyterHub.db_url != postgres.sqlalchemy_url(settings.db_url):
         return
-    kwargs = dict(c.JupyterHub.get("db_kwargs", {}))
-    connect_args = dict(kwargs.get("connect_args", {}))
-    if "password" not in connect_args:
-        connect_args["password"] = postgres.read_password(Path(settings.db_password_file))
-    c.JupyterHub.db_kwargs = {**kwargs, "connect_args": connect_args}
+    postgres.give_password_to_engines(settings.db_url, postgres.read_password(Path(settings.db_password_file)))
 
 
 def refuse_system_accounts(c: Config, settings: Settings) -> None:

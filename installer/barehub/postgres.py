@@ -63,6 +63,39 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
+# The passwords this process gives to engines that connect by URL alone: {(host, port, dbname, user): password}
+ENGINE_PASSWORDS: dict = {}
+
+
+def where(url: str) -> tuple:
+    """A database as SQLAlchemy's psycopg dialect hands it to the driver: (host, port, dbname, user)."""
+    from sqlalchemy.engine import make_url
+
+    args = make_url(sqlalchemy_url(url)).translate_connect_args(username="user", database="dbname")
+    return tuple(args.get(key) for key in ("host", "port", "dbname", "user"))
+
+
+def give_password_to_engines(url: str, password: str) -> None:
+    """Every SQLAlchemy engine of this process that connects to `url` without a password gets this one (the hub
+    reads it from the file at each start and reload). JupyterHub's own engine would take it as a connect argument,
+    but it also makes engines from the URL alone: alembic's, which stamps a new database at the hub's first start
+    (seen: "Failed to connect to db" on a fresh install). A password given some other way (a fragment's
+    connect_args) wins."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    ENGINE_PASSWORDS[where(url)] = password
+    if not event.contains(Engine, "do_connect", _add_password):
+        event.listen(Engine, "do_connect", _add_password)
+
+
+def _add_password(dialect, connection_record, cargs, cparams) -> None:
+    if dialect.name == "postgresql" and "password" not in cparams:
+        password = ENGINE_PASSWORDS.get(tuple(cparams.get(key) for key in ("host", "port", "dbname", "user")))
+        if password is not None:
+            cparams["password"] = password
+
+
 def read_password(path: Path) -> str:
     """The password: the file's first line. Read without following a link (barehub.fsutil.read_private)."""
     try:

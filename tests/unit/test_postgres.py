@@ -55,20 +55,38 @@ def test_a_password_file_without_a_url_is_refused():
         install_settings.check_db_settings("", "/etc/barehub/db-password")
 
 
-def test_the_hub_gets_psycopg_and_the_password_as_a_connect_argument_never_in_the_url(prefix, password_file):
+def password_given(url: str, **engine_args):
+    """The password an engine made from `url` hands the driver (None: none), as alembic makes one: the URL alone."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_args)
+    given = {}
+
+    def connect(*cargs, **cparams):
+        given.update(cparams)
+        raise ConnectionRefusedError("not connecting in a unit test")
+    engine.dialect.connect = connect
+    with pytest.raises(Exception):
+        engine.connect()
+    return given.get("password")
+
+
+def test_every_engine_the_hub_makes_gets_the_password_which_is_never_in_the_url(prefix, password_file):
     remember(prefix, db_url=URL, db_password_file=str(password_file))
     c = load_config(prefix)
     assert c.JupyterHub.db_url == "postgresql+psycopg://jupyterhub@db.example.org:5433/jupyterhub?sslmode=require"
-    assert c.JupyterHub.db_kwargs == {"connect_args": {"password": PASSWORD}}
-    assert PASSWORD not in c.JupyterHub.db_url
+    assert PASSWORD not in c.JupyterHub.db_url and "db_kwargs" not in c.JupyterHub
+    assert password_given(c.JupyterHub.db_url) == PASSWORD  # JupyterHub's engine, and alembic's at a first start
+    assert password_given("postgresql+psycopg://jupyterhub@elsewhere.example.org/jupyterhub") is None
+    assert password_given(c.JupyterHub.db_url, connect_args={"password": "a fragment's own"}) == "a fragment's own"
 
 
-def test_a_fragments_db_kwargs_keep_the_password_and_its_own_db_url_gets_none(prefix, password_file):
+def test_a_fragments_own_db_url_gets_no_password(prefix, password_file, monkeypatch):
+    monkeypatch.setattr(postgres, "ENGINE_PASSWORDS", {})
     remember(prefix, db_url=URL, db_password_file=str(password_file))
-    (prefix.config_d / "50-db.py").write_text("c.JupyterHub.db_kwargs = {'pool_size': 20}\n")
-    assert load_config(prefix).JupyterHub.db_kwargs == {"pool_size": 20, "connect_args": {"password": PASSWORD}}
-    (prefix.config_d / "50-db.py").write_text("c.JupyterHub.db_url = 'sqlite:///elsewhere.sqlite'\n")
-    assert "db_kwargs" not in load_config(prefix).JupyterHub
+    (prefix.config_d / "50-db.py").write_text("c.JupyterHub.db_url = 'postgresql+psycopg://hub@other/hub'\n")
+    load_config(prefix)
+    assert postgres.ENGINE_PASSWORDS == {}
 
 
 def test_the_password_is_in_no_rendered_file_and_no_record(prefix, password_file):
