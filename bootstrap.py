@@ -464,6 +464,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.make_wheelhouse:
             step(1, 1, f"making wheelhouse {args.make_wheelhouse}", make_wheelhouse, args.make_wheelhouse)
             return 0
+        if base.upgrade_unit.wanted(args.paths, args.release, VERSION):  # outlives this session: see there
+            again = [sys.executable, str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)]
+            return base.upgrade_unit.run_in_unit(args.paths, again, say)
         total = 4
         os.umask(0o022)  # the env is read by every user's server, whatever root's umask is
         conda_platform = step(1, total, "checking this machine", preflight, args)

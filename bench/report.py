@@ -94,7 +94,7 @@ SPAWNS = (1, 50, 100, 200)
 ROUTES = (1000, 5000)
 HOW = [
     "- Reloads and restarts: traefik keeps serving user servers from its routes file while the hub is",
-    "  down. The hub's own route carries a retry middleware (150 attempts ~0.1 s apart, ~15 s in all)",
+    "  down. The hub's own route carries a retry middleware (450 attempts ~0.1 s apart, ~45 s in all)",
     "  and a transport without idle connections, and the hub process (barehub.hub) stops listening",
     "  first when it is told to stop: a request to /hub during a restart meets a refused connection,",
     "  which traefik retries until the next hub answers, instead of a dropped one (a 502). Chosen over",

@@ -27,8 +27,9 @@ class RequestLoop:
     """GETs `url` every 0.1 s in the background while the block runs, counting answers other than 200
     and the slowest answer: what users see while something restarts. Bounded by the block."""
 
-    def __init__(self, url: str, headers: dict | None = None):
-        self.url, self.headers = url, headers or {}
+    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30):
+        """`timeout`: how long a request may take before it counts as failed (a browser waits minutes)."""
+        self.url, self.headers, self.timeout = url, headers or {}, timeout
         self.ok = self.failed = 0
         self.slowest = 0.0
         self.longest_outage = 0.0  # seconds from a failed answer to the next good one
@@ -56,7 +57,7 @@ class RequestLoop:
 
     def _get(self) -> tuple[bool, str]:
         try:
-            r = requests.get(self.url, headers=self.headers, timeout=30)
+            r = requests.get(self.url, headers=self.headers, timeout=self.timeout)
         except requests.RequestException as e:
             return False, f"{type(e).__name__}: {e}"[:200]
         return r.status_code == 200, f"{r.status_code} {r.text[:150]!r}"

@@ -17,10 +17,14 @@ from barehub.settings import Settings
 
 RESOLVER = "barehub"
 HUB_RETRY = "hub-retry"  # attached to the hub's route by barehub.traefik_proxy
-# While the hub restarts (a reload, an upgrade, a crash) its port refuses connections for ~3 s:
-# traefik retries instead of answering 502. Measured with traefik 3.7: attempts come ~0.1 s apart
-# (the backoff hardly grows), so 150 attempts cover ~15 s.
-HUB_RETRY_ATTEMPTS = 150
+# While the hub restarts (a reload, an upgrade, a crash) its port refuses connections: traefik retries instead
+# of answering 502. Measured with traefik 3.7: attempts come ~0.1 s apart (the backoff hardly grows), so 450
+# attempts cover ~45 s. A reload leaves the port closed for ~3 s; an upgrade for the old hub's stop, the migration
+# and the new hub's start, and a failed one then for the rollback's start of the old hub as well. Measured on 2
+# cores (tests/integration/test_upgrade.py), the slowest /hub answer: 8 s through an upgrade, 12 s through one whose
+# migration fails, 28 s through one whose new hub crash-loops until the rollback's old hub answers.
+# 150 attempts (~15 s) lost a /hub request to a failed upgrade's rollback.
+HUB_RETRY_ATTEMPTS = 450
 HUB_RETRY_INITIAL = "100ms"
 # traefik retries only while nothing reached the backend. A request on a kept-alive connection that the
 # stopping hub then closes is lost (502); a new connection to the stopped hub is refused, and retried.

@@ -141,6 +141,7 @@ def roll_back(paths: Paths, upgrade: Upgrade, systemctl: Systemctl, lock: Instal
         give_layout_back_to(paths, old)
         releases.restore(paths, upgrade.backup)
         switch_current_env(paths, paths.prefix / old.env)
+        systemctl.reset_failed(units.HUB_UNIT)  # the new hub's starts and restarts count towards the start limit
         converge_with_installer_of(paths, old, lock)
     except Exception as e:  # noqa: BLE001 - whatever it was, the admin must know the rollback did not finish
         reason = e.message if isinstance(e, BarehubError) else f"{type(e).__name__}: {e}"

@@ -63,6 +63,12 @@ class Systemctl:
     def restart(self, unit: str) -> None:
         self.run("restart", unit)
 
+    def reset_failed(self, unit: str) -> None:
+        """Forget the unit's failed state and its recent starts. systemd refuses a 6th start within 10 s
+        (StartLimitBurst=5 in StartLimitIntervalSec=10 s, the defaults): a rollback's start of the old hub came
+        as the 5th, after the new hub's start and systemd's restarts of it."""
+        self.run("reset-failed", unit, check=False)  # a unit that never failed has nothing to forget
+
     def kill_main(self, unit: str, sig: int) -> None:
         """Signal the unit's main process only (the hub reloads itself in place on SIGHUP/SIGUSR2)."""
         self.run("kill", "--kill-whom=main", f"--signal={int(sig)}", unit)

@@ -66,20 +66,22 @@ def test_a_failed_upgrade_rolls_back_to_the_old_env_database_and_records(install
     db.execute("insert into users values ('migrated')")
     db.commit()
     db.close()
-    converged = []
-    monkeypatch.setattr(release_change, "converge_with_installer_of",
-                        lambda paths, release, lock: converged.append(release))
     systemctl = RecordingSystemctl()
+    # the old release's installer starts its hub: recorded among the systemctl calls, to see their order
+    monkeypatch.setattr(release_change, "converge_with_installer_of",
+                        lambda paths, release, lock: systemctl.calls.append(("installer of", release.version)))
     error = release_change.roll_back(install, upgrade, systemctl, lock=None,
                                      error=BarehubError("the database migration failed"))
     assert "rolled back: release 2026.10.0 serves again, with its database" in error.message
     assert "the database migration failed" in error.message
-    # release 2026.10.0's env here has no jupyterhub-systemdspawner: its hub could not see server units
-    assert systemctl.calls == [("stop", "jupyterhub.service"), ("stop", "jupyterhub-users.slice")]
+    # release 2026.10.0's env here has no jupyterhub-systemdspawner: its hub could not see server units; the
+    # start limit is reset before the old installer starts the hub (the new hub's starts and restarts count)
+    assert systemctl.calls == [("stop", "jupyterhub.service"), ("stop", "jupyterhub-users.slice"),
+                               ("reset-failed", "jupyterhub.service"), ("installer of", "2026.10.0")]
     assert users(install.db_file) == ["alice"]
     assert releases.read_release(install, install.release_file) == OLD
     assert install.env.resolve() == (install.envs / "2026.10.0").resolve()
-    assert converged == [OLD] and not install.upgrade_file.exists()
+    assert not install.upgrade_file.exists()
 
 
 def test_a_rollback_that_fails_too_says_how_to_finish_it(install, monkeypatch):
@@ -157,3 +159,21 @@ def test_routes_go_back_to_rules_toml_only_for_a_release_without_the_route_table
     assert legacy["jupyterhub"]["routes"]["r"]["target"] == "http://x:1"
     assert not paths.traefik_rules.exists() and not paths.proxy_routes.exists()
     assert paths.traefik_legacy_rules.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_upgrade_stops_the_old_hub_only_once_the_new_files_are_written_and_checked(prefix, monkeypatch):
+    """Everything that can be done while the old hub serves is done first: /hub waits only through the stop,
+    the migration and the new hub's start (before, it waited through writing and checking too)."""
+    from barehub.commands import install
+
+    steps = []
+    monkeypatch.setattr(install, "write_files", lambda *a: steps.append("write files") or {"jupyterhub.service": "d"})
+    monkeypatch.setattr(install, "units_to_restart", lambda paths, desired: ["jupyterhub.service"])
+    monkeypatch.setattr(install, "refuse_broken_fragments", lambda *a: steps.append("check fragments"))
+    monkeypatch.setattr(install, "start_units", lambda *a: steps.append("start hub") or 1.0)
+    monkeypatch.setattr(install, "wait_for_hub", lambda *a: steps.append("wait for hub"))
+    monkeypatch.setattr(install.releases, "write_release", lambda *a: steps.append("record release"))
+    install.converge(prefix, None, ("", ""), RecordingSystemctl(), install.Report(),
+                     before_restart=lambda: steps.append("stop old hub, migrate"))
+    assert steps == ["write files", "check fragments", "stop old hub, migrate", "start hub", "wait for hub",
+                     "record release"]

@@ -149,7 +149,7 @@ def test_hub_route_retries_while_the_hub_restarts():
     from barehub.traefik_proxy import BarehubTraefikProxy
 
     retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS, "C", "K")[PATHS.traefik_middlewares].text)
-    assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 150, "initialInterval": "100ms"}
+    assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 450, "initialInterval": "100ms"}
     assert retry["http"]["serversTransports"]["hub-transport"] == {"maxIdleConnsPerHost": -1}
     proxy = BarehubTraefikProxy.__new__(BarehubTraefikProxy)  # no traefik to talk to: only the route text
     proxy._trait_values = {"traefik_entrypoint": "web"}

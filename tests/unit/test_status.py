@@ -1,4 +1,7 @@
-"""`barehub status` says which fragments the hub serves, and fails while they are the known-good ones."""
+"""`barehub status` says which fragments the hub serves, and fails while they are the known-good ones; it says an
+upgrade that runs, and one that was interrupted with the command that ends it."""
+import os
+
 from barehub.commands.status import format_status, hub_config_state, server_units
 from barehub.hub_run import Run
 from tests.unit.conftest import RecordingSystemctl
@@ -88,3 +91,60 @@ def test_fragments_on_disk_the_check_refused_are_a_problem_named_by_file_and_lin
     prefix.fragment_check_file.unlink()  # a check passed
     status["fragment_check"] = fragment_check_state(read_refusal(prefix))
     assert "refused" not in format_status(status) and "PROBLEM" not in format_status(status) and healthy(status)
+
+
+def upgrade_status(prefix, state) -> dict:
+    return {"release": "2026.10.0", "prefix": str(prefix.prefix), "url": "u", "config_dir": {"path": "c", "state": "s"},
+            "units": {"jupyterhub.service": {"active": True, "enabled": True}}, "versions": {},
+            "certificate": {"https": False}, "hub": {"config": "current"}, "running_servers": [], "server_units": [],
+            "upgrade": state}
+
+
+def systemd_with(*active: str) -> RecordingSystemctl:
+    systemctl = RecordingSystemctl()
+    systemctl.is_active = lambda unit: unit in active
+    return systemctl
+
+
+def test_an_interrupted_upgrade_is_a_problem_naming_its_state_and_the_command_that_ends_it(prefix):
+    """records/upgrade.json and no upgrade running: an upgrade was killed midway (its unit, a reboot). Status
+    says from and to, the backup, whether the hub runs, where the env link points, and the one command."""
+    from barehub.commands.status import healthy, upgrade_state
+
+    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.12.0", "backup": "20261206T190000Z-from-2026.10.0"}')
+    (prefix.backups / "20261206T190000Z-from-2026.10.0").mkdir(parents=True)
+    prefix.envs.mkdir()
+    prefix.env.symlink_to("envs/2026.12.0")
+    state = upgrade_state(prefix, systemd_with())
+    assert state == {"from": "2026.10.0", "to": "2026.12.0", "backup": "20261206T190000Z-from-2026.10.0",
+                     "running": False, "hub_running": False, "env_release": "2026.12.0",
+                     "end": "barehub rollback --backup 20261206T190000Z-from-2026.10.0"}
+    shown = format_status(upgrade_status(prefix, state))
+    assert (f"PROBLEM: the upgrade 2026.10.0 -> 2026.12.0 was interrupted, its backup 20261206T190000Z-from-2026.10.0: "
+            f"the hub is NOT running, {prefix.prefix}/conda links to release 2026.12.0's env") in shown
+    assert "\n    end it: barehub rollback --backup 20261206T190000Z-from-2026.10.0\n" in shown
+    assert not healthy(upgrade_status(prefix, state))
+    # with the hub running (killed before it stopped the old one), still the same way out
+    assert "the hub runs," in format_status(upgrade_status(prefix, upgrade_state(prefix, systemd_with("jupyterhub.service"))))
+
+
+def test_an_upgrade_that_runs_is_said_with_how_to_follow_it_and_fails_nothing(prefix):
+    from barehub.base.install_lock import InstallLock
+    from barehub.commands.status import healthy, upgrade_state
+
+    assert upgrade_state(prefix, systemd_with()) is None  # no record, nothing running: nothing to say
+    state = upgrade_state(prefix, systemd_with(prefix.upgrade_unit))  # building the new env: no record yet
+    assert state["running"] and state["by"] == f"unit {prefix.upgrade_unit}"
+    shown = format_status(upgrade_status(prefix, state))
+    assert f"upgrade: ? -> a new release is running (unit {prefix.upgrade_unit}); follow it: journalctl -fu " \
+           f"{prefix.upgrade_unit}" in shown
+    assert healthy(upgrade_status(prefix, state))
+    # an upgrade run outside a unit (an older release's bootstrap.py) holds the install lock
+    prefix.upgrade_file.write_text('{"from": "2026.10.0", "to": "2026.12.0", "backup": "b"}')
+    lock = InstallLock(prefix).acquire()
+    try:
+        state = upgrade_state(prefix, systemd_with())
+    finally:
+        lock.release()
+    assert state["running"] and state["by"].startswith(f"pid {os.getpid()}: ")
+    assert upgrade_state(prefix, systemd_with())["running"] is False  # the lock went with its holder

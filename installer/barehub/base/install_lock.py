@@ -45,6 +45,21 @@ class InstallLock:
         self.fd = fd
         return self
 
+    def holder(self) -> Optional[str]:
+        """Who holds the lock now ("pid N: command"), or None when nobody does; changes nothing (`barehub
+        status` asks, as any user: the file is 0644)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        finally:
+            os.close(fd)  # drops a shared lock taken just now
+        return None
+
     def _inherited(self) -> Optional[int]:
         """The lock fd bootstrap.py passed on when it exec'd this installer, if it is this lock."""
         value = os.environ.get(self.ENV, "")

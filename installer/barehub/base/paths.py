@@ -99,6 +99,12 @@ class Paths:
         return self.records / "upgrade.json"
 
     @property
+    def upgrade_unit(self) -> str:
+        """The transient unit an upgrade of this install runs in (barehub.base.upgrade_unit): one per prefix,
+        named as `systemd-escape --path` names it (barehub-upgrade-opt-barehub.service)."""
+        return f"barehub-upgrade-{escape_path(self.prefix)}.service"
+
+    @property
     def known_good(self) -> Path:
         """The fragments of the last config with which the hub became healthy (0750 root:hub group)."""
         return self.records / "known-good"
@@ -228,6 +234,21 @@ class Paths:
     def is_install(self) -> bool:
         """Whether an install has converged here (its settings are written before anything starts)."""
         return self.settings_file.is_file()
+
+
+def escape_path(path: Path) -> str:
+    """`systemd-escape --path PATH`: "/" between names becomes "-", anything but [A-Za-z0-9:_.] (and a leading
+    ".") becomes \\xNN."""
+    escaped = []
+    for i, byte in enumerate(str(path).strip("/").encode()):
+        char = chr(byte)
+        if char == "/":
+            escaped.append("-")
+        elif (char.isascii() and char.isalnum()) or char in ":_" or (char == "." and i > 0):
+            escaped.append(char)
+        else:
+            escaped.append(f"\\x{byte:02x}")
+    return "".join(escaped) or "-"
 
 
 def prefix_of_env(env_prefix: str = sys.prefix) -> Optional[Path]:

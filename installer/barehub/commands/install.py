@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, postgres, proxy_config,
                      release_change, releases, secret_files, units)
@@ -126,8 +127,9 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
     report.backup = upgrade.backup
     try:
         use_own_env(paths)
-        release_change.migrate(paths, settings, systemctl)
-        converge(paths, settings, tls_pem, systemctl, report)
+        # the old hub stops only once the new files are written and checked: it serves meanwhile
+        converge(paths, settings, tls_pem, systemctl, report,
+                 before_restart=lambda: release_change.migrate(paths, settings, systemctl))
     except Exception as e:
         raise release_change.roll_back(paths, upgrade, systemctl, lock, e) from e
     release_change.finish(paths)
@@ -142,12 +144,20 @@ def use_own_env(paths: Paths) -> None:
 
 
 def converge(paths: Paths, settings: Settings, tls_pem: tuple[str, str], systemctl: Systemctl,
-             report: Report) -> None:
-    """Write what differs, restart what it changed, wait for the hub; then record the release."""
+             report: Report, before_restart: Callable[[], None] | None = None) -> None:
+    """Write what differs, restart what it changed, wait for the hub; then record the release.
+
+    An upgrade stops the old hub and migrates the database in `before_restart`, once every file is written and
+    the fragments are checked: the hub is down only for the stop, the migration and the new hub's start.
+    Before, the stop came first, and /hub waited through writing and checking too: ~0.5 s here with no fragment
+    (the slowest /hub answer through an upgrade: 8.4 s before, 8.1 s after, one run each); the check runs every
+    fragment, LDAP or OIDC look-ups included, so a site's take longer."""
     desired = write_files(paths, settings, tls_pem, systemctl, report)
     restart_needed = units_to_restart(paths, desired)
     if units.HUB_UNIT in restart_needed or not systemctl.is_active(units.HUB_UNIT):
         refuse_broken_fragments(paths, systemctl)
+    if before_restart:
+        before_restart()
     hub_since = start_units(paths, settings, desired, restart_needed, systemctl, report)
     wait_for_hub(paths, settings, hub_since, systemctl, report)
     releases.write_release(paths, releases.Release(__version__, releases.current_env(paths)))

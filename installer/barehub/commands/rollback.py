@@ -58,6 +58,7 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     release_change.give_layout_back_to(paths, target)
     releases.restore(paths, chosen)
     switch_current_env(paths, env)
+    systemctl.reset_failed(units.HUB_UNIT)  # a hub that crash-looped (an interrupted upgrade) starts again
     release_change.finish(paths)  # an upgrade that was under way is over
     return target
 

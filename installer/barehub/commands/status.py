@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pwd
 import subprocess
 import time
@@ -14,6 +15,8 @@ from barehub.installed import package_version, traefik_version
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.base.paths import Paths
 from barehub.base.errors import BarehubError
+from barehub.base.install_lock import InstallLock
+from barehub.base.records import read_json_dict
 from barehub.settings import load_settings
 from barehub.systemd import Systemctl
 from barehub.terminal import printable
@@ -88,7 +91,43 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
         "fragment_check": fragment_check_state(fragment_check.read_refusal(paths)),
         "running_servers": running_servers(paths, settings.hub_port, run.base_url if run else "/"),
         "server_units": server_units(systemctl),
+        "upgrade": upgrade_state(paths, systemctl),
     }
+
+
+def upgrade_state(paths: Paths, systemctl: Systemctl) -> dict | None:
+    """An upgrade running now (its unit, or a run holding the install lock), or one that was interrupted:
+    records/upgrade.json is there (removed when an upgrade ends, rolled back or not) and nothing runs it.
+
+    The way out of an interrupted one is `barehub rollback --backup NAME`, the command that is always safe: it
+    needs only what is on this machine (the old release's env and the backup, both kept), and it brings back the
+    old release with the database as the backup took it, just before the hub stopped, whichever step the upgrade
+    was in (the env link switched or not, the database migrated or half, the new hub started or not, a rollback
+    under way). `barehub upgrade TO` would finish instead, but may need the package index for the new release,
+    and runs again the steps that may have been the ones that failed."""
+    record = read_json_dict(paths.upgrade_file)
+    in_unit = systemctl.is_active(paths.upgrade_unit)
+    holder = None if in_unit else InstallLock(paths).holder()
+    if not record and not in_unit:
+        return None
+    release = releases.read_release(paths, paths.release_file)
+    state = {"from": str(record.get("from") or (release.version if release else "?")),
+             "to": str(record.get("to") or "a new release"), "backup": str(record.get("backup") or "")}
+    if in_unit or holder:
+        return {**state, "running": True, "by": f"unit {paths.upgrade_unit}" if in_unit else holder,
+                "follow": f"journalctl -fu {paths.upgrade_unit}" if in_unit else ""}
+    backup_kept = bool(state["backup"]) and (paths.backups / state["backup"]).is_dir()
+    return {**state, "running": False, "hub_running": systemctl.is_active(units.HUB_UNIT),
+            "env_release": env_release(paths),
+            "end": f"barehub rollback --backup {state['backup']}" if backup_kept else f"barehub upgrade {state['to']}"}
+
+
+def env_release(paths: Paths) -> str:
+    """The release whose env PREFIX/conda links to now (envs/<release>)."""
+    try:
+        return Path(os.readlink(paths.env)).name
+    except OSError:
+        return "none (no env link)"
 
 
 def server_units(systemctl: Systemctl) -> list[dict]:
@@ -149,6 +188,7 @@ def format_status(status: dict) -> str:
     elif refused:
         lines.append(f"  fragments: changed since the check refused them at {refused['checked']}, not checked since "
                      f"(check them: {refused['recheck']})")
+    lines += upgrade_lines(status.get("upgrade"), status["prefix"])
     servers = status["running_servers"]
     if isinstance(servers, str):
         lines.append(f"  running servers: unknown ({servers})")
@@ -160,11 +200,30 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def upgrade_lines(upgrade: dict | None, prefix: str) -> list[str]:
+    if not upgrade:
+        return []
+    if upgrade["running"]:
+        follow = f"; follow it: {upgrade['follow']}" if upgrade["follow"] else ""
+        return [f"  upgrade: {upgrade['from']} -> {upgrade['to']} is running ({upgrade['by']}){follow}"]
+    hub = "runs" if upgrade["hub_running"] else "is NOT running"
+    backup = f", its backup {upgrade['backup']}" if upgrade["backup"] else ""
+    lines = [f"  PROBLEM: the upgrade {upgrade['from']} -> {upgrade['to']} was interrupted{backup}: the hub {hub}, "
+             f"{prefix}/conda links to release {upgrade['env_release']}'s env",
+             f"    end it: {upgrade['end']}"]
+    if upgrade["end"].startswith("barehub rollback"):
+        lines.append(f"    (release {upgrade['from']} back with the database of just before the upgrade, from what is on "
+                     f"this machine; then `barehub upgrade {upgrade['to']}` again)")
+    return lines
+
+
 def healthy(status: dict) -> bool:
     """What status exits 0 for: every unit active, the certificate fine, the hub on the fragments on disk,
-    and those passed the check."""
+    and those passed the check, and no upgrade left interrupted (one that runs does not count by itself)."""
+    upgrade = status.get("upgrade") or {}
     return (all(st["active"] for st in status["units"].values()) and "error" not in status["certificate"]
-            and "failed" not in status["hub"] and not (status.get("fragment_check") or {}).get("on_disk"))
+            and "failed" not in status["hub"] and not (status.get("fragment_check") or {}).get("on_disk")
+            and not (upgrade and not upgrade["running"]))
 
 
 def run(args: argparse.Namespace) -> int:

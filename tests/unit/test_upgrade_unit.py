@@ -1,0 +1,77 @@
+"""An upgrade runs in a transient unit of its own (barehub.base.upgrade_unit): the command that starts it, when a
+bootstrap.py run hands over to it, a second one refused, and the followed output where a foreground run put it.
+(The unit itself, outliving a killed client, is in tests/integration/test_upgrade.py.)"""
+import io
+
+import pytest
+
+from barehub.base import upgrade_unit
+from barehub.base.errors import BarehubError
+from barehub.base.install_lock import InstallLock
+
+
+def test_the_unit_is_the_installs_own_and_takes_what_finds_conda_and_the_index(prefix):
+    environ = {"PATH": "/opt/conda/bin:/usr/bin", "PIP_INDEX_URL": "https://mirror/simple", "https_proxy": "http://p:3128",
+               "HOME": "/root", "SSH_CONNECTION": "10.0.0.1 22", "BAREHUB_LOCK_FD": "3"}
+    command = upgrade_unit.unit_command(prefix, ["/usr/bin/python3", "/srv/bootstrap.py", "--version", "X"], environ,
+                                        cwd="/root/checkout")
+    unit = prefix.upgrade_unit
+    assert unit.startswith("barehub-upgrade-") and unit.endswith(".service") and "/" not in unit
+    assert command[:7] == ["systemd-run", f"--unit={unit}", "--collect", "--wait", "--quiet", "--service-type=exec",
+                           f"--description=barehub upgrade of {prefix.prefix}"]
+    assert "--working-directory=/root/checkout" in command  # relative paths in the arguments stay what they were
+    passed = [arg.split("=", 1)[1] for arg in command if arg.startswith("--setenv=")]
+    assert passed == ["HOME=/root", "PATH=/opt/conda/bin:/usr/bin", "PIP_INDEX_URL=https://mirror/simple", "https_proxy=http://p:3128",
+                      f"BAREHUB_UPGRADE_UNIT={unit}", "PYTHONUNBUFFERED=1"]
+    assert command[command.index("--") + 1:] == ["/usr/bin/python3", "/srv/bootstrap.py", "--version", "X"]
+
+
+def test_only_a_change_of_release_of_an_existing_install_hands_over_to_the_unit(prefix, monkeypatch):
+    monkeypatch.setattr(upgrade_unit.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(upgrade_unit.os.path, "isdir", lambda path: path == "/run/systemd/system")
+    monkeypatch.delenv(upgrade_unit.IN_UNIT_ENV, raising=False)
+    assert not upgrade_unit.wanted(prefix, None, "2026.12.0")  # a first install: no hub to keep
+    prefix.release_file.write_text('{"version": "2026.10.0", "env": "envs/2026.10.0"}')
+    assert upgrade_unit.wanted(prefix, None, "2026.12.0")  # this checkout's release
+    assert upgrade_unit.wanted(prefix, "2026.12.0", "2026.10.0") and upgrade_unit.wanted(prefix, "latest", "2026.10.0")
+    assert not upgrade_unit.wanted(prefix, "2026.10.0", "2026.12.0")  # a re-run that converges
+    monkeypatch.setenv(upgrade_unit.IN_UNIT_ENV, prefix.upgrade_unit)
+    assert not upgrade_unit.wanted(prefix, "2026.12.0", "2026.10.0")  # the run inside the unit does the work
+
+
+def test_a_second_upgrade_is_refused_naming_the_first(prefix, monkeypatch):
+    monkeypatch.setattr(upgrade_unit, "is_running", lambda paths: True)
+    with pytest.raises(BarehubError) as e:
+        upgrade_unit.refuse_a_second(prefix)
+    assert e.value.message.endswith(f"is already running (unit {prefix.upgrade_unit})")
+    assert e.value.exit_code == 75 and f"journalctl -fu {prefix.upgrade_unit}" in e.value.hint
+    monkeypatch.setattr(upgrade_unit, "is_running", lambda paths: False)
+    lock = InstallLock(prefix).acquire()  # a reload, say
+    try:
+        with pytest.raises(BarehubError, match="another barehub run is changing") as e:
+            upgrade_unit.refuse_a_second(prefix)
+        assert e.value.exit_code == 75
+    finally:
+        lock.release()
+    upgrade_unit.refuse_a_second(prefix)  # nobody: fine
+
+
+def test_the_followed_output_keeps_errors_on_stderr_and_ends_with_the_unit(monkeypatch):
+    pages = [["barehub-bootstrap: [4/4] running the installer"],
+             ["barehub: release 2026.10.0 -> 2026.12.0: backed up", "barehub: error: the upgrade to 2026.12.0 failed: x",
+              "rolled back: release 2026.10.0 serves again, with its database", "barehub: hint: fix the cause"]]
+    asked = []
+
+    def journal(unit, since, cursor):
+        asked.append(cursor)
+        return (pages.pop(0) if pages else []), f"c{len(asked)}"
+    monkeypatch.setattr(upgrade_unit, "journal_lines", journal)
+    monkeypatch.setattr(upgrade_unit.subprocess, "run", lambda *a, **k: None)  # journalctl --sync
+    monkeypatch.setattr(upgrade_unit, "FOLLOW_INTERVAL_S", 0)
+    ends = iter([None, None, 1])
+    out, err = io.StringIO(), io.StringIO()
+    assert upgrade_unit.follow("u.service", 0.0, lambda: next(ends), out, err) == 5
+    assert out.getvalue() == "barehub-bootstrap: [4/4] running the installer\nbarehub: release 2026.10.0 -> " \
+                             "2026.12.0: backed up\n"
+    assert err.getvalue().startswith("barehub: error: the upgrade to 2026.12.0 failed: x\nrolled back: release")
+    assert asked == [None, "c1", "c2"]  # each read goes on from the last one's cursor; the last after the end
