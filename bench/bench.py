@@ -6,9 +6,12 @@ Setups, one at a time, in one booted systemd container (see testbed/container.py
   traefik-default  the same hub, jupyterhub-traefik-proxy starting traefik at traefik's default 2 s throttle
 All serve the same lightweight single-user server (bench/tinyserver.py). Writes bench/results.md and .json.
 Run: sudo bench/run   (needs what tests/run installs)
+Only the class rows (100 and 200 at once), each setup in turn in each round, into results.json's "class":
+     sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 3] [--counts 100,200]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -140,6 +143,38 @@ class Bench:
         return {key: {"ok": loop.ok, "failed": loop.failed, "slowest_s": round(loop.slowest, 2)}
                 for key, loop in (("hub", hub), ("server", server))}
 
+    def process_pids(self, name: str) -> dict[str, int]:
+        """The hub's and the proxy's PIDs (the servers are the hub's children in every setup)."""
+        if name == "barehub":
+            return {"hub": self.box.main_pid("jupyterhub.service"), "proxy": self.box.main_pid("jupyterhub-proxy.service")}
+        hub = self.box.main_pid(SETUPS[name]["units"][0])
+        pids = {"hub": hub}
+        for line in self.box.run(f"ps -o pid=,comm= --ppid {hub}").stdout.splitlines():
+            pid, comm = line.split(None, 1)
+            if PROCESS_LABELS.get(comm.strip(), "hub").split()[0] in ("configurable-http-proxy", "traefik"):
+                pids["proxy"] = int(pid)
+        return pids
+
+    def class_round(self, name: str, counts: list[int], round_: int) -> dict:
+        """One round of a class at 9:00 from a freshly started hub: each count spawned at once, with the CPU
+        the hub, the proxy and the machine spent meanwhile, and (barehub) how many rules files traefik got."""
+        setup = SETUPS[name]
+        self.stop(name)
+        time.sleep(1)
+        self.start(name)
+        time.sleep(3)
+        r = {}
+        for count in counts:
+            extra = {"rules_file": str(BAREHUB.traefik_rules)} if name == "barehub" else {}
+            r[f"spawn_{count}"] = self.inside("spawns", count=count, repeat=1, prefix=f"k{count}r{round_}x",
+                                              hub=setup["hub"], public=setup["public"], token=self.token,
+                                              pids=self.process_pids(name), **extra)
+            log(f"{name}: round {round_ + 1}, {count} at once: all reachable after "
+                f"{r[f'spawn_{count}']['latency'].get('max')} s, {r[f'spawn_{count}']['errors']} errors, "
+                f"cpu {r[f'spawn_{count}'].get('cpu_s')}, tcp {r[f'spawn_{count}'].get('tcp')}, rules writes {r[f'spawn_{count}'].get('rules_writes')}")
+        self.stop(name)
+        return r
+
     def measure(self, name: str) -> dict:
         setup = SETUPS[name]
         r: dict = {}
@@ -188,10 +223,26 @@ class Bench:
         return r
 
 
-def main() -> int:
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--only", choices=["class"], help="only the class rows (N at once), merged into results.json")
+    parser.add_argument("--setups", default="barehub,stock-chp", help="with --only class: comma-separated setups")
+    parser.add_argument("--rounds", type=int, default=3, help="with --only class: rounds per setup")
+    parser.add_argument("--counts", default="100,200", help="with --only class: servers spawned at once")
+    args = parser.parse_args(argv)
+    args.setups = args.setups.split(",")
+    args.counts = [int(n) for n in args.counts.split(",")]
+    unknown = set(args.setups) - set(SETUPS)
+    if unknown:
+        parser.error(f"unknown setups: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench: run as root (it boots a systemd container)", file=sys.stderr)
         return 1
+    args = arguments(argv)
     chp = CACHE / "chp"
     if not (chp / "node_modules" / ".bin" / "configurable-http-proxy").exists():
         chp.mkdir(parents=True, exist_ok=True)
@@ -209,28 +260,48 @@ def main() -> int:
         start = time.monotonic()
         box.run("/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /mnt/wheelhouse --http-port 28080", timeout=900)
         boot_s = time.monotonic() - start
-        start = time.monotonic()
-        box.run("/usr/bin/python3 -m venv /tmp/bare && /tmp/bare/bin/pip install -q --no-index --find-links "
-                "/mnt/wheelhouse --require-hashes --only-binary=:all: -r /mnt/src/requirements.lock", timeout=900)
-        results["bootstrap_vs_pip_s"] = {"bootstrap_full_install": round(boot_s, 1),
-                                         "bare_pip_install_same_set": round(time.monotonic() - start, 1)}
         box.run("cp /mnt/bench/configs/common.py /opt/barehub/jupyterhub_config.d/90-bench.py && "
                 "systemctl restart jupyterhub")
-        results["bare_server_start"] = Bench(box, token).inside(
-            "bare_start", tinyserver="/mnt/bench/tinyserver.py", repeat=10)
-        for name in SETUPS:
-            log(f"measuring {name}")
-            results[name] = Bench(box, token).measure(name)
-            if name == "stock-chp":
-                box.run("systemctl stop jupyterhub-proxy", check=False)
+        if args.only == "class":
+            class_results = {"date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "counts": args.counts,
+                             **{name: [] for name in args.setups}}
+            for round_ in range(args.rounds):  # each setup in turn: a drift of the machine meets them alike
+                for name in args.setups:
+                    class_results[name].append(Bench(box, token).class_round(name, args.counts, round_))
+        else:
+            start = time.monotonic()
+            box.run("/usr/bin/python3 -m venv /tmp/bare && /tmp/bare/bin/pip install -q --no-index --find-links "
+                    "/mnt/wheelhouse --require-hashes --only-binary=:all: -r /mnt/src/requirements.lock",
+                    timeout=900)
+            results["bootstrap_vs_pip_s"] = {"bootstrap_full_install": round(boot_s, 1),
+                                             "bare_pip_install_same_set": round(time.monotonic() - start, 1)}
+            results["bare_server_start"] = Bench(box, token).inside(
+                "bare_start", tinyserver="/mnt/bench/tinyserver.py", repeat=10)
+            for name in SETUPS:
+                log(f"measuring {name}")
+                results[name] = Bench(box, token).measure(name)
+                if name == "stock-chp":
+                    box.run("systemctl stop jupyterhub-proxy", check=False)
     finally:
         box.stop()
+    if args.only == "class":
+        return save_class(class_results)
     from bench.report import save, write_report
 
     save(results, "results", write_report)
     return 0
 
 
+def save_class(class_results: dict) -> int:
+    """The class rounds replace results.json's "class" (the rest of it, and so of results.md, stays)."""
+    from bench.report import save, write_report
+
+    results = json.loads((REPO / "bench" / "results.json").read_text())
+    results["class"] = class_results
+    save(results, "results", write_report)
+    return 0
+
+
 if __name__ == "__main__":
     shutil.which("npm") or sys.exit("bench: npm is needed for configurable-http-proxy")
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -71,17 +71,94 @@ async def stop_all(hub: str, token: str, names: list[str]) -> None:
 
 
 async def spawns(args: dict) -> dict:
-    """`count` users spawned at once, `repeat` times; every latency and every error."""
+    """`count` users spawned at once, `repeat` times; every latency and every error. With `pids` ({label: pid}),
+    also the CPU seconds each of those processes and the whole machine spent while the servers came up; with
+    `rules_file`, how many versions of it traefik was given meanwhile (each rename is one traefik reload)."""
     AsyncHTTPClient.configure(None, max_clients=200)
-    latencies, errors = [], []
+    latencies, errors, cpu, writes, tcp = [], [], {}, 0, {}
     for round_ in range(args["repeat"]):
         names = [f"{args['prefix']}{round_}x{i}" for i in range(args["count"])]
+        before = cpu_seconds(args.get("pids", {}))
+        tcp_before = tcp_counters()
+        versions = Versions(args["rules_file"]) if args.get("rules_file") else None
         results = await asyncio.gather(*(spawn_one(args["hub"], args["public"], args["token"], n) for n in names),
                                        return_exceptions=True)
+        if versions:
+            writes += await versions.stop()
+        after = cpu_seconds(args.get("pids", {}))
+        for key in after:
+            cpu[key] = round(cpu.get(key, 0) + after[key] - before.get(key, 0), 2)
+        tcp_after = tcp_counters()
+        for key in tcp_after:
+            tcp[key] = tcp.get(key, 0) + tcp_after[key] - tcp_before.get(key, 0)
         latencies += [r for r in results if isinstance(r, float)]
         errors += [str(r) for r in results if not isinstance(r, float)]
         await stop_all(args["hub"], args["token"], names)
-    return {"latency": stats(latencies), "errors": len(errors), "error_samples": errors[:3]}
+    result = {"latency": stats(latencies), "errors": len(errors), "error_samples": errors[:3]}
+    if args.get("pids"):
+        result["cpu_s"] = cpu
+        result["tcp"] = tcp
+    if args.get("rules_file"):
+        result["rules_writes"] = writes
+    return result
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each process so far, and of the whole machine ("machine": all cores)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for label, pid in pids.items():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            result[label] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    busy = open("/proc/stat").readline().split()[1:]
+    result["machine"] = (sum(int(v) for v in busy) - int(busy[3]) - int(busy[4])) / tick  # less idle, iowait
+    return result
+
+
+def tcp_counters() -> dict[str, int]:
+    """The machine's TCP connections accepted and made, and connections its listen queues dropped (the
+    container shares the host's network)."""
+    counters = {}
+    for path, wanted in (("/proc/net/snmp", ("PassiveOpens", "ActiveOpens")),
+                         ("/proc/net/netstat", ("ListenOverflows", "ListenDrops"))):
+        lines = open(path).read().splitlines()
+        for names, values in zip(lines[::2], lines[1::2]):
+            for name, value in zip(names.split()[1:], values.split()[1:]):
+                if name in wanted:
+                    counters[name] = int(value)
+    return counters
+
+
+class Versions:
+    """Counts the distinct files seen at `path`, every 2 ms, from now until stop(): the rules file is renamed
+    into place at each write, so each new one is a version given to traefik (a lower bound: two versions
+    within one look are counted once)."""
+
+    def __init__(self, path: str):
+        self.path, self.seen = path, set()
+        self.look()
+        self.task = asyncio.create_task(self.watch())
+
+    def look(self) -> None:
+        try:
+            stat = os.stat(self.path)
+            self.seen.add((stat.st_ino, stat.st_mtime_ns))  # an inode number can be reused
+        except OSError:
+            pass
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.002)
+            self.look()
+
+    async def stop(self) -> int:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.look()
+        return len(self.seen) - 1  # the one there before
 
 
 def bare_start(args: dict) -> dict:

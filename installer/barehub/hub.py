@@ -42,6 +42,12 @@ from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
 from barehub.base.paths import Paths
 
 DRAIN_TIMEOUT_S = 5
+# Connections waiting for the hub to accept them. traefik opens a new connection to the hub for every request (the
+# hub's route keeps none idle, so that a restart loses none, see proxy_config); 200 servers spawned at once overflowed
+# tornado's default queue of 128 between 183 and 555 times a round (bench/results.md, the class rows: /proc/net/netstat
+# ListenOverflows), each dropped attempt costing its request ~1 s until the kernel's SYN retry; CHP, which keeps its
+# connections open, overflowed 0-4 times. The kernel caps it at net.core.somaxconn (4096 on Debian 12).
+LISTEN_BACKLOG = 1024
 FAILED_ENV = "BAREHUB_FAILED_CONFIG"  # why the current fragments failed, handed to the known-good hub
 
 
@@ -64,6 +70,10 @@ class BarehubJupyterHub(JupyterHub):
                                    section.quota_admins, self.log, section.usage_refresh)
         usage_hub.start(self.tornado_settings, book)
 
+    async def start(self):
+        await super().start()
+        widen_listen_backlog(self.http_server, LISTEN_BACKLOG)
+
     async def shutdown_cancel_tasks(self, sig=None):
         if self.http_server:
             await stop_listening_and_drain(self.http_server, self.log)
@@ -84,6 +94,13 @@ class BarehubJupyterHub(JupyterHub):
         self.log.info("reload requested: restarting in place with the %s config", config_set)
         self.reexec_with = config_set
         await self.shutdown_cancel_tasks()
+
+
+def widen_listen_backlog(server, backlog: int) -> None:
+    """The hub's listening sockets' queue of connections not yet accepted made `backlog` long (JupyterHub listens
+    with tornado's default, 128): listen() again on a listening socket only changes its backlog (Linux)."""
+    for sock in list(getattr(server, "_sockets", {}).values()):  # tornado 6: the listening sockets
+        sock.listen(backlog)
 
 
 async def stop_listening_and_drain(server, log) -> None:

@@ -12,7 +12,7 @@ import bcrypt
 from traitlets import Bool, Float, Integer, TraitError
 from traitlets.config import Config, Configurable
 
-from barehub import culling, unix_accounts
+from barehub import culling, postgres, unix_accounts
 from barehub.quotas import Quotas
 
 from barehub.base.paths import Paths
@@ -61,7 +61,7 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     """Safe defaults that any fragment may override."""
     c.JupyterHub.bind_url = f"http://:{settings.http_port}"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
-    c.JupyterHub.db_url = f"sqlite:///{paths.db_file}"
+    c.JupyterHub.db_url = postgres.sqlalchemy_url(settings.db_url) if settings.db_url else f"sqlite:///{paths.db_file}"
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     if paths.crypt_key.exists():  # installs older than this key get it on their next install run
         c.CryptKeeper.keys = [read_secret(paths.crypt_key)]
@@ -201,6 +201,7 @@ def apply_after_fragments(c: Config, paths: Paths, settings: Settings) -> None:
     default_local_access(c)
     keep_root_blocked(c)
     refuse_system_accounts(c, settings)
+    keep_db_password(c, settings)
 
 
 def cull_policy(c: Config) -> culling.Policy:
@@ -282,6 +283,16 @@ def keep_root_blocked(c: Config) -> None:
             c[name].blocked_users = set(c[name].blocked_users) | {"root"}
     if "blocked_users" not in c.Authenticator:
         c.Authenticator.blocked_users = {"root"}
+
+
+def keep_db_password(c: Config, settings: Settings) -> None:
+    """The PostgreSQL password (--db-password-file), read now from the site's file (a rotated one is picked up by the
+    next reload), handed to every engine that connects to the database (barehub.postgres.give_password_to_engines):
+    never in the URL, which JupyterHub logs and writes into alembic's ini file. A fragment's own password (in
+    db_kwargs' connect_args), or its own db_url, wins."""
+    if not settings.db_password_file or c.JupyterHub.db_url != postgres.sqlalchemy_url(settings.db_url):
+        return
+    postgres.give_password_to_engines(settings.db_url, postgres.read_password(Path(settings.db_password_file)))
 
 
 def refuse_system_accounts(c: Config, settings: Settings) -> None:

@@ -25,12 +25,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub import __version__, releases, units
+from barehub import __version__, postgres, releases, units
 from barehub.fragment_check import FragmentProblems, check_fragments
 from barehub.fsutil import FileSpec, atomic_write, read_private
 from barehub.base.paths import Paths
 from barehub.package_files import base_config_file
-from barehub.settings import Settings
+from barehub.settings import Settings, load_settings
 from barehub.base.errors import BarehubError
 from barehub.base.install_lock import InstallLock
 from barehub.base.current_env import switch_current_env
@@ -58,11 +58,24 @@ def preflight(paths: Paths, previous: releases.Release, systemctl: Systemctl) ->
         raise BarehubError(f"release {__version__} refuses this install's config, so nothing was changed "
                            f"(release {previous.version} keeps running):\n" + e.refusal("not upgrading"),
                            f"fix the file(s) in {paths.config_d}, then run the upgrade again") from None
-    check_backup_space(paths)
+    check_backup_space(paths, check_database_backup(paths))
 
 
-def check_backup_space(paths: Paths) -> None:
-    size = paths.db_file.stat().st_size if paths.db_file.is_file() else 0
+def check_database_backup(paths: Paths) -> int | None:
+    """A PostgreSQL database (the one before this run's flags) must be reachable, and pg_dump and pg_restore of its
+    server's version at hand: returns its size. None for SQLite."""
+    db = postgres.Database.of(load_settings(paths))
+    if db is None:
+        return None
+    server = postgres.reach(db, "nothing was changed")
+    for tool in ("pg_dump", "pg_restore"):
+        postgres.client_tool(tool, server.major)
+    return server.size
+
+
+def check_backup_space(paths: Paths, size: int | None = None) -> None:
+    if size is None:
+        size = paths.db_file.stat().st_size if paths.db_file.is_file() else 0
     free = shutil.disk_usage(paths.prefix).free
     if free < size + BACKUP_MARGIN:
         raise BarehubError(f"not enough space in {paths.prefix} for the backup of the database: "
@@ -94,9 +107,11 @@ def migrate(paths: Paths, settings: Settings, systemctl: Systemctl) -> None:
     cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
     if settings.hub_user != "root":
         cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]
-    proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
-                          env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix),  # it runs `alembic` from PATH
-                               "PATH": f"{paths.env_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+    db = postgres.Database.of(settings)  # JupyterHub's alembic connects by URL alone: the password in a PGPASSFILE
+    with postgres.passfile(db.password() if db else None, settings.hub_user) as pgpass:
+        proc = subprocess.run(cmd, cwd=paths.state, capture_output=True, text=True,
+                              env={**os.environ, "BAREHUB_PREFIX": str(paths.prefix),  # it runs `alembic` from PATH
+                                   "PATH": f"{paths.env_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", **pgpass})
     if proc.returncode != 0:
         raise BarehubError(f"the database migration to {__version__} failed:\n{proc.stderr.strip()[-2000:]}")
     log.info("database migrated for JupyterHub %s", jupyterhub_version())

@@ -2,8 +2,8 @@
 release changes and restoring them (barehub.migrations converts those of older installs).
 
 A backup is a directory PREFIX/backups/<UTC time>-from-<release>/ holding a consistent copy of the
-database (SQLite's backup API, taken while the hub runs), the install settings and the release
-record: enough to go back. Backups are kept; removing old ones is the admin's call.
+database (SQLite's backup API, taken while the hub runs; a PostgreSQL database's pg_dump, barehub.postgres),
+the install settings and the release record: enough to go back. Backups are kept; removing old ones is the admin's call.
 """
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from barehub import postgres
 from barehub.as_user import run_as
 from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
 from barehub.base.records import FORMAT, open_no_follow, read_json_dict
 from barehub.fsutil import FileSpec, atomic_write
+from barehub.settings import load_settings, load_settings_file
 
 
 RECORD_MODE = 0o644  # root's records in records/: the hub reads the settings, nobody else writes them
@@ -72,7 +74,10 @@ def backup(paths: Paths, previous: Release) -> Path:
             break
         except FileExistsError:
             continue
-    if os.path.lexists(paths.db_file):
+    db = postgres.Database.of(load_settings(paths))  # the database as it was before this run changed anything
+    if db:
+        postgres.dump(db, target)
+    elif os.path.lexists(paths.db_file):
         image = run_as(state_owner(paths), database_image, str(paths.db_file))
         fd = os.open(target / paths.db_file.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -101,8 +106,15 @@ def backup_release(paths: Paths, backup_dir: Path) -> Release:
 def restore(paths: Paths, backup_dir: Path) -> Release:
     """Put a backup's database and records back (the hub must be stopped). Returns its release."""
     release = backup_release(paths, backup_dir)
+    dump = backup_dir / postgres.DUMP_NAME
     db = backup_dir / paths.db_file.name
-    if db.exists():
+    if dump.exists():  # into the database the backup's settings name, as the hub user they name
+        db_then = postgres.Database.of(load_settings_file(backup_dir / paths.settings_file.name))
+        if db_then is None:
+            raise BarehubError(f"{backup_dir} holds a PostgreSQL dump, but its settings name no --db-url",
+                               "choose another backup: barehub rollback --list")
+        postgres.restore(db_then, dump)
+    elif db.exists():
         image = db.read_bytes()  # root's own backup
         run_as(state_owner(paths), write_database, image, str(paths.db_file))
     for record in (paths.settings_file, paths.release_file):

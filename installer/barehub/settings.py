@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, field, make_dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from barehub.base.paths import Paths
@@ -55,12 +56,17 @@ class Settings(_Recorded):
 
 def load_settings(paths: Paths) -> Settings:
     """The remembered settings, or the defaults on a fresh install."""
+    return load_settings_file(paths.settings_file)
+
+
+def load_settings_file(path: Path) -> Settings:
+    """The settings a record holds (records/install.json, or a backup's copy), or the defaults without one."""
     try:
-        data = json.loads(paths.settings_file.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return Settings()
     except (OSError, ValueError) as e:
-        raise BarehubError(f"cannot read {paths.settings_file}: {e}",
+        raise BarehubError(f"cannot read {path}: {e}",
                            "fix or remove the file; it is rewritten from the flags of the next install")
     return Settings(**install_settings.merge(data, {}))  # as barehub.migrations left it
 

@@ -3,6 +3,7 @@ real tornado server: what traefik sent gets its answer; what comes after is refu
 import asyncio
 import logging
 import socket
+import subprocess
 
 import pytest
 import tornado.web
@@ -10,7 +11,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from barehub.hub import stop_listening_and_drain
+from barehub.hub import LISTEN_BACKLOG, stop_listening_and_drain, widen_listen_backlog
 
 LOG = logging.getLogger("test")
 
@@ -58,3 +59,22 @@ def read_all(sock: socket.socket) -> bytes:
         data += chunk
     sock.close()
     return data
+
+
+def listen_backlog(port: int) -> int:
+    """A listening socket's backlog, as `ss -ltn` shows it (its Send-Q column)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])
+
+
+def test_the_hubs_listen_backlog_holds_a_class_of_connections_not_tornados_128():
+    async def scenario():
+        server, port = serve()
+        assert listen_backlog(port) == 128  # tornado's default, as JupyterHub listens
+        widen_listen_backlog(server, LISTEN_BACKLOG)
+        assert listen_backlog(port) == LISTEN_BACKLOG
+        # a connection is still taken and answered
+        answer = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/slow")
+        assert answer.body == b"done"
+        server.stop()
+    asyncio.run(scenario())

@@ -54,7 +54,7 @@ def test_what_bootstrap_is_given_reaches_the_installer_unchanged(bootstrap):
     for s in FLAGS:
         if not s.bootstrap or s.name in ("no_https", "tls_cert", "tls_key"):  # they contradict --letsencrypt-domain
             continue
-        value = s.arg.get("choices", [samples.get(s.type, "/x")])[0]
+        value = s.arg.get("choices", [samples.get(s.type, "postgresql://hub@db/hub" if s.name == "db_url" else "/x")])[0]
         argv += [s.flag_name, value] if value else [s.flag_name]
     given = install_settings.given_settings(bootstrap.parse_args(argv))
     handed_on = bootstrap.settings_table.settings_argv(bootstrap.parse_args(argv))
@@ -65,7 +65,8 @@ def test_what_bootstrap_is_given_reaches_the_installer_unchanged(bootstrap):
 def test_the_record_has_a_field_per_remembered_setting_with_its_default():
     assert {name: getattr(Settings(), name) for name in Settings.__dataclass_fields__} == \
         {s.name: s.default for s in SETTINGS if s.remembered}
-    assert Settings.HUB_FIELDS == ("http_port", "hub_port", "proxy_api_port", "hub_user")  # the digest's order
+    assert Settings.HUB_FIELDS == ("http_port", "hub_port", "proxy_api_port", "hub_user", "db_url",
+                                   "db_password_file")  # the digest's order
 
 
 def test_a_flag_beats_the_remembered_value_which_beats_the_default():

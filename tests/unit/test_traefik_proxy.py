@@ -207,6 +207,62 @@ def test_while_traefik_is_down_an_add_fails_in_time_with_one_warning_and_a_delet
     asyncio.run(scenario())
 
 
+def test_an_api_that_refuses_the_hub_fails_an_add_in_time_with_one_warning_naming_its_answer(traefik, caplog):
+    async def scenario():
+        proxy = await started(traefik)
+        proxy.check_route_timeout = 1
+        proxy.traefik_api_password = "not-the-password"  # e.g. a hash the installer rewrote without the hub
+        with caplog.at_level("WARNING"):
+            with pytest.raises(TimeoutError):
+                await proxy.add_route("/user/refused/", backend("refused"), {})
+        warnings = [r.getMessage() for r in caplog.records if "traefik API" in r.getMessage()]
+        assert len(warnings) == 1 and "401" in warnings[0], warnings
+    asyncio.run(scenario())
+
+
+class Counting:
+    """A TCP forwarder in front of traefik's API that counts the connections the hub opens."""
+
+    def __init__(self, port: int):
+        self.port, self.connections = port, 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self.forward, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def forward(self, client_reader, client_writer):
+        self.connections += 1
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:  # traefik not up yet: the hub's client sees the connection closed, and asks again
+            client_writer.close()
+            return
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer), return_exceptions=True)
+
+
+def test_a_class_is_watched_on_one_kept_open_connection_to_traefik(traefik):
+    """Each write is watched with requests to traefik's API every 5 ms: on a connection kept open (JupyterHub's
+    aiohttp client), not a new one per request, whose address the tornado client resolved in a thread."""
+    async def scenario():
+        counting = Counting(traefik.api)
+        proxy = traefik.proxy()
+        proxy.traefik_api_url = await counting.start()
+        await ready(proxy)
+        counting.connections = 0  # those of the start-up (upstream's own requests)
+        for i in range(5):
+            await proxy.add_route(f"/user/k{i}/", backend(f"k{i}"), {})
+            assert await through(traefik, f"/user/k{i}/") == f"k{i}"
+        assert counting.connections == 1
+    asyncio.run(scenario())
+
+
 def test_a_restarted_hub_finds_its_routes_and_traefik_serves_them_throughout(traefik):
     async def scenario():
         proxy = await started(traefik)

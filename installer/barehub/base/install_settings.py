@@ -9,6 +9,7 @@ run and the hub's digest all come from this table; README's flag list is checked
 from __future__ import annotations
 
 import argparse
+from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -94,6 +95,13 @@ SETTINGS: Tuple[Setting, ...] = (
             remembered=False, replaces=("acme_domains", "tls_cert", "tls_key")),
     Setting("metrics_port", 0, "serve traefik's Prometheus metrics on 127.0.0.1:PORT (0: off)", int,
             arg=dict(type=int, metavar="PORT"), port="optional"),
+    # new hub fields change every hub's digest: one restart, which the upgrade that brings them does anyway (the
+    # hub unit names the release)
+    Setting("db_url", "", "keep the hub's database in PostgreSQL at this URL, without a password "
+            "(postgresql://USER@HOST[:PORT]/DB[?sslmode=...]; '' for SQLite in state/)", arg=dict(metavar="URL"),
+            hub_reads=True),
+    Setting("db_password_file", "", "the file holding the --db-url user's password (root's, 0600; 0640 with the "
+            "hub user's group for a --hub-user hub)", arg=dict(metavar="PATH"), hub_reads=True),
 )
 BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 RECORDED = tuple(s for s in SETTINGS if s.remembered)  # the fields of records/install.json
@@ -132,6 +140,39 @@ def check_settings_arguments(p: argparse.ArgumentParser, args: argparse.Namespac
         p.error("choose one: --letsencrypt-domain (certificates from an ACME CA) or --tls-cert/--tls-key")
     if args.no_https and (args.tls_cert or args.acme_domains):
         p.error("--no-https contradicts --tls-cert/--letsencrypt-domain")
+    problem = db_url_problem(args.db_url or "")
+    if problem:
+        p.error(problem)
+
+
+DB_SCHEMES = ("postgresql", "postgres")
+
+
+def db_url_problem(url: str) -> Optional[str]:
+    """What is wrong with a --db-url, or None ('' is SQLite). A password in it is refused: the URL is remembered
+    in records/install.json (world-readable), passed to pg_dump's command line and logged by JupyterHub."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in DB_SCHEMES:
+        return (f"--db-url {url.split('://')[0]}://...: barehub keeps the hub's database in PostgreSQL "
+                "(postgresql://USER@HOST[:PORT]/DATABASE) or SQLite (no --db-url)")
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        return ("--db-url carries a password: give the URL without it, and the password in a file with "
+                "--db-password-file PATH (root's, 0600)")
+    if not parts.username:
+        return "--db-url names no user: postgresql://USER@HOST[:PORT]/DATABASE"
+    return None
+
+
+def check_db_settings(db_url: str, db_password_file: str) -> None:
+    """On the merged settings (flags over remembered ones), before anything changes."""
+    problem = db_url_problem(db_url)
+    if problem:
+        raise BarehubError(problem, "see README: PostgreSQL as the hub's database", exit_code=2)
+    if db_password_file and not db_url:
+        raise BarehubError("--db-password-file without --db-url: the SQLite database needs no password",
+                           "give --db-url too, or --db-password-file '' to forget the file", exit_code=2)
 
 
 def given_settings(args: argparse.Namespace) -> Dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, proxy_config,
+from barehub import (__version__, certificates, hub_run, known_good, layout, migrations, postgres, proxy_config,
                      release_change, releases, secret_files, units)
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.config_loading import KNOWN_GOOD
@@ -89,10 +89,22 @@ def checked_settings(paths: Paths, overrides: dict) -> tuple[Settings, tuple[str
     check_distinct_ports(settings.ports(), settings.https)
     layout.ensure_user_exists(settings.hub_user)
     install_settings.check_acme_contact(settings.acme_domains, settings.acme_email)
+    check_database(settings)
     if not settings.tls_cert:
         return settings, ("", "")
     install_settings.check_tls_files(settings.tls_cert, settings.tls_key)
     return settings, (Path(settings.tls_cert).read_text(), Path(settings.tls_key).read_text())
+
+
+def check_database(settings: Settings) -> None:
+    """A PostgreSQL database (--db-url) the hub can read the password of and reach, as the hub user: else nothing
+    changes, and a running hub keeps serving."""
+    install_settings.check_db_settings(settings.db_url, settings.db_password_file)
+    db = postgres.Database.of(settings)
+    if db:
+        if db.password_file:
+            postgres.check_password_file(db.password_file, settings.hub_user)
+        postgres.reach(db, "nothing was changed")
 
 
 def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:

@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 
-from barehub import hub_run, known_good, units
+from barehub import hub_run, known_good, postgres, units
 from barehub.commands import add_prefix_argument, install_paths
 from barehub.base.paths import Paths
 from barehub.fragment_check import FragmentProblems, check_and_record
@@ -39,6 +39,7 @@ def reload(paths: Paths, systemctl: Systemctl) -> float:
     except FragmentProblems as e:
         raise BarehubError(e.refusal("the running hub was left alone"),
                            f"fix the file(s) in {paths.config_d} and run: systemctl reload {units.HUB_UNIT}") from None
+    postgres.check_reachable(settings, "the running hub was left alone")  # a hub restarted now could not start
     since = time.time()
     systemctl.kill_main(units.HUB_UNIT, signal.SIGHUP)
     run, seconds = hub_run.wait_until_serving(paths, settings, since, systemctl)
