@@ -13,6 +13,13 @@ import time
 from pathlib import Path
 
 
+# The Debian image this runs on has PostgreSQL installed and enabled (tests/run disables only what it installs itself),
+# and a container copies the host's /etc: its systemd started the host's cluster at boot, on an empty /var, and once
+# (the host lane, 2026-12-06) hung the boot on postgresql@15-main for the whole 90 s. Tests that want a PostgreSQL
+# run a cluster of their own under another unit name (testbed/postgres.py).
+NEVER_AT_BOOT = ("postgresql.service", "postgresql@15-main.service")
+
+
 class Container:
     def __init__(self, name: str, binds: dict[str, str], log_path: Path, shared: dict[str, str] | None = None,
                  network_namespace: str | None = None, hostname: str | None = None, masked: tuple[str, ...] = ()):
@@ -21,7 +28,8 @@ class Container:
         self.shared = shared or {}
         self.network_namespace = network_namespace
         self.hostname = hostname
-        self.masked = masked  # units this container's systemd does not start (systemd.mask= on its command line)
+        # units this container's systemd does not start (systemd.mask= on its command line)
+        self.masked = tuple(dict.fromkeys((*NEVER_AT_BOOT, *masked)))
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.pid = 0  # the container's systemd (PID 1 inside)
