@@ -77,6 +77,9 @@ class BarehubJupyterHub(JupyterHub):
     async def shutdown_cancel_tasks(self, sig=None):
         if self.http_server:
             await stop_listening_and_drain(self.http_server, self.log)
+        close_api_session = getattr(self.proxy, "close_api_session", None)  # barehub's traefik proxy's
+        if close_api_session is not None:
+            await close_api_session()
         await super().shutdown_cancel_tasks(sig)
 
     async def launch_instance_async(self, argv=None):

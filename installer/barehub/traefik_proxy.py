@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from jupyterhub.httpclient import fetch
 from jupyterhub.utils import url_path_join
 from jupyterhub_traefik_proxy import traefik_utils
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
@@ -79,6 +78,7 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
     poll_interval = Float(0.005, config=True, help="Seconds between two looks at traefik's API for a route.")
 
     table = Any()
+    _api_session: tuple | None = None  # (its event loop, the session): api_session()
     _next: Batch | None = None
     _writer: asyncio.Task | None = None
 
@@ -229,20 +229,33 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
                 raise TimeoutError(f"Traefik route for {routespec}: {what} after {self.check_route_timeout} s")
             await asyncio.sleep(self.poll_interval)
 
+    def api_session(self) -> aiohttp.ClientSession:
+        """This proxy's HTTP session to traefik's API, its connections kept open, one per event loop. barehub's own
+        rather than JupyterHub 6's shared client (jupyterhub.httpclient), which a hub of an earlier JupyterHub
+        lacks: the upgrade tests run this code on JupyterHub 5.4 as release N-1 (its proxy class failed to load)."""
+        loop = asyncio.get_running_loop()
+        if self._api_session is None or self._api_session[0] is not loop or self._api_session[1].closed:
+            self._api_session = (loop, aiohttp.ClientSession())
+        return self._api_session[1]
+
+    async def close_api_session(self) -> None:
+        """At the hub's stop (barehub.hub), so that no "Unclosed client session" reaches the journal."""
+        if self._api_session is not None and not self._api_session[1].closed:
+            await self._api_session[1].close()
+
     async def _serves(self, path: str, router: str, target: str | None) -> bool:
         """Whether traefik serves the route; TraefikSilent when traefik does not say.
 
-        Asked through JupyterHub's own HTTP client (aiohttp, connections kept open), not upstream's
-        tornado client: that one opens a connection per request and resolves even 127.0.0.1 in a thread,
-        and under a class's load each hop to a thread waits for the GIL behind the spawns (measured: 200
-        servers at once, one request took 0.85 s)."""
+        Asked on a kept-open aiohttp connection (api_session), not through upstream's tornado client: that one
+        opens a connection per request and resolves even 127.0.0.1 in a thread, and under a class's load each hop
+        to a thread waits for the GIL behind the spawns (measured: 200 servers at once, one request took 0.85 s)."""
         try:
-            response = await fetch(url_path_join(self.traefik_api_url, path), raise_for_status=False,
-                                   headers={"Authorization": aiohttp.encode_basic_auth(self.traefik_api_username,
-                                                                                       self.traefik_api_password)},
-                                   ssl=None if self.traefik_api_validate_cert else False,
-                                   timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S))
-            async with response:
+            async with self.api_session().get(
+                    url_path_join(self.traefik_api_url, path),
+                    headers={"Authorization": aiohttp.encode_basic_auth(self.traefik_api_username,
+                                                                        self.traefik_api_password)},
+                    ssl=None if self.traefik_api_validate_cert else False,
+                    timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S)) as response:
                 if response.status == 404:
                     return False
                 if response.status != 200:

@@ -63,8 +63,8 @@ STATIC = {  # found before anything restarts: the running hub is left alone
 }
 RUNTIME = {  # only the hub's start finds them: it falls back to the known-good fragments
     # (fragment, error shown, the slowest hub page meanwhile in s: README's bounds, "at most 20 s / 40 s")
-    "database driver missing": ("c.JupyterHub.db_url = 'postgresql://hub@127.0.0.1/hub'",
-                                "No module named 'psycopg", 20),
+    "database driver missing": ("c.JupyterHub.db_url = 'mysql+pymysql://hub@127.0.0.1/hub'",
+                                "No module named 'pymysql'", 20),  # (PostgreSQL's driver is in the env)
     "admin role overridden": ('c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]',
                               "Cannot override admin role", 20),
     # it starts, but traefik's route to it leads nowhere (a Slurm site's hub_connect_url, mistyped); a page waits
