@@ -92,10 +92,10 @@ def test_the_upgrades_backup_of_the_database_is_restored_by_a_rollback(container
         "print(releases.backup(p, releases.read_release(p, p.release_file)).name)'").stdout.strip()
     dump = f"{PREFIX}/backups/{backup}/database.pgdump"
     assert container.run(f"stat -c '%a %U' {dump}").stdout.split() == ["600", "root"]
-    tokens = set(psql(container, "select id from api_tokens").split())
+    tokens = set(psql(container, "select hashed from api_tokens").split())
     bob = HubUser(BASE_URL, "bob", PASSWORDS["bob"])
     assert bob.login().status_code == 302  # after the backup: bob and his session are new
-    newer_tokens = set(psql(container, "select id from api_tokens").split()) - tokens
+    newer_tokens = set(psql(container, "select hashed from api_tokens").split()) - tokens
     psql(container, "set role jupyterhub; create table from_a_newer_release (x int)")  # as a newer release's
     # migration would add it, as the hub's role
     assert sorted(psql(container, "select name from users").split()) == sorted(["bob", USER])
@@ -104,7 +104,7 @@ def test_the_upgrades_backup_of_the_database_is_restored_by_a_rollback(container
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     assert psql(container, "select name from users").split() == [USER]
     # every token of before is back and none made after the backup (the restarted hub may make its own anew)
-    restored = set(psql(container, "select id from api_tokens").split())
+    restored = set(psql(container, "select hashed from api_tokens").split())
     assert tokens <= restored and not newer_tokens & restored
     assert psql(container, "select tablename from pg_tables where tablename = 'from_a_newer_release'") == ""
     wait_until(lambda: pg_install.api("GET", "user").status_code == 200, 60)  # her token from before
