@@ -8,7 +8,6 @@ Run: sudo .venv-tests/bin/python -m bench.database   (needs what tests/run insta
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench import log, summary  # noqa: E402  (the benches' own)
 from bench.box import HUB, installed  # noqa: E402
 from bench.report import save  # noqa: E402
 from testbed import postgres  # noqa: E402
@@ -24,15 +24,6 @@ from testbed.web import wait_until  # noqa: E402
 USERS = 200  # in the database when the hub starts: it loads every user and server
 STARTS, SPAWNS = 5, 10
 BOOTSTRAP = "/usr/bin/python3 /mnt/src/bootstrap.py --wheelhouse /mnt/wheelhouse --http-port 28080"
-
-
-def log(msg: str) -> None:
-    print(f"bench: {msg}", flush=True)
-
-
-def summary(values: list[float]) -> dict:
-    values = sorted(values)
-    return {"n": len(values), "median": statistics.median(values), "min": values[0], "max": values[-1]}
 
 
 def healthy() -> bool:
