@@ -121,7 +121,7 @@ def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(co
         assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0
         wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
         assert token_works(installed_old)  # the database is the pre-upgrade one
-        assert server.failed == 0 and server.ok > 5  # the user's server answered throughout
+        assert server.failed == 0 and server.ok > 5, server.failures  # the user's server answered throughout
         if case != "the new hub does not become healthy":  # that one cannot answer: its route leads nowhere
             MEASUREMENTS[f"upgrade failed ({case}): failed /hub requests, slowest /hub answer (s)"] = \
                 f"{pages.failed}, {pages.slowest:.1f}"
