@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from barehub import __version__, postgres, releases, units
+from barehub import __version__, postgres, process_tree, releases, units
 from barehub.fragment_check import FragmentProblems, check_fragments
 from barehub.fsutil import FileSpec, atomic_write, read_private
 from barehub.base.paths import Paths
@@ -102,8 +102,11 @@ def migrate(paths: Paths, settings: Settings, systemctl: Systemctl) -> None:
     """Stop the hub and migrate its database to this release's JupyterHub.
 
     Stopped with its whole cgroup: the old unit may have KillMode=process, and the user servers left in
-    it by a release before server units would otherwise outlive the upgrade unknown to the new hub."""
+    it by a release before server units would otherwise outlive the upgrade unknown to the new hub; and what the
+    hub started is ended by parentage too (barehub.process_tree says why)."""
+    old_hub = process_tree.tree_of(systemctl.main_pid(units.HUB_UNIT))
     systemctl.stop_all(units.HUB_UNIT)
+    process_tree.end_left_over(old_hub, f"the stop of {units.HUB_UNIT}")
     cmd = [str(paths.env_bin / "jupyterhub"), "upgrade-db", "--config", str(base_config_file())]
     if settings.hub_user != "root":
         cmd = ["runuser", "-u", settings.hub_user, "--", *cmd]

@@ -54,8 +54,9 @@ def test_servers_started_as_the_hubs_children_are_stopped_by_the_upgrade_start_a
     # as docs/upgrades.md says: the upgrade stopped it, the new hub shows it stopped, nothing is left over
     wait_until(lambda: not has_server(user), 60, interval=1)
     leftover = singleuser_processes(container)
-    assert leftover == [], (leftover, container.run("ps -eo pid,stat,etimes,cgroup,args | grep [s]ingleuser",
-                                                    check=False).stdout)
+    assert leftover == [], (leftover, container.run(
+        "for p in $(pgrep -f jupyterhub-singleuser); do ps -o pid=,stat=,etimes=,args= -p $p; cat /proc/$p/cgroup; done;"
+        " journalctl --no-pager -o short-monotonic -u 'barehub-upgrade-*' -u jupyterhub | tail -80", check=False).stdout)
     assert "left-over process" not in container.run(f"journalctl -u {HUB} --no-pager -o cat").stdout
     # the user starts again and gets a server unit
     user.spawn()

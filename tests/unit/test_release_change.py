@@ -177,3 +177,47 @@ def test_an_upgrade_stops_the_old_hub_only_once_the_new_files_are_written_and_ch
                      before_restart=lambda: steps.append("stop old hub, migrate"))
     assert steps == ["write files", "check fragments", "stop old hub, migrate", "start hub", "wait for hub",
                      "record release"]
+
+
+OLD_HUB_TREE = r"""
+import os, signal, subprocess, sys, time
+# a server the old hub started, as a child that outlives whatever stop does not reach it (here: none does)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                          "open(%r, 'w').write('up'); time.sleep(600)"])
+time.sleep(600)
+"""
+
+
+def test_the_upgrades_stop_ends_what_the_old_hub_started_even_when_the_units_stop_left_it(install, monkeypatch,
+                                                                                        tmp_path):
+    """In full test runs a server the old hub (KillMode=process) started outlived stop_all: here the stop reaches
+    nothing at all, and the migration still ends the old hub's tree, a SIGTERM-ignoring child included."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    ready = tmp_path / "child-up"
+    hub = subprocess.Popen([sys.executable, "-c", OLD_HUB_TREE % str(ready)])
+    child = None
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        [child] = psutil.Process(hub.pid).children()
+        systemctl = RecordingSystemctl(units={"jupyterhub.service": {"MainPID": str(hub.pid)}})
+        monkeypatch.setattr(release_change.subprocess, "run",
+                            lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "", ""))
+        monkeypatch.setattr(release_change, "jupyterhub_version", lambda: "6.1.1")
+        release_change.migrate(install, release_change.load_settings(install), systemctl)
+        assert ("stop", "jupyterhub.service") in systemctl.calls
+        hub.wait(5)  # the hub itself: a child of this test, reaped here
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if child is not None and child.is_running():
+            child.kill()
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
