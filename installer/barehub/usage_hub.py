@@ -65,7 +65,8 @@ class UsageBook:
     async def gather(self) -> None:
         now = time.time()
         try:
-            found = await asyncio.to_thread(usage_sources.gather, self.paths, usage.this_month(now), now)
+            found = await asyncio.to_thread(usage_sources.gather, self.paths, usage.this_month(now), now,
+                                            from_samples=True)  # a minute old at most, as the book itself
         except Exception as e:  # a source that cannot answer (BarehubError), or a defect: never the hub's loop
             message = e.message if isinstance(e, BarehubError) else f"{type(e).__name__}: {e}"
             if message != self.error:

@@ -26,18 +26,19 @@ def slurm_here() -> bool:
     return shutil.which("sacct") is not None
 
 
-def gather(paths: Paths, window: Window, now: float, source: str = "all") -> Gathered:
+def gather(paths: Paths, window: Window, now: float, source: str = "all", from_samples: bool = False) -> Gathered:
     """Every session overlapping the window from each source asked. A source that cannot answer (slurmdbd down)
     raises: usage that silently left it out would read as zero hours. With "all", a host where Slurm has no
     accounting (off, or no slurm.conf) counts local servers only, and a --hub-user hub (which cannot read root's
-    ledger, and runs no local servers) Slurm jobs only; each says so in the sources."""
+    ledger, and runs no local servers) Slurm jobs only; each says so in the sources. `from_samples`: running local
+    sessions as of the sampler's last pass (the hub's minutely book; usage_ledger.sessions says why)."""
     if source not in SOURCES:
         raise BarehubError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
     from barehub import usage_ledger, usage_slurm
 
     gathered = Gathered([])
     if source in ("all", "local"):
-        ask(gathered, lambda: usage_ledger.sessions(paths, window, now), usage_ledger.LedgerUnreadable,
+        ask(gathered, lambda: usage_ledger.sessions(paths, window, now, from_samples=from_samples), usage_ledger.LedgerUnreadable,
             source == "local", "local servers (systemd): {} session(s)", "local servers: none counted ({})")
     if source == "slurm" or (source == "all" and slurm_here()):
         ask(gathered, lambda: usage_slurm.sessions(window, now), usage_slurm.SlurmAccountingAbsent,

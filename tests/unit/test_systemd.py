@@ -72,6 +72,10 @@ def test_many_units_states_come_from_one_list_units_whatever_the_marks_and_colum
         "jupyter-cy-gpu": "deactivating", "jupyter-dan-singleuser": "inactive"}
     assert states["jupyter-dan-singleuser"]["LoadState"] == "not-found"
     assert states["jupyter-cy-gpu"]["SubState"] == "stop-sigterm"
+    # by a glob (the hub's usage book): every unit listed, by its name as systemd gives it
+    assert {unit: s["ActiveState"] for unit, s in systemctl.listed_states("jupyter-*.service").items()} == {
+        "jupyter-ann-singleuser.service": "active", "jupyter-b\\x2db-singleuser.service": "failed",
+        "jupyter-cy-gpu.service": "deactivating"}
 
 
 def test_a_failed_list_units_raises():

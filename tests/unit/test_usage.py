@@ -143,7 +143,7 @@ def test_all_sources_count_local_servers_alone_where_slurm_has_no_accounting_but
     import barehub.usage_ledger as ledger
     import barehub.usage_slurm as slurm
 
-    monkeypatch.setattr(ledger, "sessions", lambda paths, window, now: [session()])
+    monkeypatch.setattr(ledger, "sessions", lambda paths, window, now, **_: [session()])
     monkeypatch.setattr(usage_sources, "slurm_here", lambda: True)
     window = Window(DEC_1, JAN_1)
     for said, absent in (("Slurm accounting storage is disabled", True),
@@ -167,7 +167,7 @@ def test_a_hub_that_cannot_read_roots_ledger_counts_its_slurm_jobs_alone(monkeyp
     import barehub.usage_ledger as ledger
     import barehub.usage_slurm as slurm
 
-    def unreadable(paths, window, now):
+    def unreadable(paths, window, now, **_):
         raise ledger.LedgerUnreadable("cannot read the usage ledger (root's)", hint="run as root")
 
     monkeypatch.setattr(ledger, "sessions", unreadable)

@@ -221,6 +221,30 @@ def test_running_servers_are_read_live_and_one_not_yet_written_down_is_not_lost(
     assert Ledger(prefix).sample_file(other).exists()  # reading writes nothing
 
 
+def test_the_hubs_book_takes_running_figures_from_the_samples_and_shows_only_a_unit_started_since(prefix, v1):
+    """The hub's minutely book (from_samples): one list-units; `show` only of a unit without a sample file yet."""
+    sample(prefix, systemctl_showing(show_block(memory="100", cpu_ns="2000000000")), DEC - 60, v1)
+    new, gone = "jupyter-cy-singleuser.service", "jupyter-bob-singleuser.service"
+    Ledger(prefix).write_sample(gone, {"unit": gone, "invocation": "old", "user": "bob", "group": "bob",
+                                       "profile": "", "server": "", "start": DEC - 7200, "samples": 1,
+                                       "mem_sum_bytes": 10, "mem_peak_bytes": 10, "cpu_s": 1.0,
+                                       "last_at": DEC - 3600})
+    systemctl = RecordingSystemctl(units={UNIT: {}, new: {}}, answers={"show": show_block(
+        unit=new, invocation="inv9", start=DEC - 10, cpu_ns="500000000", memory="300")})
+    found = sessions(prefix, Window(DEC - 86400, DEC), DEC, systemctl, v1, from_samples=True)
+    by_unit = {s.id.split("@")[0]: s for s in found}
+    assert set(by_unit) == {UNIT, new, gone}
+    assert (by_unit[UNIT].end, by_unit[UNIT].cpu_s, by_unit[UNIT].mem_avg_bytes) == (None, 2.0, 100)  # its sample
+    assert (by_unit[new].end, by_unit[new].cpu_s, by_unit[new].start) == (None, 0.5, DEC - 10)  # shown alone
+    assert (by_unit[gone].end, by_unit[gone].note) == (DEC - 3600, UNOBSERVED)
+    shows = [call for call in systemctl.calls if call[0] == "show"]
+    assert len(shows) == 1 and shows[0][-1] == new and UNIT not in shows[0]
+    assert [call[0] for call in systemctl.calls].count("list-units") == 1
+    # the live way (`barehub usage`) reads every running unit now: a second reading of ann's memory
+    live = sessions(prefix, Window(DEC - 86400, DEC), DEC, systemctl_showing(show_block(memory="300")), v1)
+    assert [s.mem_avg_bytes for s in live if s.id.startswith(UNIT)] == [200]
+
+
 def pwd_name() -> str:
     return pwd.getpwuid(ME).pw_name
 
