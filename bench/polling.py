@@ -48,7 +48,11 @@ from tests.integration.helpers import (HTTP_PORT, HUB, REPO, bootstrap_cmd, cgro
 from tests.integration.slurm_cluster import ADDRESSES, SlurmCluster  # noqa: E402
 
 SIZES = (20, 100, 200)
-IDLE_S, REPORTS_S = 60, 30
+# The idle window spans the period of the hub's own 5-minute work, the same in every setup: JupyterHub's
+# last-activity pass over all routes (last_activity_interval, 300 s) and the idle culler's pass over all users
+# (cull_every: half the 1-hour timeout, capped at 300 s). A 60 s window caught one of them, or none, at random: with
+# 200 servers such a pass costs about as much as the rest of an idle minute.
+IDLE_S, REPORTS_S = 300, 30
 REPORT_EVERY_S = 10
 API_EVERY_S = 0.1
 BATCH = 20  # servers started at once
@@ -350,10 +354,11 @@ def main() -> int:
         earlier = json.loads(kept.read_text())
         other = "local" if args.only == "slurm" else "slurm"
         if earlier.get("sizes") == sizes and other in earlier:
-            results[other] = earlier[other]
+            results[other] = {"idle_s": earlier.get("idle_s"), "commit": earlier.get("commit"), **earlier[other]}
     for kind, run in (("slurm", run_slurm), ("local", run_local)):
         if args.only in (None, kind):
-            results[kind] = run(sizes, args.idle_s, args.reports_s)
+            results[kind] = {**run(sizes, args.idle_s, args.reports_s), "idle_s": args.idle_s,
+                             "commit": results["commit"]}
             save(results, "polling-results", write_report)  # each kind's as soon as it is measured
     return 0
 
@@ -370,17 +375,16 @@ def write_report(results: dict, path: Path) -> None:
     sizes, poll = [str(n) for n in results["sizes"]], results["poll_interval_s"]
     calls_allowed = 2 * 60 / poll  # the target: at most 2 squeue calls per poll interval
     lines = [f"# The hub's cost of {sizes[-1]} running servers: barehub's spawners against upstream's", "",
-             f"Measured {results['machine']['date']} on one machine ({results['machine']['cores']} cores), barehub at "
-             f"commit {results.get('commit', '?')}, one run per kind (`bench/polling.py`), upstream first, then barehub, in the same containers with the same hub and "
+             f"Measured {results['machine']['date']} on one machine ({results['machine']['cores']} cores), one run per kind (`bench/polling.py`), upstream first, then barehub, in the same containers with the same hub and "
              "config (barehub's install; only `c.JupyterHub.spawner_class` differs), JupyterHub's default poll "
              f"interval ({poll} s) for both. Every server is `bench/tinyserver.py` (tornado), one per user, started "
              f"{BATCH} at a time up to each N (the servers of the smaller N keep running). Per N: the hub idle for "
-             f"{results['idle_s']:.0f} s (its unit's cgroup CPU, `CPUUsageNSec` of jupyterhub.service, so the "
+             "the kind's idle window (said in its section; 300 s spans the hub's own 5-minute passes) (its unit's cgroup CPU, `CPUUsageNSec` of jupyterhub.service, so the "
              "squeue, sudo and systemctl it forks count; slurmctld's RPCs by `sdiag`, reset at the window's start), "
              f"then {results['reports_s']:.0f} s with every server posting JupyterHub's activity report every "
              f"{results['report_every_s']} s (a compressed rate: jupyterhub-singleuser posts every 300 s) while one "
              f"client asks `GET /hub/api/users/NAME` every {results['api_every_s']} s (p99 of its answers, through "
-             "traefik). Re-run: `sudo .venv-tests/bin/python -m bench.polling` (about 35 min; "
+             "traefik). Re-run: `sudo .venv-tests/bin/python -m bench.polling` (about 80 min; "
              "`--sizes 20,100,200 --only slurm|local`).", ""]
     if "slurm" in results:
         slurm = results["slurm"]
@@ -389,6 +393,8 @@ def write_report(results: dict, path: Path) -> None:
         lines += ["## Slurm: servers as jobs (barehub's SlurmSpawner vs batchspawner.SlurmSpawner 1.3.0)", "",
                   "Test cluster (tests/integration/slurm_cluster.py): slurmctld and the hub on a login node, two "
                   "compute nodes (4 + 8 cores, `OverSubscribe=FORCE:32`), each job 1 CPU and 64 MB; Slurm 22.05. "
+                  f"Idle window: {slurm.get('idle_s') or results['idle_s']:.0f} s; barehub at commit "
+                  f"{slurm.get('commit') or results.get('commit', '?')}. "
                   "squeue calls: slurmctld's job-info RPCs (`REQUEST_JOB_INFO*`; one squeue sends "
                   + ", ".join(f"{n} ({label})" for label, n in slurm["squeue_rpcs"].items()) + ").", "",
                   "| N | hub CPU s/min: upstream | barehub | barehub/upstream | squeue calls/min: upstream | barehub "
@@ -415,7 +421,10 @@ def write_report(results: dict, path: Path) -> None:
         up, bare = local["setups"]["upstream"], local["setups"]["barehub"]
         lines += ["## Local: servers as systemd units (barehub's LocalSpawner vs systemdspawner.SystemdSpawner 1.0.2)",
                   "", "One booted systemd container (testbed/container.py), each server a transient unit in "
-                  "jupyterhub-users.slice, running as its user.", "",
+                  f"jupyterhub-users.slice, running as its user. Idle window: "
+                  f"{local.get('idle_s') or results['idle_s']:.0f} s; barehub at commit "
+                  f"{local.get('commit') or results.get('commit', '?')}.",
+                  "",
                   "| N | hub CPU s/min: upstream | barehub | barehub/upstream | API p99 ms: upstream | barehub |",
                   "|---|---|---|---|---|---|"]
         for n in sizes:
