@@ -68,10 +68,13 @@ ENGINE_PASSWORDS: dict = {}
 
 
 def where(url: str) -> tuple:
-    """A database as SQLAlchemy's psycopg dialect hands it to the driver: (host, port, dbname, user)."""
+    """A database as SQLAlchemy's psycopg dialect hands it to the driver: (host, port, dbname, user), from the
+    dialect's own create_connect_args, so that a host or port given in the query (a unix socket's directory:
+    postgresql://hub@/jupyterhub?host=/run/postgresql) is matched as the engine will see it."""
     from sqlalchemy.engine import make_url
 
-    args = make_url(sqlalchemy_url(url)).translate_connect_args(username="user", database="dbname")
+    parsed = make_url(sqlalchemy_url(url))
+    _, args = parsed.get_dialect()().create_connect_args(parsed)
     return tuple(args.get(key) for key in ("host", "port", "dbname", "user"))
 
 

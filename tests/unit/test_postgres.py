@@ -81,6 +81,18 @@ def test_every_engine_the_hub_makes_gets_the_password_which_is_never_in_the_url(
     assert password_given(c.JupyterHub.db_url, connect_args={"password": "a fragment's own"}) == "a fragment's own"
 
 
+@pytest.mark.parametrize("url", ["postgresql://jupyterhub@/jupyterhub?host=/run/postgresql",
+                                 "postgresql://jupyterhub@/jupyterhub?host=/run/postgresql&port=5433",
+                                 "postgresql://jupyterhub@localhost/jupyterhub?port=5433"])
+def test_a_url_with_the_host_or_port_in_its_query_gets_the_password_too(prefix, password_file, url, monkeypatch):
+    """A unix socket's directory is given as ?host=, as libpq and SQLAlchemy document it."""
+    monkeypatch.setattr(postgres, "ENGINE_PASSWORDS", {})
+    remember(prefix, db_url=url, db_password_file=str(password_file))
+    c = load_config(prefix)
+    assert password_given(c.JupyterHub.db_url) == PASSWORD
+    assert password_given("postgresql+psycopg://jupyterhub@/jupyterhub?host=/run/other") is None
+
+
 def test_a_fragments_own_db_url_gets_no_password(prefix, password_file, monkeypatch):
     monkeypatch.setattr(postgres, "ENGINE_PASSWORDS", {})
     remember(prefix, db_url=URL, db_password_file=str(password_file))
