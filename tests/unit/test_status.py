@@ -148,3 +148,19 @@ def test_an_upgrade_that_runs_is_said_with_how_to_follow_it_and_fails_nothing(pr
         lock.release()
     assert state["running"] and state["by"].startswith(f"pid {os.getpid()}: ")
     assert upgrade_state(prefix, systemd_with())["running"] is False  # the lock went with its holder
+
+
+def test_status_says_where_the_database_is_and_never_a_password(prefix):
+    from barehub.commands.status import database_state
+    from barehub.settings import Settings
+
+    base = {"prefix": "/opt/barehub", "release": "x", "url": "u", "config_dir": {"path": "c", "state": "s"},
+            "units": {}, "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"},
+            "running_servers": [], "server_units": []}
+    sqlite = format_status({**base, "database": database_state(prefix, Settings())})
+    assert f"database: SQLite, {prefix.db_file}" in sqlite
+    pg = database_state(prefix, Settings(db_url="postgresql://hub@db.example.org/jupyterhub",
+                                         db_password_file="/etc/barehub/db-password"))
+    shown = format_status({**base, "database": pg})
+    assert "database: PostgreSQL, postgresql://hub@db.example.org/jupyterhub (password from /etc/barehub/db-password)" \
+        in shown

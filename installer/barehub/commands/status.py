@@ -92,7 +92,15 @@ def collect(paths: Paths, systemctl: Systemctl) -> dict:
         "running_servers": running_servers(paths, settings.hub_port, run.base_url if run else "/"),
         "server_units": server_units(systemctl),
         "upgrade": upgrade_state(paths, systemctl),
+        "database": database_state(paths, settings),
     }
+
+
+def database_state(paths: Paths, settings) -> dict:
+    """Where the hub's database is, as the settings say (never a password; `barehub check` connects to it)."""
+    if settings.db_url:
+        return {"kind": "postgresql", "url": settings.db_url, "password_file": settings.db_password_file or None}
+    return {"kind": "sqlite", "path": str(paths.db_file)}
 
 
 def upgrade_state(paths: Paths, systemctl: Systemctl) -> dict | None:
@@ -167,6 +175,13 @@ def format_status(status: dict) -> str:
         lines.append(f"  {unit:28} {'active' if st['active'] else 'INACTIVE'}, "
                      f"{'enabled' if st['enabled'] else 'not enabled'}")
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in status["versions"].items()))
+    db = status.get("database")
+    if db and db["kind"] == "postgresql":
+        lines.append(f"  database: PostgreSQL, {db['url']}" + (f" (password from {db['password_file']})"
+                                                                if db.get("password_file") else "")
+                     + "; `barehub check` connects to it")
+    elif db:
+        lines.append(f"  database: SQLite, {db['path']}")
     cert = status["certificate"]
     if cert["https"]:
         line = f"  HTTPS ({cert['source']}): "
