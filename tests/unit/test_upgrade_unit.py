@@ -75,3 +75,46 @@ def test_the_followed_output_keeps_errors_on_stderr_and_ends_with_the_unit(monke
                              "2026.12.0: backed up\n"
     assert err.getvalue().startswith("barehub: error: the upgrade to 2026.12.0 failed: x\nrolled back: release")
     assert asked == [None, "c1", "c2"]  # each read goes on from the last one's cursor; the last after the end
+
+
+def test_a_rollback_run_by_root_hands_itself_over_to_the_installs_unit(prefix, monkeypatch):
+    """`barehub rollback` (the command that ends an interrupted upgrade) outlives the admin's session too: the same
+    unit, described as a rollback, running this same rollback; inside the unit it does the work itself."""
+    import argparse
+    import sys
+
+    from barehub.commands import rollback
+
+    handed = {}
+
+    def run_in_unit(paths, argv, say, what="upgrade"):
+        handed.update(argv=argv, what=what, command=upgrade_unit.unit_command(paths, argv, {}, "/", what=what))
+        return 0
+    monkeypatch.setattr(upgrade_unit, "run_in_unit", run_in_unit)
+    monkeypatch.setattr(upgrade_unit, "can_hand_over", lambda: True)
+    prefix.settings_file.write_text("{}")  # an install
+    args = argparse.Namespace(prefix=str(prefix.prefix), backup="20261206T190000Z-from-2026.10.0", list=False,
+                              creates_install=False)
+    assert rollback.run(args) == 0
+    assert handed["what"] == "rollback"
+    assert handed["argv"] == [sys.executable, "-P", "-m", "barehub", "rollback", "--prefix", str(prefix.prefix),
+                              "--backup", "20261206T190000Z-from-2026.10.0"]
+    assert f"--description=barehub rollback of {prefix.prefix}" in handed["command"]
+    monkeypatch.setattr(upgrade_unit, "can_hand_over", lambda: False)  # inside the unit: the rollback itself
+    monkeypatch.setattr(rollback, "InstallLock", lambda paths: (_ for _ in ()).throw(RuntimeError("did the work")))
+    with pytest.raises(RuntimeError, match="did the work"):
+        rollback.run(args)
+
+
+def test_a_rollback_in_the_unit_is_named_a_rollback_by_status(prefix):
+    from barehub.commands.status import format_status, upgrade_state
+    from tests.unit.conftest import RecordingSystemctl
+
+    systemctl = RecordingSystemctl(units={prefix.upgrade_unit: {"Description": f"barehub rollback of {prefix.prefix}"}})
+    systemctl.is_active = lambda unit: unit == prefix.upgrade_unit
+    state = upgrade_state(prefix, systemctl)
+    assert state["what"] == "rollback"
+    base = {"prefix": "/p", "release": "x", "url": "u", "config_dir": {"path": "c", "state": "s"}, "units": {},
+            "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"}, "running_servers": [],
+            "server_units": [], "upgrade": state}
+    assert f"rollback: running (unit {prefix.upgrade_unit}); follow it: journalctl -fu" in format_status(base)

@@ -1,4 +1,4 @@
-"""An upgrade in a transient unit of its own, so that it outlives the admin's session.
+"""An upgrade (and `barehub rollback`) in a transient unit of its own, so that it outlives the admin's session.
 
 An upgrade stops the hub, migrates the database and starts the new hub (barehub.release_change). Run from an
 SSH session, it died with the session: a dropped connection, a closed laptop, a Ctrl-C left no hub running
@@ -7,6 +7,9 @@ existing install, to `systemd-run --unit=<Paths.upgrade_unit>`: the unit's proce
 the session, and its output goes to the journal. This process only follows that output (journalctl) and
 returns the upgrade's exit code; ending it (Ctrl-C, SIGHUP, SIGKILL) leaves the upgrade running, which then
 finishes or rolls back by itself.
+
+`barehub rollback`, the command that ends an interrupted upgrade, hands over to the same unit for the same reason
+(one change of an install at a time): an admin whose session drops in it would otherwise need it once more.
 
 `systemd-run --wait` gives the unit's exit code back; it runs in a session of its own, so a Ctrl-C or a hang-up
 of the admin's terminal does not reach it, and its end never touches the unit (the unit is systemd's).
@@ -53,12 +56,12 @@ def is_running(paths: Paths) -> bool:
 
 
 def unit_command(paths: Paths, argv: Sequence[str], environ: Optional[dict] = None,
-                 cwd: Optional[str] = None) -> List[str]:
-    """The systemd-run command that runs `argv` in this install's upgrade unit (pure)."""
+                 cwd: Optional[str] = None, what: str = "upgrade") -> List[str]:
+    """The systemd-run command that runs `argv` (an upgrade, or a rollback) in this install's upgrade unit (pure)."""
     environ = os.environ if environ is None else environ
     passed = sorted(name for name in environ if name in PASSED_ENV or name.startswith(PASSED_ENV_PREFIXES))
     return ["systemd-run", f"--unit={paths.upgrade_unit}", "--collect", "--wait", "--quiet",
-            "--service-type=exec", f"--description=barehub upgrade of {paths.prefix}",
+            "--service-type=exec", f"--description=barehub {what} of {paths.prefix}",
             f"--working-directory={cwd or working_directory()}",  # relative paths in argv stay what they were
             *(f"--setenv={name}={environ[name]}" for name in passed),
             f"--setenv={IN_UNIT_ENV}={paths.upgrade_unit}", "--setenv=PYTHONUNBUFFERED=1", "--", *argv]
@@ -86,29 +89,30 @@ def refuse_a_second(paths: Paths) -> None:
 
 
 def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None], out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
-    """Run `argv` (a bootstrap.py) in the upgrade unit, show its output as it comes (on `out`, and its errors on
-    `err`), return its exit code."""
+                err: TextIO = sys.stderr, what: str = "upgrade") -> int:
+    """Run `argv` (a bootstrap.py; or `barehub rollback`, `what`) in the upgrade unit, show its output as it comes
+    (on `out`, and its errors on `err`), return its exit code."""
     refuse_a_second(paths)
     unit = paths.upgrade_unit
-    say(f"the upgrade runs in its own unit, {unit}: it goes on if this session ends or you press Ctrl-C "
+    ends = "finishes or rolls back by itself" if what == "upgrade" else "finishes by itself"
+    say(f"the {what} runs in its own unit, {unit}: it goes on if this session ends or you press Ctrl-C "
         f"(follow it again: journalctl -fu {unit})")
     since = time.time()
     with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: systemd-run may outlive this process
-        proc = subprocess.Popen(unit_command(paths, argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(unit_command(paths, argv, what=what), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=errors, start_new_session=True)
         try:
             shown = follow(unit, since, proc.poll, out, err)
         except KeyboardInterrupt:
-            print(f"stopped showing its output; the upgrade goes on in {unit} and finishes or rolls back by itself.\n"
+            print(f"stopped showing its output; the {what} goes on in {unit} and {ends}.\n"
                   f"follow it: journalctl -fu {unit}; `barehub status` says when it is done", file=err)
             return 130
         errors.seek(0)
         refused = errors.read().strip()
     if proc.returncode and refused and not shown:  # systemd-run's own: the unit did not start
-        raise BarehubError(f"could not start the upgrade unit {unit}: {refused}", "see: journalctl -xe")
+        raise BarehubError(f"could not start the {what} unit {unit}: {refused}", "see: journalctl -xe")
     if proc.returncode:
-        print(f"the upgrade exited {proc.returncode}; its whole log: journalctl -u {unit} --since @{since:.0f}",
+        print(f"the {what} exited {proc.returncode}; its whole log: journalctl -u {unit} --since @{since:.0f}",
               file=err)
     return proc.returncode
 
@@ -143,10 +147,16 @@ def journal_lines(unit: str, since: float, cursor: Optional[str]) -> "tuple[list
     return lines, cursor
 
 
+def can_hand_over() -> bool:
+    """Whether this run can hand its work to the unit: not inside the unit already, as root, on a machine systemd
+    runs."""
+    return not in_unit() and os.geteuid() == 0 and os.path.isdir("/run/systemd/system")
+
+
 def wanted(paths: Paths, release: Optional[str], this_version: str) -> bool:
-    """Whether a bootstrap.py run moves an existing install to another release (then it runs in the unit): not
-    inside the unit already, on a machine systemd runs, as root, and the release differs (or is 'latest')."""
-    if in_unit() or os.geteuid() != 0 or not os.path.isdir("/run/systemd/system"):
+    """Whether a bootstrap.py run moves an existing install to another release (then it runs in the unit): it can
+    hand over (can_hand_over), and the release differs (or is 'latest')."""
+    if not can_hand_over():
         return False
     installed = installed_version(paths)
     if installed is None:  # a first install: no hub to keep

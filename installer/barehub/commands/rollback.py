@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 from barehub import release_change, releases, units
+from barehub.base import upgrade_unit
 from barehub.base.errors import BarehubError
 from barehub.base.current_env import switch_current_env
 from barehub.base.install_lock import InstallLock
@@ -63,6 +65,13 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     return target
 
 
+def unit_argv(paths: Paths, backup: str | None) -> list[str]:
+    """This very rollback, as the unit runs it (this env's python: the rollback execs the restored release's
+    installer, whose env it keeps)."""
+    return [sys.executable, "-P", "-m", "barehub", "rollback", "--prefix", str(paths.prefix),
+            *(["--backup", backup] if backup else [])]
+
+
 def refuse_planted_files(paths: Paths) -> None:
     """What a rollback writes or reads in the hub user's directories (the database the backup goes into, the
     routes it may give back): a link or FIFO there is named, and nothing is stopped or written."""
@@ -79,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         for backup in releases.list_backups(paths):
             print(backup.name)
         return 0
+    if upgrade_unit.can_hand_over():  # outlives this session: see barehub.base.upgrade_unit
+        return upgrade_unit.run_in_unit(paths, unit_argv(paths, args.backup), print, what="rollback")
     lock = InstallLock(paths).acquire()
     rollback(paths, args.backup, Systemctl())
     # converge with the restored release's own installer (units, proxy config), which starts the hub

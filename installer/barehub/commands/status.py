@@ -122,7 +122,9 @@ def upgrade_state(paths: Paths, systemctl: Systemctl) -> dict | None:
     state = {"from": str(record.get("from") or (release.version if release else "?")),
              "to": str(record.get("to") or "a new release"), "backup": str(record.get("backup") or "")}
     if in_unit or holder:
+        description = systemctl.show(paths.upgrade_unit, "Description").get("Description", "") if in_unit else ""
         return {**state, "running": True, "by": f"unit {paths.upgrade_unit}" if in_unit else holder,
+                "what": "rollback" if description.startswith("barehub rollback") else "upgrade",
                 "follow": f"journalctl -fu {paths.upgrade_unit}" if in_unit else ""}
     backup_kept = bool(state["backup"]) and (paths.backups / state["backup"]).is_dir()
     return {**state, "running": False, "hub_running": systemctl.is_active(units.HUB_UNIT),
@@ -220,6 +222,8 @@ def upgrade_lines(upgrade: dict | None, prefix: str) -> list[str]:
         return []
     if upgrade["running"]:
         follow = f"; follow it: {upgrade['follow']}" if upgrade["follow"] else ""
+        if upgrade.get("what") == "rollback":
+            return [f"  rollback: running ({upgrade['by']}){follow}"]
         return [f"  upgrade: {upgrade['from']} -> {upgrade['to']} is running ({upgrade['by']}){follow}"]
     hub = "runs" if upgrade["hub_running"] else "is NOT running"
     backup = f", its backup {upgrade['backup']}" if upgrade["backup"] else ""
