@@ -411,7 +411,7 @@ def write_report(results: dict, path: Path) -> None:
         top_u, top_b = up[sizes[-1]], bare[sizes[-1]]
         cpu_ratio = top_b["idle_hub_cpu_s_per_min"] / top_u["idle_hub_cpu_s_per_min"]
         worst_calls = max(squeue_calls(bare[n], per_call) for n in sizes)
-        lines += [f"Targets: hub CPU at {sizes[-1]} idle servers at most 1/5 of upstream's: {cpu_ratio:.2f}x, "
+        lines += [f"Targets: hub CPU at {sizes[-1]} idle servers at most 1/5 of upstream's: {cpu_ratio:.3f}x, "
                   f"{'met' if cpu_ratio <= 0.2 else 'missed'}; squeue calls per minute independent of N, at most "
                   f"{calls_allowed:.0f} (2 per {poll} s interval): barehub's at most {worst_calls:.1f}, "
                   f"{'met' if worst_calls <= calls_allowed else 'missed'}.", ""]
@@ -433,7 +433,7 @@ def write_report(results: dict, path: Path) -> None:
                          f"{ratio(b['idle_hub_cpu_s_per_min'], u['idle_hub_cpu_s_per_min'])} | "
                          f"{u['api']['p99_ms']:.0f} | {b['api']['p99_ms']:.0f} |")
         cpu_ratio = bare[sizes[-1]]["idle_hub_cpu_s_per_min"] / up[sizes[-1]]["idle_hub_cpu_s_per_min"]
-        lines += ["", f"Target: hub CPU at {sizes[-1]} idle servers at most 1/5 of upstream's: {cpu_ratio:.2f}x, "
+        lines += ["", f"Target: hub CPU at {sizes[-1]} idle servers at most 1/5 of upstream's: {cpu_ratio:.3f}x, "
                       f"{'met' if cpu_ratio <= 0.2 else 'missed'}.", ""]
         if all("systemctl_calls" in bare[n] for n in sizes):
             lines += ["One shared poll's call for all N units, CPU ms per call (mean of 5, with the N units running): "
