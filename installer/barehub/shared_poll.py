@@ -7,15 +7,13 @@ sudo, a squeue and an RPC). Here a spawner asks a SharedQuery instead, which ans
 call naming all the watched keys (job ids, unit names):
 - asks made while a call runs, or in the same turn of the event loop (JupyterHub's poll of every server at its
   start: N asks, one call), share that call;
-- an answer younger than the ask's `max_age` is reused; the periodic poll asks with max_age = poll_interval / 2,
-  so there are at most 2 calls per poll interval (calls of the periodic poll start more than max_age apart);
+- an answer younger than the ask's `max_age` is reused; the periodic poll asks with max_age = poll_interval / 4;
 - every other ask (a start, a stop, a page, JupyterHub's poll at its start) asks with max_age 0: it gets a call
   that started after it asked (still shared with the asks of that moment), so nothing new is taken from a stale
   answer (a unit restarted under the same name);
-- each spawner's periodic poll runs every (poll_interval - max_age) / (1 + poll_jitter / 2) s, so that the end of
-  a server is noticed within one poll_interval, as upstream's own poll did: the first poll at least max_age after
-  the end (it comes within that period: the jitter lengthens a period by at most poll_jitter / 2) is answered by
-  a call that started after the end. Bound: poll_interval plus the call's own duration.
+- the periodic polls of all of a class's servers run at once, from one timer (Tick) every poll_interval / 2: one
+  wake-up and one call per tick, so 2 calls per poll_interval, and the end of a server is noticed at the next
+  tick, within one poll_interval as upstream's own poll did. Bound: poll_interval / 2 plus the call's duration.
 A watched key is dropped when its server is forgotten (`forget`), or when nobody asked for it for a while.
 The answer of a failed call is shared too (with its error): the spawner then decides (slurmctld down: the same
 "unknown" state for every job; any other failure: each server asked alone, the old way), so one answer's error
@@ -101,27 +99,78 @@ class SharedQuery:
             future.set_result(answer)
 
 
-def cadence(poll_interval: float, poll_jitter: float) -> tuple[float, float]:
-    """(period of a spawner's periodic poll, max_age of the answers it takes): at most 2 calls per poll_interval,
-    and an end noticed within one poll_interval (the module's docstring)."""
-    max_age = poll_interval / 2
-    return (poll_interval - max_age) / (1 + poll_jitter / 2), max_age
+def cadence(poll_interval: float) -> tuple[float, float]:
+    """(period of the shared tick that polls every watched spawner at once, max_age of the answers it takes): the
+    tick's first ask starts a call (the last tick's began a period ago, more than max_age), the others share it,
+    so there are 2 calls per poll_interval; an end is noticed at the next tick, within one poll_interval (half of it
+    plus the call's own duration). max_age lets a tick take the answer of a call a spawn or a page asked for just
+    before it."""
+    return poll_interval / 2, poll_interval / 4
+
+
+class Tick:
+    """One timer for every watched spawner of a class with the same poll_interval: at each tick, all their
+    periodic polls at once (one event loop wake-up and one shared call, whatever their number).
+
+    Why. Upstream, each spawner has a PeriodicCallback of its own; with the shared query the calls were flat in N
+    but the wake-ups were not: 200 local servers woke the hub ~840 times a minute (each spawner every
+    poll_interval/2), and its idle CPU at 200 servers was 0.205x upstream's where 0.20x was the aim
+    (bench/polling-results.md)."""
+
+    def __init__(self, poll_interval: float):
+        self.poll_interval = poll_interval
+        self.spawners: dict[int, Any] = {}  # id -> spawner, in the order they were watched
+        self.callback: PeriodicCallback | None = None
+        self.loop = None
+
+    def watch(self, spawner) -> None:
+        self.spawners[id(spawner)] = spawner
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (a spawner set up outside the hub's loop: a test)
+            loop = None
+        if self.callback is None or self.loop is not loop:  # (a new event loop: a test's, a restarted hub's)
+            if self.callback is not None:
+                self.callback.stop()
+            self.loop = loop
+            self.callback = PeriodicCallback(self.tick, 1e3 * cadence(self.poll_interval)[0])
+            self.callback.start()
+
+    def unwatch(self, spawner) -> None:
+        self.spawners.pop(id(spawner), None)
+        if not self.spawners and self.callback is not None:
+            self.callback.stop()
+            self.callback = None
+
+    async def tick(self) -> None:
+        spawners = list(self.spawners.values())
+        results = await asyncio.gather(*(spawner.poll_and_notify() for spawner in spawners), return_exceptions=True)
+        for spawner, result in zip(spawners, results):
+            if isinstance(result, Exception):  # as tornado's PeriodicCallback logs a callback's error
+                spawner.log.error("%s: poll failed: %s: %s", getattr(spawner, "_log_name", spawner),
+                                  type(result).__name__, result)
+
+
+TICKS: dict[tuple[type, float], Tick] = {}
 
 
 class PollsShared:
-    """A spawner whose periodic poll takes answers up to max_age old (the module's cadence); any other poll
-    (JupyterHub's at its start, after a stop, on a page) asks for a fresh one."""
+    """A spawner polled by its class's shared Tick (the module's cadence), whose periodic poll takes answers up to
+    max_age old; any other poll (JupyterHub's at its start, after a stop, on a page) asks for a fresh one."""
 
     def poll_max_age(self) -> float:
-        return cadence(self.poll_interval, self.poll_jitter)[1] if PERIODIC.get() else 0.0
+        return cadence(self.poll_interval)[1] if PERIODIC.get() else 0.0
 
     def start_polling(self):
         if self.poll_interval <= 0:
             return super().start_polling()
         self.stop_polling()
-        period, _ = cadence(self.poll_interval, self.poll_jitter)
-        self._poll_callback = PeriodicCallback(self.poll_and_notify, 1e3 * period, jitter=self.poll_jitter)
-        self._poll_callback.start()
+        TICKS.setdefault((type(self), self.poll_interval), Tick(self.poll_interval)).watch(self)
+
+    def stop_polling(self):
+        for tick in TICKS.values():
+            tick.unwatch(self)
+        super().stop_polling()
 
     async def poll_and_notify(self):
         token = PERIODIC.set(True)

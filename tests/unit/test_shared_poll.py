@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import os
+import time
 import types
 
 import pytest
 from traitlets.config import Config
 
 from barehub import local_spawner, shared_poll, slurm_spawner
-from barehub.shared_poll import PERIODIC, SharedQuery, cadence
+from barehub.shared_poll import PERIODIC, PollsShared, SharedQuery, cadence
 from batchspawner.batchspawner import JobStatus
 from tests.unit.conftest import RecordingSystemctl
 
@@ -112,35 +114,71 @@ def test_a_forgotten_key_is_no_longer_asked_about():
     assert asyncio.run(run()) == [["a", "b"], ["b"]]
 
 
-@pytest.mark.parametrize("interval, jitter", [(30, 0.1), (10, 0.1), (300, 0.0), (1, 1.0)])
-def test_the_cadence_gives_at_most_2_calls_per_interval_and_an_end_noticed_within_one(interval, jitter):
-    period, max_age = cadence(interval, jitter)
-    assert period * (1 + jitter / 2) + max_age <= interval + 1e-9  # the longest period, plus the oldest answer
-    assert max_age >= interval / 2  # calls of the periodic poll start more than max_age apart: 2 per interval
+@pytest.mark.parametrize("interval", [30, 10, 300, 1])
+def test_the_cadence_gives_2_calls_per_interval_and_an_end_noticed_within_one(interval):
+    period, max_age = cadence(interval)
+    assert period <= interval / 2  # an end is noticed at the next tick (plus the call's own duration)
+    assert max_age < period  # so each tick's first ask starts a call: one call per tick, 2 per interval
 
 
-def test_two_hundred_spawners_polling_on_their_own_clocks_make_at_most_2_calls_per_interval():
-    """Each spawner's periodic poll, at its own phase, over 10 intervals of 30 s (simulated time), after JupyterHub
-    polled them all at once (at its start; a server started later was asked about by its start)."""
+class UpstreamSpawner:
+    """What PollsShared sits on: JupyterHub's Spawner polling methods, as upstream has them."""
+
+    def __init__(self):
+        self.log, self._poll_callback, self.stopped_polling = logging.getLogger("test"), None, 0
+
+    def start_polling(self):
+        raise AssertionError("a timer of its own")
+
+    def stop_polling(self):
+        self.stopped_polling += 1
+
+    async def poll_and_notify(self):
+        status = await self.poll()
+        if status is not None:
+            self.stop_polling()
+            self.noticed_at = time.monotonic()
+        return status
+
+
+class Watched(PollsShared, UpstreamSpawner):
+    poll_interval = 0.4
+
+    def __init__(self, key, query):
+        super().__init__()
+        self.key, self.query = key, query
+
+    async def poll(self):
+        answer = await self.query.ask(self.key, self.poll_max_age())
+        return None if answer.states.get(self.key) == "running" else 1
+
+
+def test_two_hundred_servers_are_polled_by_one_tick_one_call_each_and_an_end_is_noticed_at_the_next():
     async def run():
-        calls, clock = [], Clock()
-        query = SharedQuery(recording_fetch(calls), clock=clock)
-        period, max_age = cadence(30, 0)
-        await asyncio.gather(*(query.ask(f"job{n}", 0) for n in range(200)))
-        starts = [clock.now]
-        for step in range(int(300 / 0.25)):  # every 0.25 s, the spawners whose poll is due
-            for n in range(200):
-                if (step * 0.25 + n * 0.137) % period < 0.25:
-                    before = len(calls)
-                    await query.ask(f"job{n}", max_age)
-                    if len(calls) > before:
-                        starts.append(clock.now)
-            clock.now += 0.25
-        return starts
+        calls, ended = [], {}
 
-    starts = asyncio.run(run())
-    assert max(sum(1 for s in starts if t <= s < t + 30) for t in starts) <= 2
-    assert len(starts) >= 10  # (and the polls were answered)
+        async def fetch(keys):
+            calls.append(time.monotonic())
+            return {key: "running" for key in keys if key not in ended}
+        query = SharedQuery(fetch)
+        spawners = [Watched(f"unit{n}", query) for n in range(200)]
+        for spawner in spawners:
+            spawner.start_polling()
+        await asyncio.sleep(2.05)  # 5 intervals of 0.4 s
+        per_interval = len(calls) / 5
+        ended["unit7"] = time.monotonic()
+        await asyncio.sleep(0.5)
+        noticed = getattr(spawners[7], "noticed_at", None)
+        for spawner in spawners:
+            spawner.stop_polling()
+        ticks = [tick for tick in shared_poll.TICKS.values() if tick.callback is not None]
+        return per_interval, noticed and noticed - ended["unit7"], ticks, spawners[8]
+
+    per_interval, delay, ticks, other = asyncio.run(run())
+    assert 1.5 <= per_interval <= 2.5  # 2 calls per interval, for 200 servers
+    assert delay is not None and delay <= 0.4  # within one poll interval
+    assert ticks == []  # nobody watched: no timer left
+    assert not hasattr(other, "noticed_at")
 
 
 # --- Slurm: a squeue script stands in for Slurm ---------------------------------------------------------------
@@ -282,11 +320,11 @@ def test_polls_within_max_age_reuse_the_answer_and_a_stale_one_is_refreshed(slur
     spawner = job_spawner("100")
     spawner.poll_interval = 30
     periodic_polls([spawner])
-    clock.now += 14
+    clock.now += 7  # within max_age (poll_interval / 4)
     periodic_polls([spawner])
     assert len(slurm.calls()) == 1
     slurm.set(jobs={"100": "TIMEOUT cn1|TimeLimit|2026-12-06T08:00:00|2026-12-06T16:00:00|8:00:00"})
-    clock.now += 1.1
+    clock.now += 0.6
     assert periodic_polls([spawner]) == [1] and spawner.ended["reason"] == "time limit reached"
     assert len(slurm.calls()) == 2
 
