@@ -339,6 +339,8 @@ def main() -> int:
     parser.add_argument("--only", choices=("slurm", "local"))
     parser.add_argument("--idle-s", type=float, default=IDLE_S)
     parser.add_argument("--reports-s", type=float, default=REPORTS_S)
+    parser.add_argument("--name", default="polling-results",
+                        help="the results' file name in bench/ (another keeps polling-results.md as it is)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (it boots systemd containers)", file=sys.stderr)
@@ -349,7 +351,7 @@ def main() -> int:
                      "api_every_s": API_EVERY_S, "poll_interval_s": 30,
                      "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                               capture_output=True, text=True).stdout.strip()}
-    kept = Path(__file__).resolve().parent / "polling-results.json"
+    kept = Path(__file__).resolve().parent / f"{args.name}.json"
     if args.only and kept.exists():  # the other kind's results, from its own run with the same sizes
         earlier = json.loads(kept.read_text())
         other = "local" if args.only == "slurm" else "slurm"
@@ -359,7 +361,7 @@ def main() -> int:
         if args.only in (None, kind):
             results[kind] = {**run(sizes, args.idle_s, args.reports_s), "idle_s": args.idle_s,
                              "commit": results["commit"]}
-            save(results, "polling-results", write_report)  # each kind's as soon as it is measured
+            save(results, args.name, write_report)  # each kind's as soon as it is measured
     return 0
 
 
