@@ -118,3 +118,19 @@ def test_a_rollback_in_the_unit_is_named_a_rollback_by_status(prefix):
             "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"}, "running_servers": [],
             "server_units": [], "upgrade": state}
     assert f"rollback: running (unit {prefix.upgrade_unit}); follow it: journalctl -fu" in format_status(base)
+
+
+def test_a_unit_left_by_an_earlier_run_is_unloaded_before_the_next_starts(prefix, monkeypatch):
+    """A rollback that failed leaves its unit failed until systemd collects it: the next run resets it and waits
+    for it to be gone, instead of systemd-run refusing "already loaded" (seen in a full test run)."""
+    import subprocess
+
+    seen, states = [], iter(["failed", "loaded", "not-found"])
+
+    def run(cmd, **kwargs):
+        seen.append(cmd[:2])
+        out = next(states) if cmd[1] == "show" else ""
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+    monkeypatch.setattr(upgrade_unit.subprocess, "run", run)
+    upgrade_unit.clear_ended(prefix.upgrade_unit)
+    assert seen == [["systemctl", "reset-failed"]] + [["systemctl", "show"]] * 3

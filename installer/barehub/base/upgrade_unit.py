@@ -97,6 +97,7 @@ def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None], o
     ends = "finishes or rolls back by itself" if what == "upgrade" else "finishes by itself"
     say(f"the {what} runs in its own unit, {unit}: it goes on if this session ends or you press Ctrl-C "
         f"(follow it again: journalctl -fu {unit})")
+    clear_ended(unit)
     since = time.time()
     with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: systemd-run may outlive this process
         proc = subprocess.Popen(unit_command(paths, argv, what=what), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -115,6 +116,21 @@ def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None], o
         print(f"the {what} exited {proc.returncode}; its whole log: journalctl -u {unit} --since @{since:.0f}",
               file=err)
     return proc.returncode
+
+
+def clear_ended(unit: str, wait_s: float = 10.0) -> None:
+    """Unload the unit of this name left by an earlier run (refuse_a_second made sure none runs): systemd-run
+    refuses a transient unit whose name is still loaded ("was already loaded or has a fragment file"). A run that
+    failed leaves its unit failed until systemd collects it; in a full test run a rollback that had just failed
+    (as it should) made the next one, a second later, refuse to start."""
+    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True, timeout=30)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        state = subprocess.run(["systemctl", "show", "--property=LoadState", "--value", unit], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+        if state in ("", "not-found"):
+            return
+        time.sleep(0.1)
 
 
 def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: TextIO, err: TextIO) -> int:
