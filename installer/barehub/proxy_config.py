@@ -22,7 +22,8 @@ HUB_RETRY = "hub-retry"  # attached to the hub's route by barehub.traefik_proxy
 # attempts cover ~45 s. A reload leaves the port closed for ~3 s; an upgrade for the old hub's stop, the migration
 # and the new hub's start, and a failed one then for the rollback's start of the old hub as well. Measured on 2
 # cores (tests/integration/test_upgrade.py), the slowest /hub answer: 8 s through an upgrade, 12 s through one whose
-# migration fails, 28 s through one whose new hub crash-loops until the rollback's old hub answers.
+# migration fails, 15 s through one whose new hub cannot start (28 s while the installer waited for 3 of its
+# restarts; under a full test run's load that one exceeded 60 s: hub_run.wait_for_start gives up at the first now).
 # 150 attempts (~15 s) lost a /hub request to a failed upgrade's rollback.
 HUB_RETRY_ATTEMPTS = 450
 HUB_RETRY_INITIAL = "100ms"
