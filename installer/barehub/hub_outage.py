@@ -62,8 +62,8 @@ def keep_answers_through_outages(hub_auth, grace: float = STALE_GRACE_S, clock=t
             return kept[1]
         away["warned"] = False
         given = getattr(hub_auth.cache, "timestamps", {}).get(cache_key)  # when the hub gave the cached answer
-        if use_cache and given is not None:
-            answers[cache_key] = (given, answer)
+        if use_cache and given is not None and answers.get(cache_key, (None,))[0] != given:  # a new answer only:
+            answers[cache_key] = (given, answer)  # not on each request the cache answered
             forget_old_answers(answers, clock() - hub_auth.cache_max_age - grace)
         return answer
 

@@ -29,12 +29,12 @@ def tree_of(pid: int) -> list[psutil.Process]:
         return []
 
 
-def end_left_over(processes: list[psutil.Process], what: str, grace: float = 5.0) -> list[int]:
-    """SIGTERM, then SIGKILL after `grace` s, those of `processes` still running; returns the PIDs ended. Each
-    ended one is logged: a process left by a unit's stop is worth a line in the journal."""
-    taken = alive = [p for p in processes if p.is_running()]  # same PID and start time: the very process taken
+def end_left_over(processes: list[psutil.Process], what: str, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` s, those of `processes` still running. Each one is logged: a process
+    left by a unit's stop is worth a line in the journal."""
+    alive = [p for p in processes if p.is_running()]  # same PID and start time: the very process taken
     if not alive:
-        return []
+        return
     log.warning("%s left %d process(es) running: %s; ending them", what, len(alive),
                 ", ".join(f"{p.pid} ({describe(p)})" for p in alive))
     for sig in ("terminate", "kill"):
@@ -48,7 +48,6 @@ def end_left_over(processes: list[psutil.Process], what: str, grace: float = 5.0
             break
     for process in alive:
         log.error("%s: process %d did not end after SIGKILL", what, process.pid)
-    return [p.pid for p in taken if p not in alive]
 
 
 def describe(process: psutil.Process) -> str:

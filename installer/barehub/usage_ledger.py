@@ -557,11 +557,10 @@ def sessions(paths: Paths, window: Window, now: float, systemctl: Systemctl | No
     return found
 
 
-def live_sampled(systemctl: Systemctl, samples: dict[str, dict], now: float | None = None,
+def live_sampled(systemctl: Systemctl, samples: dict[str, dict], now: float,
                  root: Path = CGROUP_ROOT) -> dict[str, dict]:
     """{unit: sample} of the running server units: from one `list-units`, with each unit's sample file; a unit
     without one (started since the sampler's last pass) from a `systemctl show` of those units alone."""
-    now = time.time() if now is None else now
     states = systemctl.listed_states(USER_UNITS_GLOB)
     live = [unit for unit, state in states.items() if state.get("ActiveState") in LIVE]
     running = {unit: samples[unit] for unit in live if unit in samples}
