@@ -154,9 +154,7 @@ def test_status_says_where_the_database_is_and_never_a_password(prefix):
     from barehub.commands.status import database_state
     from barehub.settings import Settings
 
-    base = {"prefix": "/opt/barehub", "release": "x", "url": "u", "config_dir": {"path": "c", "state": "s"},
-            "units": {}, "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"},
-            "running_servers": [], "server_units": []}
+    base = upgrade_status(prefix, None)
     sqlite = format_status({**base, "database": database_state(prefix, Settings())})
     assert f"database: SQLite, {prefix.db_file}" in sqlite
     pg = database_state(prefix, Settings(db_url="postgresql://hub@db.example.org/jupyterhub",

@@ -109,15 +109,14 @@ def test_a_rollback_run_by_root_hands_itself_over_to_the_installs_unit(prefix, m
 def test_a_rollback_in_the_unit_is_named_a_rollback_by_status(prefix):
     from barehub.commands.status import format_status, upgrade_state
     from tests.unit.conftest import RecordingSystemctl
+    from tests.unit.test_status import upgrade_status
 
     systemctl = RecordingSystemctl(units={prefix.upgrade_unit: {"Description": f"barehub rollback of {prefix.prefix}"}})
     systemctl.is_active = lambda unit: unit == prefix.upgrade_unit
     state = upgrade_state(prefix, systemctl)
     assert state["what"] == "rollback"
-    base = {"prefix": "/p", "release": "x", "url": "u", "config_dir": {"path": "c", "state": "s"}, "units": {},
-            "versions": {}, "certificate": {"https": False}, "hub": {"config": "current"}, "running_servers": [],
-            "server_units": [], "upgrade": state}
-    assert f"rollback: running (unit {prefix.upgrade_unit}); follow it: journalctl -fu" in format_status(base)
+    assert f"rollback: running (unit {prefix.upgrade_unit}); follow it: journalctl -fu" in \
+        format_status(upgrade_status(prefix, state))
 
 
 def test_a_unit_left_by_an_earlier_run_is_unloaded_before_the_next_starts(prefix, monkeypatch):
