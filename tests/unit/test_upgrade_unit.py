@@ -92,17 +92,47 @@ def test_a_rollback_run_by_root_hands_itself_over_to_the_installs_unit(prefix, m
         return 0
     monkeypatch.setattr(upgrade_unit, "run_in_unit", run_in_unit)
     monkeypatch.setattr(upgrade_unit, "can_hand_over", lambda: True)
-    prefix.settings_file.write_text("{}")  # an install
-    args = argparse.Namespace(prefix=str(prefix.prefix), backup="20261206T190000Z-from-2026.10.0", list=False,
-                              creates_install=False)
+    backup = an_install_with_a_backup(prefix)
+    args = argparse.Namespace(prefix=str(prefix.prefix), backup=backup.name, list=False, creates_install=False)
     assert rollback.run(args) == 0
     assert handed["what"] == "rollback"
     assert handed["argv"] == [sys.executable, "-P", "-m", "barehub", "rollback", "--prefix", str(prefix.prefix),
-                              "--backup", "20261206T190000Z-from-2026.10.0"]
+                              "--backup", backup.name]
     assert f"--description=barehub rollback of {prefix.prefix}" in handed["command"]
     monkeypatch.setattr(upgrade_unit, "can_hand_over", lambda: False)  # inside the unit: the rollback itself
     monkeypatch.setattr(rollback, "InstallLock", lambda paths: (_ for _ in ()).throw(RuntimeError("did the work")))
     with pytest.raises(RuntimeError, match="did the work"):
+        rollback.run(args)
+
+
+def an_install_with_a_backup(prefix):
+    """An install of 2026.12.0 upgraded from 2026.10.0, whose env is still there: the backup to go back to."""
+    import sqlite3
+
+    from barehub import releases
+
+    prefix.settings_file.write_text("{}")
+    sqlite3.connect(prefix.db_file).close()
+    old = releases.Release("2026.10.0", "envs/2026.10.0")
+    (prefix.envs / old.version / "bin").mkdir(parents=True)
+    (prefix.envs / old.version / "bin" / "python").touch()
+    releases.write_release(prefix, old)
+    return releases.backup(prefix, old)
+
+
+@pytest.mark.parametrize("backup", [None, "20261206T190000Z-from-2026.09.0"])
+def test_a_rollback_that_cannot_be_done_is_refused_before_any_unit_starts(prefix, monkeypatch, backup):
+    """No backup (or not that one): said at once, by the command the admin ran. Handed to the unit, the refusal
+    came only after systemd-run, and in a full test run systemd-run's own refusal of a name still loaded hid it."""
+    import argparse
+
+    from barehub.commands import rollback
+
+    monkeypatch.setattr(upgrade_unit, "can_hand_over", lambda: True)
+    monkeypatch.setattr(upgrade_unit, "run_in_unit", lambda *a, **k: pytest.fail("handed over"))
+    prefix.settings_file.write_text("{}")
+    args = argparse.Namespace(prefix=str(prefix.prefix), backup=backup, list=False, creates_install=False)
+    with pytest.raises(BarehubError, match="no backup"):
         rollback.run(args)
 
 

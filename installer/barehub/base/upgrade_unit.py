@@ -111,14 +111,26 @@ def run_in_unit(paths: Paths, argv: Sequence[str], say: Callable[[str], None], o
         errors.seek(0)
         refused = errors.read().strip()
     if proc.returncode and refused and not shown:  # systemd-run's own: the unit did not start
-        raise BarehubError(f"could not start the {what} unit {unit}: {refused}", "see: journalctl -xe")
+        raise BarehubError(f"could not start the {what} unit {unit}: {refused} ({unit_state(unit)})",
+                           f"see: journalctl -xe; a unit of that name left over: systemctl stop {unit}; "
+                           f"systemctl reset-failed {unit}; then run this again")
     if proc.returncode:
         print(f"the {what} exited {proc.returncode}; its whole log: journalctl -u {unit} --since @{since:.0f}",
               file=err)
     return proc.returncode
 
 
-def clear_ended(unit: str, wait_s: float = 10.0) -> None:
+def unit_state(unit: str) -> str:
+    """What systemd says of the unit, for an error: "LoadState=loaded, ActiveState=inactive, ..."."""
+    try:
+        shown = subprocess.run(["systemctl", "show", "--property=LoadState,ActiveState,SubState,Result,Refs", unit],
+                               capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"its state unknown: {e}"
+    return ", ".join(shown.split())
+
+
+def clear_ended(unit: str, wait_s: float = 30.0) -> None:
     """Unload the unit of this name left by an earlier run (refuse_a_second made sure none runs): systemd-run
     refuses a transient unit whose name is still loaded ("was already loaded or has a fragment file"). A run that
     failed leaves its unit failed until systemd collects it; in a full test run a rollback that had just failed

@@ -44,7 +44,9 @@ def choose_backup(paths: Paths, name: str | None) -> Path:
     return backups[-1]
 
 
-def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> releases.Release:
+def checked(paths: Paths, backup_name: str | None) -> tuple[Path, releases.Release, Path]:
+    """The backup, its release and that release's env, or the error that refuses the rollback before anything
+    stops: run here before the rollback is handed to its unit too, so that a refusal is said at once."""
     require_root("barehub rollback")
     chosen = choose_backup(paths, backup_name)
     target = releases.backup_release(paths, chosen)
@@ -52,7 +54,12 @@ def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> rel
     if not (env / "bin" / "python").exists():
         raise BarehubError(f"the env of release {target.version} ({env}) is gone",
                            f"reinstall it: python3 bootstrap.py --version {target.version}")
-    refuse_planted_files(paths)  # before anything stops: a refused rollback leaves the hub serving
+    refuse_planted_files(paths)  # a refused rollback leaves the hub serving
+    return chosen, target, env
+
+
+def rollback(paths: Paths, backup_name: str | None, systemctl: Systemctl) -> releases.Release:
+    chosen, target, env = checked(paths, backup_name)
     log.info("rolling back to release %s with the database of %s", target.version, chosen.name)
     systemctl.stop(units.HUB_UNIT)
     release_change.stop_servers_unknown_to(paths, target, systemctl)
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             print(backup.name)
         return 0
     if upgrade_unit.can_hand_over():  # outlives this session: see barehub.base.upgrade_unit
+        checked(paths, args.backup)
         return upgrade_unit.run_in_unit(paths, unit_argv(paths, args.backup), print, what="rollback")
     lock = InstallLock(paths).acquire()
     rollback(paths, args.backup, Systemctl())
