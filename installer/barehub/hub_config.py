@@ -16,7 +16,7 @@ from barehub import culling, postgres, unix_accounts
 from barehub.quotas import Quotas
 
 from barehub.base.paths import Paths
-from barehub.units import HUB_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
+from barehub.units import HUB_RUNTIME_DIR, USER_APPS_RUNTIME_DIR, USER_UNIT_NAME, USERS_SLICE
 from barehub.secret_files import read_secret
 from barehub.settings import Settings
 
@@ -114,10 +114,12 @@ def apply_user_units(c: Config) -> None:
 def user_unit_properties() -> dict[str, str]:
     """The server unit's RuntimeDirectory, where the spawner writes its environment file: by JupyterHub's
     numeric user id, as systemd splits this value at whitespace and a (directory-service) user name may
-    contain a space ("john user" would create and chown /run/user).
+    contain a space ("john user" would create and chown /run/user). That one lies in the hub's own 0700
+    /run/jupyterhub, which the user cannot enter; the second, /run/jupyterhub-apps/ID, is the user's alone (0700,
+    hers), where the server's apps listen on unix sockets (barehub.apps). systemd removes both when the unit stops.
     (CPUAccounting, set beside it: the unit's own cgroup counts its CPU on a cgroup v1 host too, which the
     server reads to count a busy terminal or build as activity, barehub.server_activity.)"""
-    return {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERID}}"}
+    return {"RuntimeDirectory": f"{HUB_RUNTIME_DIR}/users/{{USERID}} {USER_APPS_RUNTIME_DIR}/{{USERID}}"}
 
 
 def base_services(paths: Paths) -> list[dict]:

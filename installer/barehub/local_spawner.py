@@ -170,9 +170,8 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         change), and its ExecStopPost writes the session to the ledger (barehub.usage_ledger)."""
         properties = dict(self.configured_properties)
         runtime = properties.get("RuntimeDirectory", "")
-        if self.name and runtime:
-            first, *rest = runtime.split()
-            properties["RuntimeDirectory"] = " ".join([f"{first}-{server_name_part(self.name)}", *rest])
+        if self.name and runtime:  # each of a user's servers its own (systemd removes them at its stop)
+            properties["RuntimeDirectory"] = " ".join(f"{d}-{server_name_part(self.name)}" for d in runtime.split())
         return {**properties, **usage_properties(Paths.from_prefix(self.barehub_prefix()),
                                                  profile_in(self.user_options) or "", self.name,
                                                  properties.get("ExecStopPost"),

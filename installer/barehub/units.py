@@ -24,6 +24,7 @@ USERS_SLICE = "jupyterhub-users.slice"  # every local user's server unit (hub_co
 USER_UNIT_NAME = "jupyter-{USERNAME}-singleuser"  # each user's default server's unit (barehub.local_spawner)
 USER_UNITS_GLOB = "jupyter-*.service"  # every server's unit (a named one's is jupyter-USER-SERVER), in USERS_SLICE
 HUB_RUNTIME_DIR = "jupyterhub"  # the hub unit's RuntimeDirectory=, /run/jupyterhub
+USER_APPS_RUNTIME_DIR = "jupyterhub-apps"  # under /run: each server unit's own directory for its apps' sockets
 
 
 def base_config_digest() -> str:

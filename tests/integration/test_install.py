@@ -99,9 +99,13 @@ def test_local_user_logs_in_with_pam_and_runs_code_in_own_server_unit(container,
     # so no user can replace it with a link for root to follow
     assert container.run("stat -c '%a %U' /run/jupyterhub /run/jupyterhub/users").stdout.split() == \
         ["700", "root", "700", "root"]
-    own = f"/run/{unit['RuntimeDirectory']}"
+    own, apps = (f"/run/{d}" for d in unit["RuntimeDirectory"].split())
     assert own.startswith("/run/jupyterhub/users/") and container.run(f"test -d {own}", check=False).returncode == 0
     assert container.run(f"runuser -u {USER} -- ls {own}", check=False).returncode != 0
+    # and one of the user's own, for her apps' sockets (barehub.apps), which no other user can enter
+    assert apps.startswith("/run/jupyterhub-apps/") and container.run(f"stat -c '%a %U' {apps}").stdout.split() == \
+        ["700", USER]
+    assert container.run(f"runuser -u bob -- ls {apps}", check=False).returncode != 0
 
 
 def test_wrong_password_is_refused(base_url):

@@ -135,13 +135,13 @@ def test_local_servers_are_units_in_one_slice_with_their_environment_file_out_of
     assert c.SystemdSpawner.slice == "jupyterhub-users.slice"
     assert c.SystemdSpawner.unit_name_template == "jupyter-{USERNAME}-singleuser"
     # by numeric id: systemd splits the value at whitespace, and a user name may have a space
-    assert c.SystemdSpawner.unit_extra_properties == {"RuntimeDirectory": "jupyterhub/users/{USERID}",
+    assert c.SystemdSpawner.unit_extra_properties == {"RuntimeDirectory": "jupyterhub/users/{USERID} jupyterhub-apps/{USERID}",
                                                       "TimeoutStopSec": "20s", "CPUAccounting": "yes"}
 
 
 def test_a_fragment_that_assigns_unit_properties_keeps_the_runtime_directory(prefix):
     write(prefix, "30-units.py", "c.SystemdSpawner.unit_extra_properties = {'TasksMax': '500'}\n")
     assert load_config(prefix).SystemdSpawner.unit_extra_properties == {
-        "RuntimeDirectory": "jupyterhub/users/{USERID}", "TasksMax": "500"}
+        "RuntimeDirectory": "jupyterhub/users/{USERID} jupyterhub-apps/{USERID}", "TasksMax": "500"}
     write(prefix, "30-units.py", "c.SystemdSpawner.unit_extra_properties = {'RuntimeDirectory': 'site/{USERID}'}\n")
     assert load_config(prefix).SystemdSpawner.unit_extra_properties == {"RuntimeDirectory": "site/{USERID}"}

@@ -41,5 +41,5 @@ def test_an_unknown_profile_is_refused_by_name(config):
 def test_the_server_units_keep_barehubs_properties_and_get_no_swap(config):
     properties = config.SystemdSpawner.unit_extra_properties
     assert properties["MemorySwapMax"] == "0"
-    assert properties["RuntimeDirectory"] == "jupyterhub/users/{USERID}"  # from the base config
+    assert properties["RuntimeDirectory"] == "jupyterhub/users/{USERID} jupyterhub-apps/{USERID}"  # from the base config
     assert config.JupyterHub.spawner_class == "barehub.local_spawner.LocalSpawner"

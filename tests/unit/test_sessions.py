@@ -44,6 +44,10 @@ def test_each_server_of_a_user_has_its_own_unit_and_runtime_directory():
     assert default.server_properties()["RuntimeDirectory"] == "jupyterhub/users/{USERID}"
     assert gpu.server_properties()["RuntimeDirectory"] == "jupyterhub/users/{USERID}-gpu-1"
     assert gpu.server_properties()["TimeoutStopSec"] == "20s"
+    # every runtime directory is the server's own (the apps' sockets of two servers never meet)
+    gpu.configured_properties = {**PROPERTIES, "RuntimeDirectory": "jupyterhub/users/{USERID} jupyterhub-apps/{USERID}"}
+    assert gpu.server_properties()["RuntimeDirectory"] == \
+        "jupyterhub/users/{USERID}-gpu-1 jupyterhub-apps/{USERID}-gpu-1"
 
 
 def test_two_users_units_never_share_a_name_whatever_their_names():
