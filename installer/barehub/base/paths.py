@@ -75,6 +75,11 @@ class Paths:
         return self.prefix / "micromamba" / "bin" / "micromamba"
 
     @property
+    def code_server(self) -> Path:
+        """VS Code in the browser with its Node (`barehub apps install vscode`): outside the envs, kept by upgrades."""
+        return self.prefix / "apps" / "code-server"
+
+    @property
     def site_requirements(self) -> Path:
         """The site's additions to the hub env (pip requirement lines), re-applied to every release's env."""
         return self.prefix / "site-requirements.txt"
