@@ -7,11 +7,11 @@ import sys
 from typing import Sequence
 
 from barehub import __version__
-from barehub.commands import check, doctor, install, reload, rollback, status, uninstall, upgrade, usage
+from barehub.commands import apps, check, doctor, install, reload, rollback, status, uninstall, upgrade, usage
 from barehub.base.errors import BarehubError
 from barehub.terminal import PrintableFormatter, printable
 
-COMMANDS = (install, check, reload, status, usage, upgrade, rollback, uninstall, doctor)
+COMMANDS = (install, check, reload, status, usage, upgrade, rollback, uninstall, doctor, apps)
 
 
 def build_parser() -> argparse.ArgumentParser:
