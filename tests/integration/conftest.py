@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import (BASE_URL, MEASUREMENTS, REPO, USER, Container, add_local_user, bootstrap_cmd,
-                                       build_wheelhouse)
+from tests.integration.helpers import (BASE_URL, CACHE, CACHE_IN_CONTAINER, MEASUREMENTS, REPO, USER, Container,
+                                       add_local_user, bootstrap_cmd, build_wheelhouse)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,7 +44,8 @@ def container(tmp_path_factory, wheelhouse) -> Container:
     if os.geteuid() != 0 or not shutil.which("systemd-nspawn"):
         pytest.skip("integration tests need root and systemd-nspawn (apt-get install systemd-container)")
     name = f"barehub-test-{os.getpid()}"
-    box = Container(name, {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse"},
+    CACHE.mkdir(parents=True, exist_ok=True)  # builds a module makes later are seen in it too (test_apps)
+    box = Container(name, {str(REPO): "/mnt/src", str(wheelhouse): "/mnt/wheelhouse", str(CACHE): CACHE_IN_CONTAINER},
                     tmp_path_factory.mktemp("container") / "console.log")
     start = time.monotonic()
     box.boot()

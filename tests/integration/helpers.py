@@ -24,8 +24,9 @@ PREFIX = "/opt/barehub"
 # The local accounts the tests log in as, each module its own (their servers stay apart): name -> password
 PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2", "frank": "frank-Secret-4", "grace": "grace-Secret-5",
              "heidi": "heidi-Secret-6", "ivan": "ivan-Secret-7",
-             **{name: f"{name}-Secret-9" for name in ("nora", "omar", "pia", "quinn", "rita", "uma", "vic", "wes")}}
+             **{name: f"{name}-Secret-9" for name in ("nora", "omar", "pia", "quinn", "rita", "uma", "vic", "wes", "xena")}}
 USER, PASSWORD = "alice", PASSWORDS["alice"]  # the session install's user
+CACHE_IN_CONTAINER = "/mnt/test-cache"  # the tests' build cache (testbed.wheelhouse.CACHE), read-only in a container
 MEASUREMENTS: dict[str, float | str] = {}  # printed at the end of the run (conftest)
 DROP_INS = REPO / "jupyterhub_config.d"  # the shipped fragments
 # slurm.py's shipped profiles (the one-node Slurm has no "gpu" partition; the cluster has)

@@ -79,7 +79,8 @@ class SlurmCluster:
         self.accounting = accounting
         self.slurm_conf = SLURM_CONF if accounting else SLURM_CONF.replace(ACCOUNTING, WITHOUT_ACCOUNTING)
         self.network = Network(name)
-        shared_dirs = {work / "home": "/home", work / "prefix": PREFIX}
+        self.shared_prefix = work / "prefix"  # PREFIX on every node (the site's shared file system)
+        shared_dirs = {work / "home": "/home", self.shared_prefix: PREFIX}
         for directory in shared_dirs:
             directory.mkdir(mode=0o755)
             directory.chmod(0o755)

@@ -10,17 +10,21 @@ import math
 import os
 import re
 import statistics
+import shutil
 import time
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.integration.helpers import (CPU_PROFILE, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
+from testbed.code_server import code_server_build
+from tests.integration.helpers import (CPU_PROFILE, DROP_INS, GPU_PROFILE, HTTP_PORT, HUB, MEASUREMENTS, PREFIX, REPO,
                                        RequestLoop, bootstrap_cmd, filled, put_fragment, status_code, wait_until)
 from tests.integration.browser import LAB, Browser, choose_profile, run_cell
 from tests.integration.hubclient import HubUser
 from tests.integration.slurm_cluster import ADDRESSES, USERS, SlurmCluster
+from tests.integration.vscode import (another_user_cannot_connect, log_in, refused_to_another_user, rss_mib,
+                                      socket_only, vscode_from_the_launcher)
 
 SHORT_PROFILE = "Short: 1 CPU, 1 GB, 1 minute"
 HUB_URL = f"http://login:{HTTP_PORT}"  # slurm.py's HUB_URL: the hub's public URL as the nodes reach it
@@ -50,6 +54,10 @@ def hub(hpc):
         "PROFILES = {\n": "PROFILES = {\n" + f'    "{SHORT_PROFILE}": ' + '{"partition": "cpu", "nprocs": "1", "memory": "1G", '
                           '"runtime": "1"},\n'}))  # a site's profile with a 1-minute time limit
     put_fragment(hpc.login, "20-named-servers.py", filled("named-servers.py", {}))
+    # VS Code beside JupyterLab: the drop-in, and code-server where `barehub apps install vscode` puts it, on the
+    # shared prefix (a copy of the tests' build: the nodes have no network)
+    put_fragment(hpc.login, "60-apps.py", (DROP_INS / "apps.py").read_text())
+    shutil.copytree(code_server_build(), hpc.shared_prefix / "apps" / "code-server", symlinks=True)
     # the hub notices a job that ended within 10 s (JupyterHub's default poll, 30 s, is what sites run)
     put_fragment(hpc.login, "45-test-poll.py", f"c.SlurmSpawner.poll_interval = {POLL_S}\n")
     start = time.monotonic()
@@ -796,6 +804,29 @@ def test_the_culler_keeps_a_silent_cell_and_a_busy_process_on_compute_nodes_and_
                        for s in said), said
     finally:
         hpc.login.run(f"rm -f {PREFIX}/jupyterhub_config.d/60-culling.py && systemctl reload {HUB}")
+
+
+def test_vscode_in_a_job_from_the_launcher_on_a_socket_no_other_user_of_the_node_reaches(hpc, hub):
+    """The shipped apps.py on a cluster, in Chromium on the login node's network: kim's server runs as a job on
+    cn1; VS Code from JupyterLab's launcher, a file saved there and seen in JupyterLab, run in VS Code's terminal
+    on cn1. Then, on cn1, it listens on a unix socket in a private directory of her job's, no TCP port; leo, a
+    second user on cn1, can neither connect to it nor open it through the hub. Screenshots in
+    test-artifacts/slurm-vscode/."""
+    with Browser("slurm-vscode") as b:
+        log_in(b, LOGIN_NODE_URL, "kim", USERS["kim"][1])
+        choose_profile(b, CPU_PROFILE)
+        b.wait_for_css(LAB, 180)
+        [job] = hpc.jobs("kim")
+        assert job["node"] == "cn1"
+        cn1 = hpc.nodes["cn1"]
+        MEASUREMENTS["Slurm cluster: VS Code, launcher click -> editor shown in Chromium (s)"] = \
+            round(vscode_from_the_launcher(b, cn1, "kim"), 1)
+        sock = socket_only(cn1, "kim")
+        assert re.fullmatch(r"/tmp/barehub-apps-[^/]+/vscode.sock", sock), sock  # a job's: new, private, in $TMPDIR
+        another_user_cannot_connect(cn1, "leo", sock)
+        refused_to_another_user(user("kim"), user("leo"))
+        MEASUREMENTS["Slurm cluster: VS Code, memory of an idle code-server in a job (MiB)"] = rss_mib(cn1, "kim")
+    stop_server(hpc, user("kim"))
 
 
 def test_uninstall_cancels_every_users_jobs_queued_and_running(hpc, hub):

@@ -1,0 +1,127 @@
+"""VS Code beside JupyterLab (jupyterhub_config.d/apps.py, barehub.apps) with a real code-server: built by barehub's
+own `barehub apps install vscode` code on this machine (testbed/code_server.py: the lanes have no network), put
+where that command puts it, PREFIX/apps/code-server, and offered by the shipped drop-in to local servers.
+
+What a user sees: /user/NAME/vscode/ answers with VS Code's workbench through traefik; what another user on the same
+machine sees: no TCP port of it (ss -ltnp), its socket in a directory she cannot enter, and her own login or token
+refused at the other's /vscode/. Uses the session's install; its own users (wes, xena); leaves their servers stopped
+and the drop-in removed.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.integration.helpers import DROP_INS, MEASUREMENTS, PASSWORDS, PREFIX, add_local_user, put_fragment, wait_until
+from tests.integration.hubclient import HubUser
+from tests.integration.browser import LAB, Browser
+from tests.integration.vscode import (INSTALLED, another_user_cannot_connect, build_in_container, log_in,
+                                      open_terminal, open_vscode, refused_to_another_user, rss_mib, socket_only,
+                                      type_in_terminal, vscode_from_the_launcher)
+
+FRAGMENT = "60-apps.py"
+IDLE_WATCH_S = 45  # an untouched VS Code tab sends ~9 keep-alives in this time
+
+
+@pytest.fixture(scope="module")
+def vscode(container, base_url):
+    """The drop-in on, code-server where `barehub apps install vscode` puts it, two users logged in."""
+    container.run(f"mkdir -p {INSTALLED} && mount --bind -o ro {build_in_container()} {INSTALLED}")
+    put_fragment(container, FRAGMENT, (DROP_INS / "apps.py").read_text())
+    container.run("systemctl reload jupyterhub", timeout=240)
+    users = {}
+    for name in ("wes", "xena"):
+        add_local_user(container, name)
+        users[name] = HubUser(base_url, name, PASSWORDS[name])
+        assert users[name].login().status_code == 302
+    yield users
+    for user in users.values():
+        stop(user)
+    container.run(f"rm -f {PREFIX}/jupyterhub_config.d/{FRAGMENT} && systemctl reload jupyterhub", timeout=240)
+    container.run(f"umount {INSTALLED}; rmdir {INSTALLED} {PREFIX}/apps", check=False)
+
+
+def stop(user: HubUser) -> None:
+    user.api("DELETE", f"users/{user.name}/server")
+    wait_until(lambda: not user.api("GET", f"users/{user.name}").json()["servers"], 60)
+
+
+def test_vscode_opens_on_a_unix_socket_only_she_can_reach(container, vscode):
+    wes, xena = vscode["wes"], vscode["xena"]
+    wes.spawn()
+    MEASUREMENTS["VS Code: first request to /user/NAME/vscode/ -> workbench page (s)"] = round(open_vscode(wes), 1)
+    sock = socket_only(container, "wes")  # no TCP port of it; its directory hers, 0700
+    assert re.fullmatch(r"/run/jupyterhub-apps/\d+/apps/vscode.sock", sock), sock  # the unit's own, gone at its stop
+    another_user_cannot_connect(container, "xena", sock)
+    refused_to_another_user(wes, xena)
+    time.sleep(5)  # idle: no request since the page
+    MEASUREMENTS["VS Code: memory of an idle code-server, its processes' RSS (MiB)"] = rss_mib(container, "wes")
+
+
+def test_a_missing_code_server_is_said_on_the_vscode_page_at_once(container, vscode):
+    """The launcher checks before it starts code-server: a site that has not installed it sees why, and how to fix
+    it, on the page, within seconds, instead of a spinner until jsp's timeout."""
+    xena = vscode["xena"]
+    stop(vscode["wes"])  # (its code-server runs from the install)
+    container.run(f"umount {INSTALLED}")
+    try:
+        xena.spawn()
+        start = time.monotonic()
+        r = xena.session.get(f"{xena.base}/user/xena/vscode/", timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        stop(xena)
+        container.run(f"mount --bind -o ro {build_in_container()} {INSTALLED}")
+    assert r.status_code == 503, (r.status_code, r.text[:1000])
+    assert "VS Code cannot start" in r.text and "barehub apps install vscode" in r.text, r.text[:2000]
+    assert f"there is no {INSTALLED}/lib/node_modules/code-server" in r.text, r.text[:2000]
+    assert waited < 20, waited
+
+
+def test_a_person_opens_vscode_from_the_launcher_saves_a_file_lab_sees_and_runs_it_in_vscodes_terminal(
+        container, vscode, base_url):
+    """In Chromium: log in, JupyterLab's launcher, the VS Code card (a new tab), a new file typed and saved there,
+    the file in JupyterLab's file browser, then run in VS Code's terminal as the user. Screenshots kept in
+    test-artifacts/apps/."""
+    with Browser("apps") as b:
+        log_in(b, base_url, "wes", PASSWORDS["wes"])
+        b.wait_for_css(LAB, 120)
+        MEASUREMENTS["VS Code: launcher click -> editor shown in Chromium (s)"] = \
+            round(vscode_from_the_launcher(b, container, "wes"), 1)
+
+
+def server_last_activity(user: HubUser) -> str:
+    """What her server reports as its last activity (to the hub, and so to the culler); asking does not move it."""
+    r = user.session.get(f"{user.base}/user/{user.name}/api/status", headers=user.auth(), timeout=30)
+    r.raise_for_status()
+    return r.json()["last_activity"]
+
+
+def test_an_open_untouched_vscode_tab_is_idle_and_typing_in_it_is_use(container, vscode, base_url):
+    """The culler's view of VS Code (idle-culler #55: code-server's keep-alives kept a server for ever). With only a
+    VS Code tab open and nobody at it, the server's last activity stays where it was while the tab's keep-alives
+    (every ~5 s) pass through; a command typed in VS Code's terminal moves it."""
+    wes = vscode["wes"]
+    wes.spawn()
+    container.run("rm -f /home/wes/typed.out")
+    with Browser("apps-idle") as b:
+        log_in(b, base_url, "wes", PASSWORDS["wes"])
+        b.wait_for_css(LAB, 120)
+        b.get(f"{base_url}/user/wes/vscode/")  # VS Code alone: no JupyterLab tab polling the server
+        b.wait_for_css(".monaco-workbench .part.editor", 120)
+        open_terminal(b)
+        time.sleep(10)  # VS Code's start-up settles (its requests are use, rightly)
+        before = server_last_activity(wes)
+        time.sleep(IDLE_WATCH_S)
+        idle = server_last_activity(wes)
+        b.shot("idle-tab")
+        type_in_terminal(b, "echo typed > ~/typed.out",
+                         lambda: container.run("cat /home/wes/typed.out 2>/dev/null || true").stdout.strip() == "typed")
+        typed = server_last_activity(wes)
+    MEASUREMENTS[f"VS Code: an open untouched tab, server's last activity moved in {IDLE_WATCH_S} s (yes/no)"] = \
+        "yes" if idle != before else "no"
+    assert idle == before, (before, idle)
+    assert typed > idle, (idle, typed)
+    stop(wes)
