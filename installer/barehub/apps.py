@@ -27,7 +27,8 @@ the server's log. And a code-server run by a Node it was not built for starts an
 and then answers every page with HTTP 500 (measured: code-server 4.139.1 under Node 20.20.2, `The requested module
 'node:module' does not provide an export named 'registerHooks'`). So the launcher checks first (code-server
 installed, Node's major == its package.json engines.node, the socket directory private, the paths short enough),
-and on success execs code-server (same pid: jsp supervises and stops code-server itself); on a failure it answers
+and on success runs code-server as its child, until code-server ends (its stops passed on; the child dies with
+it); one that ends before it listens is a failure too, with its last lines as the reason. On a failure it answers
 every request on the socket with a 503 page that says what is wrong and how to fix it: jsp's readiness check
 takes any HTTP answer as ready, so the user sees the reason at once. A check that fails already when the entry is
 made (a socket directory not private, a path too long: nothing may listen there) puts the page on a socket in a
@@ -48,6 +49,7 @@ counts into jupyter-server's last_activity, which the server reports to the hub 
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import html
 import http.server
@@ -55,6 +57,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import socket
 import socketserver
 import stat
@@ -62,10 +65,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+import threading
+import time
 from pathlib import Path
 
 from barehub.base.paths import DEFAULT_PREFIX, Paths, prefix_of_env
+from barehub.die_with_parent import die_with_parent
 
 ENV_APPS = "BAREHUB_APPS"  # the apps a server offers, comma-separated ("vscode")
 ENV_CODE_SERVER = "BAREHUB_CODE_SERVER"  # code-server's install: an `npm install -g --prefix` dir or the package
@@ -75,6 +80,7 @@ NODE_DIR = "node"  # the Node inside it (bin/node, lib/node_modules/npm, include
 PACKAGE = "lib/node_modules/code-server"  # code-server's package inside it
 SUN_PATH_MAX = 107  # bytes of a unix socket's path (sun_path is 108, with the NUL)
 ERROR_SOCKET_PARENT = "/tmp"  # where the error page listens when the socket directory is refused (short, and there)
+APP_LAST_LINES = 15  # of an app that ended before it listened, shown on its error page
 TIMEOUT_S = 60  # jsp's wait for the socket to answer (code-server: ~1 s; the error page: at once)
 CLIENT_MESSAGE = "_barehub_client_message"  # on a jsp websocket handler: the client->app message being forwarded
 INSTALL_HELP = ("an admin installs it, with the Node it needs, for every server: barehub apps install vscode (as root, "
@@ -357,10 +363,11 @@ def launch(app: str, sock: str, error: str | None = None, env=os.environ) -> Non
         except AppError as e:
             error = str(e)
         else:
-            sys.stderr.flush()
             # code-server's other sockets (its CLI's IPC handle, its agent host's) go into XDG_RUNTIME_DIR: the
             # same private directory, not a shared /tmp nor a /run/user/UID that logind may remove
-            os.execve(argv[0], argv, {**env, "XDG_RUNTIME_DIR": os.path.dirname(sock)})
+            ended, error = run_app(argv, {**env, "XDG_RUNTIME_DIR": os.path.dirname(sock)}, sock)
+            if error is None:
+                raise SystemExit(ended)
     sys.stderr.write(f"barehub apps: {app} cannot start: {error}\n")
     sys.stderr.flush()
     try:
@@ -369,6 +376,57 @@ def launch(app: str, sock: str, error: str | None = None, env=os.environ) -> Non
         sys.stderr.write(f"barehub apps: the error page cannot listen on {sock}: {e}\n")
         raise SystemExit(2) from None
     server.serve_forever()
+
+
+def run_app(argv: list[str], environ: dict, sock: str) -> tuple[int, str | None]:
+    """The app as this launcher's child, which dies with it (jsp may SIGKILL the launcher), SIGTERM and SIGINT
+    passed on, its output passed to the server's log. Returns when it ends: (the exit status for the launcher,
+    None) once it had answered on `sock`, or (its status, why) when it ended before: the reason for the error page,
+    with the last lines it wrote (a missing native module, a port of a Node it was not built for)."""
+    stopping = []
+    child = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             preexec_fn=die_with_parent)  # (no thread runs yet: the reader starts below)
+
+    def pass_on(signum, frame):
+        stopping.append(signum)
+        child.send_signal(signum)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, pass_on)
+    last = collections.deque(maxlen=APP_LAST_LINES)
+    reader = threading.Thread(target=relay, args=(child.stdout, last), daemon=True)
+    reader.start()
+    answered = False
+    while child.poll() is None and not answered:
+        answered = answers(sock)
+        if not answered:
+            time.sleep(0.1)
+    status = child.wait()
+    reader.join(timeout=5)
+    status = status if status >= 0 else 128 - status
+    if answered or stopping:
+        return status, None
+    lines = "".join(last).strip()
+    return status, (f"{os.path.basename(argv[1]) if len(argv) > 1 else argv[0]} ended (exit status {status}) "
+                    f"before it listened; its last lines:\n{lines or '(nothing)'}")
+
+
+def relay(stream, last: collections.deque) -> None:
+    """The app's output into the server's log, and its last lines kept."""
+    for line in iter(stream.readline, b""):
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
+        last.append(line.decode(errors="replace"))
+
+
+def answers(sock: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(sock)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 # ------------------------------------------------------------------------------------------ use, for the culler

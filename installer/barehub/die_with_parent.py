@@ -15,13 +15,18 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def main(argv: list[str]) -> None:
+def die_with_parent() -> None:
+    """SIGTERM to this process when its parent dies (kept across exec); exits at once if the parent is gone."""
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent or parent == 1:
-        sys.exit(1)  # the parent died before prctl took effect: orphans go to PID 1
+        os._exit(1)  # the parent died before prctl took effect: orphans go to PID 1
+
+
+def main(argv: list[str]) -> None:
+    die_with_parent()
     os.execvp(argv[0], argv)
 
 

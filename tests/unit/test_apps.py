@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -248,20 +249,73 @@ def test_the_launcher_serves_an_error_given_by_the_entry(tmp_path):
         proc.stderr.close()
 
 
-def test_the_launcher_becomes_code_server_after_the_checks(tmp_path):
-    record = tmp_path / "argv"
-    env = {"BAREHUB_CODE_SERVER": str(fake_code_server(tmp_path / "cs")),
-           "BAREHUB_NODE": str(fake_node(tmp_path / "node", "v24.19.0", record))}
+LISTENING_NODE = """#!/usr/bin/env python3
+import os, socket, sys, time
+if sys.argv[1:] == ["--version"]:
+    print("v24.19.0")
+    raise SystemExit(0)
+open(os.environ["RECORD"], "w").write("\\n".join([str(os.getpid()), str(os.getppid()), os.environ["XDG_RUNTIME_DIR"],
+                                                   *sys.argv[1:]]))
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[sys.argv.index("--socket") + 1])
+s.listen()
+print("code-server listening", flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_launcher_runs_code_server_after_the_checks_and_stops_it_when_stopped(tmp_path):
+    """code-server is the launcher's child: started with its sockets (IPC handles too) in the private directory,
+    stopped when jsp stops the launcher."""
+    node = tmp_path / "node"
+    node.write_text(LISTENING_NODE)
+    node.chmod(0o755)
+    record = tmp_path / "record"
+    env = {"BAREHUB_CODE_SERVER": str(fake_code_server(tmp_path / "cs")), "BAREHUB_NODE": str(node),
+           "RECORD": str(record)}
     sock = str(private(tmp_path / "apps") / "vscode.sock")
     proc = run_launcher(sock, env)
-    proc.wait(timeout=30)
-    proc.stderr.close()
-    pid, node_argv = record.read_text().splitlines()[0], record.read_text().splitlines()[1:]
-    assert int(pid) == proc.pid  # exec'd: jsp supervises (and stops) code-server itself
-    assert node_argv[:3] == [str(tmp_path / "cs/lib/node_modules/code-server/out/node/entry.js"), "--socket", sock]
-    assert not os.path.exists(sock)  # no error page
-    # and its other sockets (its IPC handles) in the same private directory
-    assert (tmp_path / "xdg").read_text().strip() == str(tmp_path / "apps")
+    try:
+        wait_for_socket(sock, proc)
+        wait_until(record.exists)
+        pid, parent, xdg, *node_argv = record.read_text().splitlines()
+        assert int(parent) == proc.pid  # its child: it ends with the launcher
+        assert node_argv[:3] == [str(tmp_path / "cs/lib/node_modules/code-server/out/node/entry.js"), "--socket", sock]
+        assert xdg == str(tmp_path / "apps")  # and its other sockets (its IPC handles) in the same private directory
+        proc.send_signal(signal.SIGTERM)  # jsp stops the server's apps
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"))
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def test_an_app_that_ends_before_it_listens_is_said_on_its_page_with_its_last_lines(tmp_path):
+    """A code-server that starts and dies (a native module missing, a broken install): the page says so at once,
+    instead of jsp's spinner until its timeout."""
+    node = fake_node(tmp_path / "node", "v24.19.0")
+    node.write_text(node.read_text() + 'echo "Error: Cannot find module \'@vscode/spdlog\'" >&2\nexit 3\n')
+    env = {"BAREHUB_CODE_SERVER": str(fake_code_server(tmp_path / "cs")), "BAREHUB_NODE": str(node)}
+    sock = str(private(tmp_path / "apps") / "vscode.sock")
+    proc = run_launcher(sock, env)
+    try:
+        wait_for_socket(sock, proc)
+        status, page = get(sock, "/")
+        assert status == 503 and "VS Code cannot start" in page
+        assert "entry.js ended (exit status 3) before it listened" in page
+        assert "Cannot find module &#x27;@vscode/spdlog&#x27;" in page
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def wait_until(predicate, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------------------ use, for the culler
