@@ -194,6 +194,12 @@ def type_in_terminal(b: Browser, line: str, done, timeout: float = 60) -> None:
     lost (seen here), so a line that did nothing is typed again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # into the terminal shown, as a person clicks it first (VS Code may have restored one from her last
+        # visit beside it, and the focus moved meanwhile: seen in CI)
+        shown = [e for e in b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper .xterm-screen")
+                 if e.is_displayed()]
+        if shown:
+            shown[-1].click()
         ActionChains(b.driver).send_keys(line, Keys.ENTER).perform()
         try:
             wait_until(done, 10)
