@@ -812,21 +812,23 @@ def test_vscode_in_a_job_from_the_launcher_on_a_socket_no_other_user_of_the_node
     on cn1. Then, on cn1, it listens on a unix socket in a private directory of her job's, no TCP port; leo, a
     second user on cn1, can neither connect to it nor open it through the hub. Screenshots in
     test-artifacts/slurm-vscode/."""
-    with Browser("slurm-vscode") as b:
-        log_in(b, LOGIN_NODE_URL, "kim", USERS["kim"][1])
-        choose_profile(b, CPU_PROFILE)
-        b.wait_for_css(LAB, 180)
-        [job] = hpc.jobs("kim")
-        assert job["node"] == "cn1"
-        cn1 = hpc.nodes["cn1"]
-        MEASUREMENTS["Slurm cluster: VS Code, launcher click -> editor shown in Chromium (s)"] = \
-            round(vscode_from_the_launcher(b, cn1, "kim"), 1)
-        sock = socket_only(cn1, "kim")
-        assert re.fullmatch(r"/tmp/barehub-apps-[^/]+/vscode.sock", sock), sock  # a job's: new, private, in $TMPDIR
-        another_user_cannot_connect(cn1, "leo", sock)
-        refused_to_another_user(user("kim"), user("leo"))
-        MEASUREMENTS["Slurm cluster: VS Code, memory of an idle code-server in a job (MiB)"] = rss_mib(cn1, "kim")
-    stop_server(hpc, user("kim"))
+    try:
+        with Browser("slurm-vscode") as b:
+            log_in(b, LOGIN_NODE_URL, "kim", USERS["kim"][1])
+            choose_profile(b, CPU_PROFILE)
+            b.wait_for_css(LAB, 180)
+            [job] = hpc.jobs("kim")
+            assert job["node"] == "cn1"
+            cn1 = hpc.nodes["cn1"]
+            MEASUREMENTS["Slurm cluster: VS Code, launcher click -> editor shown in Chromium (s)"] = \
+                round(vscode_from_the_launcher(b, cn1, "kim"), 1)
+            sock = socket_only(cn1, "kim")
+            assert re.fullmatch(r"/tmp/barehub-apps-[^/]+/vscode.sock", sock), sock  # a job's: new, private
+            another_user_cannot_connect(cn1, "leo", sock)
+            refused_to_another_user(user("kim"), user("leo"))
+            MEASUREMENTS["Slurm cluster: VS Code, memory of an idle code-server in a job (MiB)"] = rss_mib(cn1, "kim")
+    finally:
+        stop_server(hpc, user("kim"))
 
 
 def test_uninstall_cancels_every_users_jobs_queued_and_running(hpc, hub):
