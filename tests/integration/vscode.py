@@ -197,10 +197,10 @@ def type_in_terminal(b: Browser, line: str, done, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         # into the terminal shown, as a person clicks it first (VS Code may have restored one from her last
         # visit beside it, and the focus moved meanwhile: seen in CI)
-        shown = [e for e in b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper .xterm-screen")
-                 if e.is_displayed()]
-        if shown:
-            shown[-1].click()
+        shown = [w for w in b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper") if w.is_displayed()]
+        if shown:  # its input is a hidden textarea: focused as a click would (a click is intercepted by overlays)
+            b.driver.execute_script("arguments[0].focus()",
+                                    shown[-1].find_element(By.CSS_SELECTOR, ".xterm-helper-textarea"))
         ActionChains(b.driver).send_keys(line, Keys.ENTER).perform()
         try:
             wait_until(done, 10)
