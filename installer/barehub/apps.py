@@ -126,6 +126,14 @@ def check_private_dir(path: str, uid: int | None = None) -> None:
         raise AppError(f"the socket directory {path} changed while it was checked")
 
 
+def checked_sockets(directory: str) -> tuple[str, str]:
+    """VS Code's socket and its session (IPC) socket in `directory`, both paths short enough for sun_path."""
+    sock, ipc = os.path.join(directory, "vscode.sock"), os.path.join(directory, "vscode-ipc.sock")
+    check_socket_path(sock)
+    check_socket_path(ipc)
+    return sock, ipc
+
+
 def check_socket_path(path: str) -> None:
     size = len(os.fsencode(path))
     if size > SUN_PATH_MAX:
@@ -225,9 +233,8 @@ def check_node(package: Path, node: str) -> None:
 def vscode_argv(sock: str, env=os.environ, workdir: str | None = None) -> list[str]:
     """code-server's command on `sock`, after every check (AppError on the first that fails)."""
     directory = os.path.dirname(sock)
-    ipc = os.path.join(directory, "vscode-ipc.sock")
+    _, ipc = checked_sockets(directory)
     check_socket_path(sock)
-    check_socket_path(ipc)
     check_private_dir(directory)
     package = code_server_package(env)
     node = node_binary(env)
@@ -279,10 +286,7 @@ def vscode_entry(env=os.environ) -> dict:
         raise RuntimeError(f"VS Code is not turned on for this server ({ENV_APPS}; jupyterhub_config.d/apps.py)")
     command = [sys.executable, "-m", "barehub.apps", "launch", "vscode", "--socket", "{unix_socket}"]
     try:
-        directory = socket_dir(env)
-        sock = os.path.join(directory, "vscode.sock")
-        check_socket_path(sock)
-        check_socket_path(os.path.join(directory, "vscode-ipc.sock"))
+        sock, _ = checked_sockets(socket_dir(env))
     except AppError as e:  # nothing may listen there: the page on a socket of a new private directory instead
         sock = os.path.join(tempfile.mkdtemp(prefix="barehub-apps-", dir=ERROR_SOCKET_PARENT), "vscode.sock")
         command += ["--error", str(e).replace("{", "{{").replace("}", "}}")]  # (jsp str.formats the command)
