@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import fnmatch
 import subprocess
-import time
 from pathlib import Path
 from typing import Sequence
 
 from barehub.base.errors import BarehubError
+from barehub.base.waiting import poll
 
 
 class Systemctl:
@@ -55,11 +55,8 @@ class Systemctl:
             if not self.show(unit, "ControlGroup").get("ControlGroup"):
                 return
             self.run("kill", "--kill-whom=all", *signal_args, unit, check=False)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                if not self.show(unit, "ControlGroup").get("ControlGroup"):
-                    return
-                time.sleep(0.2)
+            if poll(lambda: not self.show(unit, "ControlGroup").get("ControlGroup"), grace, 0.2):
+                return
 
     def restart(self, unit: str) -> None:
         self.run("restart", unit)

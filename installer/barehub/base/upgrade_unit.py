@@ -28,6 +28,7 @@ from .errors import BarehubError
 from .install_lock import InstallLock
 from .paths import Paths
 from .records import read_json_dict
+from .waiting import poll
 
 IN_UNIT_ENV = "BAREHUB_UPGRADE_UNIT"  # set inside the unit: the run there does the work itself
 # What the unit takes from the admin's environment (a unit starts with systemd's own): where conda and the
@@ -136,13 +137,8 @@ def clear_ended(unit: str, wait_s: float = 30.0) -> None:
     failed leaves its unit failed until systemd collects it; in a full test run a rollback that had just failed
     (as it should) made the next one, a second later, refuse to start."""
     subprocess.run(["systemctl", "reset-failed", unit], capture_output=True, timeout=30)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        state = subprocess.run(["systemctl", "show", "--property=LoadState", "--value", unit], capture_output=True,
-                               text=True, timeout=30).stdout.strip()
-        if state in ("", "not-found"):
-            return
-        time.sleep(0.1)
+    poll(lambda: subprocess.run(["systemctl", "show", "--property=LoadState", "--value", unit], capture_output=True,
+                                text=True, timeout=30).stdout.strip() in ("", "not-found"), wait_s, 0.1)
 
 
 def follow(unit: str, since: float, finished: Callable[[], Optional[int]], out: TextIO, err: TextIO) -> int:
