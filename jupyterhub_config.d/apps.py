@@ -1,5 +1,5 @@
 # VS Code in the browser beside JupyterLab (code-server through jupyter-server-proxy): an entry in JupyterLab's
-# launcher and /user/NAME/vscode/, for local servers (systemd units) and Slurm jobs alike.
+# launcher and /user/NAME/vscode/, for local servers (systemd units) and Slurm jobs alike; and a Linux desktop.
 # Copy to $PREFIX/jupyterhub_config.d/60-apps.py (after slurm.py and any fragment that sets a spawner's
 # `environment`: this one adds to it), set the site values below, then:
 #   barehub check && systemctl reload jupyterhub
@@ -26,13 +26,27 @@
 # Culling: an open VS Code tab sends keep-alives every few seconds; they do not count as activity, requests do,
 # and a build in VS Code's terminal counts as work by its CPU like any other (see idle-culler.py).
 
+# A Linux desktop too (APPS below, "vscode,desktop"): a "Desktop" card that opens /user/NAME/desktop/, an xterm in
+# openbox on TigerVNC's Xvnc, in the browser through noVNC (barehub.desktop). Xvnc listens only on a unix socket in
+# the same private directory (no VNC port), its X display needs a cookie kept there. Each node that runs servers
+# needs Debian's (or EPEL's) packages, nothing from PyPI or npm:
+#        apt install tigervnc-standalone-server novnc openbox xterm
+# An open desktop tab asks for screen updates all the time; only keys, the mouse and the clipboard count as use.
+
 # --- site values -----------------------------------------------------------------------
+APPS = "vscode"  # the apps offered, comma-separated: "vscode", "desktop", or "vscode,desktop"
+DESKTOP_SESSION = None  # None: "xterm & exec openbox"; or the desktop's session, a shell command (e.g. "startxfce4")
 CODE_SERVER = None  # None: the install's own (PREFIX/apps/code-server); or the absolute path of another install
 NODE = None  # None: the Node installed with it; or an absolute path to the Node that code-server asks for
 # -----------------------------------------------------------------------------------------
 
-_apps_env = {"BAREHUB_APPS": "vscode", **({"BAREHUB_CODE_SERVER": CODE_SERVER} if CODE_SERVER else {}),
-             **({"BAREHUB_NODE": NODE} if NODE else {})}
+_unknown = sorted({a.strip() for a in APPS.split(",")} - {"vscode", "desktop"})
+if _unknown:
+    raise ValueError(f"APPS = {APPS!r}: {', '.join(map(repr, _unknown))} is not an app barehub offers "
+                     f"(\"vscode\", \"desktop\")")
+_apps_env = {"BAREHUB_APPS": APPS, **({"BAREHUB_CODE_SERVER": CODE_SERVER} if CODE_SERVER else {}),
+             **({"BAREHUB_NODE": NODE} if NODE else {}),
+             **({"BAREHUB_DESKTOP_SESSION": DESKTOP_SESSION} if DESKTOP_SESSION else {})}
 # added to what earlier fragments set: a spawner class's own environment (slurm.py's c.SlurmSpawner.environment)
 # replaces c.Spawner's for that class, so it gets them too
 for _section in ("SystemdSpawner", "SlurmSpawner"):

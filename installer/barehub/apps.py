@@ -72,7 +72,7 @@ from pathlib import Path
 from barehub.base.paths import DEFAULT_PREFIX, Paths, prefix_of_env
 from barehub.die_with_parent import die_with_parent
 
-ENV_APPS = "BAREHUB_APPS"  # the apps a server offers, comma-separated ("vscode")
+ENV_APPS = "BAREHUB_APPS"  # the apps a server offers, comma-separated ("vscode", "desktop": barehub.desktop)
 ENV_CODE_SERVER = "BAREHUB_CODE_SERVER"  # code-server's install: an `npm install -g --prefix` dir or the package
 ENV_NODE = "BAREHUB_NODE"  # the Node that runs code-server (absolute)
 # code-server's install (`barehub apps install vscode`, barehub.app_install: `npm install -g --prefix`)
@@ -166,9 +166,17 @@ def socket_dir(env=os.environ) -> str:
     # may carry one from the login that submitted it, and logind removes /run/user/UID when that user's last login
     # session on the node ends, with the sockets in it (seen on the test cluster: VS Code's socket gone 5 s after
     # it started, the page "failed to connect to the server").
+    # One per server process, shared by its apps' entries (each asks when jsp loads it).
     name = env.get("JUPYTERHUB_SERVER_NAME", "")
-    tag = "barehub-apps" + (f"-{hashlib.sha256(name.encode()).hexdigest()[:8]}" if name else "")
-    return tempfile.mkdtemp(prefix=tag + "-", dir=env.get("TMPDIR") or None)
+    key = (name, env.get("TMPDIR") or "")
+    made = _JOB_DIRS.get(key)
+    if made is None or not os.path.isdir(made):
+        tag = "barehub-apps" + (f"-{hashlib.sha256(name.encode()).hexdigest()[:8]}" if name else "")
+        made = _JOB_DIRS[key] = tempfile.mkdtemp(prefix=tag + "-", dir=env.get("TMPDIR") or None)
+    return made
+
+
+_JOB_DIRS: dict[tuple[str, str], str] = {}  # socket_dir's, made in this process: (server name, TMPDIR) -> path
 
 
 # ------------------------------------------------------------------------------------------ code-server and its Node
@@ -253,15 +261,16 @@ def vscode_argv(sock: str, env=os.environ, workdir: str | None = None) -> list[s
 
 # ------------------------------------------------------------------------------------------ jsp's entry
 
-def record_use(handler) -> bool:
+def record_use(handler, is_use=None) -> bool:
     """jsp's update_last_activity for the apps: whether what the handler does now is the user's use (see the
-    module's docstring)."""
+    module's docstring). `is_use` judges one client->app websocket message (VS Code's rule by default; the
+    desktop's is barehub.desktop.rfb_messages_are_use)."""
     request = handler.request
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return not request.path.rstrip("/").endswith("/healthz")
     see_client_messages(handler)
     message = getattr(handler, CLIENT_MESSAGE, None)
-    return message is not None and vscode_message_is_use(message)
+    return message is not None and (is_use or vscode_message_is_use)(message)
 
 
 def see_client_messages(handler) -> None:
@@ -280,16 +289,28 @@ def see_client_messages(handler) -> None:
     handler.on_message = on_message
 
 
+def entry_socket(checked, env=os.environ) -> tuple[str, list[str]]:
+    """An app's socket in the server's private directory, `checked(directory)` being its path once checked; and
+    the launcher's arguments for a check that failed ([] when none did). Nothing may listen where a check failed:
+    then the launcher serves its error on a socket in a new private directory in /tmp instead."""
+    try:
+        return checked(socket_dir(env)), []
+    except AppError as e:
+        sock = checked(tempfile.mkdtemp(prefix="barehub-apps-", dir=ERROR_SOCKET_PARENT))
+        return sock, ["--error", str(e).replace("{", "{{").replace("}", "}}")]  # (jsp str.formats the command)
+
+
+def check_turned_on(app: str, env=os.environ) -> None:
+    """jsp offers an entry point's app only if its function returns; the hub's drop-in turns each on."""
+    if app not in [a.strip() for a in env.get(ENV_APPS, "").split(",")]:
+        raise RuntimeError(f"{TITLES[app]} is not turned on for this server ({ENV_APPS}; jupyterhub_config.d/apps.py)")
+
+
 def vscode_entry(env=os.environ) -> dict:
     """The c.ServerProxy.servers["vscode"] entry (jsp's entry point calls this with no arguments)."""
-    if "vscode" not in [a.strip() for a in env.get(ENV_APPS, "").split(",")]:
-        raise RuntimeError(f"VS Code is not turned on for this server ({ENV_APPS}; jupyterhub_config.d/apps.py)")
-    command = [sys.executable, "-m", "barehub.apps", "launch", "vscode", "--socket", "{unix_socket}"]
-    try:
-        sock, _ = checked_sockets(socket_dir(env))
-    except AppError as e:  # nothing may listen there: the page on a socket of a new private directory instead
-        sock = os.path.join(tempfile.mkdtemp(prefix="barehub-apps-", dir=ERROR_SOCKET_PARENT), "vscode.sock")
-        command += ["--error", str(e).replace("{", "{{").replace("}", "}}")]  # (jsp str.formats the command)
+    check_turned_on("vscode", env)
+    sock, refused = entry_socket(lambda directory: checked_sockets(directory)[0], env)
+    command = [sys.executable, "-m", "barehub.apps", "launch", "vscode", "--socket", "{unix_socket}", *refused]
     environment = {ENV_CODE_SERVER: str(code_server_home(env))}
     if env.get(ENV_NODE):
         environment[ENV_NODE] = env[ENV_NODE]
@@ -306,8 +327,11 @@ def vscode_entry(env=os.environ) -> dict:
 
 # ------------------------------------------------------------------------------------------ the error page
 
+TITLES = {"vscode": "VS Code", "desktop": "Desktop"}
+
+
 def error_page(app: str, reason: str) -> bytes:
-    title = {"vscode": "VS Code"}.get(app, app)
+    title = TITLES.get(app, app)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title} cannot start</title></head>"
             f"<body><h1>{title} cannot start</h1><p>{html.escape(reason)}</p>"
             f"<p>Fix this (or ask your administrator to), then stop and start your server "
@@ -343,18 +367,23 @@ def error_server(sock: str, app: str, reason: str) -> _UnixHTTPServer:
         def log_message(self, format, *args) -> None:  # noqa: A002 (http.server's name)
             sys.stderr.write(f"barehub apps: {app}: {format % args}\n")
 
-    try:
-        st = os.lstat(sock)
-    except FileNotFoundError:
-        pass
-    else:  # a stale socket of ours (a server restarted): code-server too unlinks it
-        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
-            os.unlink(sock)
+    remove_stale_socket(sock)
     old = os.umask(0o177)  # the socket 0600 from the start
     try:
         return _UnixHTTPServer(sock, Handler)
     finally:
         os.umask(old)
+
+
+def remove_stale_socket(sock: str) -> None:
+    """A socket of ours left at `sock` by an earlier run (a server restarted): code-server too unlinks it, Xvnc
+    refuses to listen."""
+    try:
+        st = os.lstat(sock)
+    except FileNotFoundError:
+        return
+    if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
+        os.unlink(sock)
 
 
 def launch(app: str, sock: str, error: str | None = None, env=os.environ) -> None:
