@@ -86,6 +86,19 @@ class HubUser:
         kwargs.setdefault("verify", self.verify)
         return requests.request(method, f"{self.base}/hub/api/{path.lstrip('/')}", headers=self.auth(), **kwargs)
 
+    def stop(self, server: str = "", timeout: float = 60) -> float:
+        """Stop her server (or a named one) through the API, and wait until the hub no longer has it, pending stop
+        included: a spawn requested while the hub still finishes a stop (its unit may already be inactive) is
+        refused with "stopping", and nothing starts (seen under load in full test runs). Seconds taken."""
+        r = self.api("DELETE", f"users/{self.name}/servers/{server}" if server else f"users/{self.name}/server")
+        assert r.status_code in (202, 204, 404), r.text[:500]
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if server not in self.api("GET", f"users/{self.name}", timeout=10).json().get("servers", {}):
+                return time.monotonic() - start
+            time.sleep(0.25)
+        raise AssertionError(f"the hub still has the server {server!r} of {self.name} {timeout} s after its stop")
+
     def progress_events(self, until, timeout: float) -> list[dict]:
         """Her spawn page's event stream (what the page shows), read until `until(event)`; bounded."""
         events: list[dict] = []

@@ -70,6 +70,11 @@ def unit_gone_cleanly(container, unit: str) -> bool:
 
 
 def stop_was_clean(container, unit: str, since: str) -> None:
+    """The unit ended well. The hub's page may say stopped while the unit still ends (JupyterHub answers a stop
+    taking over 10 s, slow_stop_timeout, with 202: seen under load), so its end is waited for, at most for the
+    unit's TimeoutStopSec (after which systemd would kill it: a failure here)."""
+    wait_until(lambda: unit_properties(container, unit, "ActiveState")["ActiveState"] != "deactivating", 25,
+               interval=0.5)
     journal = container.run(f"journalctl -q --no-pager -u {unit} --since '{since}'", check=False).stdout
     assert "timed out" not in journal and "SIGKILL" not in journal and "Killing" not in journal, journal[-2000:]
     assert unit_gone_cleanly(container, unit), unit_properties(container, unit, "ActiveState", "Result")
