@@ -35,7 +35,7 @@
 
 # --- site values -----------------------------------------------------------------------
 APPS = "vscode"  # the apps offered, comma-separated: "vscode", "desktop", or "vscode,desktop"
-DESKTOP_SESSION = None  # None: "xterm & exec openbox"; or the desktop's session, a shell command (e.g. "startxfce4")
+DESKTOP_SESSION = None  # None: an xterm in openbox; or the desktop's session, a shell command (e.g. "startxfce4")
 CODE_SERVER = None  # None: the install's own (PREFIX/apps/code-server); or the absolute path of another install
 NODE = None  # None: the Node installed with it; or an absolute path to the Node that code-server asks for
 # -----------------------------------------------------------------------------------------

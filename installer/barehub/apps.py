@@ -367,10 +367,16 @@ def error_server(sock: str, app: str, reason: str) -> _UnixHTTPServer:
         def log_message(self, format, *args) -> None:  # noqa: A002 (http.server's name)
             sys.stderr.write(f"barehub apps: {app}: {format % args}\n")
 
+    return unix_server(sock, Handler)
+
+
+def unix_server(sock: str, handler) -> _UnixHTTPServer:
+    """A threading server of `handler` (an http.server or socketserver handler) on the unix socket `sock`, 0600
+    from the start; a stale socket of ours there is replaced."""
     remove_stale_socket(sock)
-    old = os.umask(0o177)  # the socket 0600 from the start
+    old = os.umask(0o177)
     try:
-        return _UnixHTTPServer(sock, Handler)
+        return _UnixHTTPServer(sock, handler)
     finally:
         os.umask(old)
 

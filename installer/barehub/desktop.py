@@ -21,7 +21,7 @@ Why Xvnc itself, not the `vncserver` wrapper. The wrapper finds a display by pro
 server writes the number when it is ready), gives it a cookie in the private directory (`-auth`, an Xauthority
 entry for any display of this host: the X socket in /tmp/.X11-unix is every user's to connect to, the cookie is
 what keeps them out: measured, an xterm of another's without it gets "Authorization required"), and `-nolisten tcp`.
-The session is BAREHUB_DESKTOP_SESSION (a shell command), by default an xterm and openbox.
+The session is BAREHUB_DESKTOP_SESSION (a shell command), by default an xterm at the top left and openbox.
 
 A failure is said where the user looks. The page checks what it can before it serves noVNC (Xvnc, noVNC, the
 session's programs, the socket directory) and answers 503 with the reason, as VS Code's does. What fails later (Xvnc
@@ -56,13 +56,13 @@ import urllib.parse
 from pathlib import Path
 
 from barehub.apps import (TIMEOUT_S, AppError, check_private_dir, check_socket_path, check_turned_on,
-                          entry_socket, error_server, record_use, relay, remove_stale_socket)
+                          entry_socket, error_server, record_use, relay, remove_stale_socket, unix_server)
 from barehub.die_with_parent import die_with_parent
 
 ENV_NOVNC = "BAREHUB_NOVNC"  # noVNC's web files (vnc.html, app/, core/)
 ENV_SESSION = "BAREHUB_DESKTOP_SESSION"  # the desktop's session, a shell command run with DISPLAY set
 NOVNC = "/usr/share/novnc"  # Debian's and Ubuntu's `novnc` package (EPEL's too)
-DEFAULT_SESSION = "xterm & exec openbox"
+DEFAULT_SESSION = "xterm -geometry +24+24 & exec openbox"  # (openbox would place it anywhere: here, or centred)
 DEFAULT_SESSION_PROGRAMS = ("xterm", "openbox")
 PAGE = "desktop"  # jsp's entry names: the page, and the desktop's RFB stream
 VNC = "desktop-vnc"
@@ -115,47 +115,32 @@ def check_all(env=os.environ) -> None:
 
 # ------------------------------------------------------------------------------------------ jsp's entries
 
-def socket_named(name: str):
+def entry(part: str, env=os.environ, **settings) -> dict:
+    """jsp's entry for one part (`page`, `vnc`): its launcher on a socket in the server's private directory."""
+    check_turned_on("desktop", env)
+
     def checked(directory: str) -> str:
-        sock = os.path.join(directory, name)
+        sock = os.path.join(directory, f"{PAGE if part == 'page' else VNC}.sock")
         check_socket_path(sock)
         return sock
-    return checked
+    sock, refused = entry_socket(checked, env)
+    return {"command": [sys.executable, "-m", "barehub.desktop", part, "--socket", "{unix_socket}", *refused],
+            "unix_socket": sock, "timeout": TIMEOUT_S, **settings}
 
 
 def page_entry(env=os.environ) -> dict:
     """The c.ServerProxy.servers["desktop"] entry: noVNC's page, the launcher's card."""
-    check_turned_on("desktop", env)
-    sock, refused = entry_socket(socket_named("desktop.sock"), env)
-    return {
-        "command": [sys.executable, "-m", "barehub.desktop", "page", "--socket", "{unix_socket}", *refused],
-        "unix_socket": sock,
-        "timeout": TIMEOUT_S,
-        "new_browser_tab": True,
-        "update_last_activity": record_use,
-        "launcher_entry": {"title": "Desktop", "category": "Other"},
-    }
+    return entry("page", env, new_browser_tab=True, update_last_activity=record_use,
+                 launcher_entry={"title": "Desktop", "category": "Other"})
 
 
 def vnc_entry(env=os.environ) -> dict:
     """The c.ServerProxy.servers["desktop-vnc"] entry: the desktop's RFB stream, for noVNC's websocket."""
-    check_turned_on("desktop", env)
-    sock, refused = entry_socket(socket_named("desktop-vnc.sock"), env)
-    return {
-        "command": [sys.executable, "-m", "barehub.desktop", "vnc", "--socket", "{unix_socket}", *refused],
-        "unix_socket": sock,
-        "raw_socket_proxy": True,
-        "timeout": TIMEOUT_S,
-        "update_last_activity": functools.partial(record_use, is_use=rfb_messages_are_use),
-        "launcher_entry": {"enabled": False},
-    }
+    return entry("vnc", env, raw_socket_proxy=True, launcher_entry={"enabled": False},
+                 update_last_activity=functools.partial(record_use, is_use=rfb_messages_are_use))
 
 
 # ------------------------------------------------------------------------------------------ the page
-
-class _UnixHTTPServer(socketserver.UnixStreamServer):
-    daemon_threads = True
-
 
 def vnc_path(env=os.environ) -> str:
     """The desktop's websocket as noVNC's `path` setting wants it: from the host's root, without the first slash
@@ -163,7 +148,7 @@ def vnc_path(env=os.environ) -> str:
     return (env.get("JUPYTERHUB_SERVICE_PREFIX") or "/").strip("/") + "/" + VNC + "/"
 
 
-def page_server(sock: str, novnc: Path, path: str) -> _UnixHTTPServer:
+def page_server(sock: str, novnc: Path, path: str) -> socketserver.UnixStreamServer:
     """noVNC's files on the unix socket `sock`; `/` redirects to its vnc.html, connecting at once to `path`."""
     start = "vnc.html?" + urllib.parse.urlencode(
         {"autoconnect": "true", "reconnect": "true", "resize": "remote", "path": path})
@@ -190,12 +175,7 @@ def page_server(sock: str, novnc: Path, path: str) -> _UnixHTTPServer:
         def log_message(self, format, *args) -> None:  # noqa: A002 (http.server's name)
             sys.stderr.write(f"barehub desktop: page: {format % args}\n")
 
-    remove_stale_socket(sock)
-    old = os.umask(0o177)
-    try:
-        return _UnixHTTPServer(sock, Handler)
-    finally:
-        os.umask(old)
+    return unix_server(sock, Handler)
 
 
 def serve_page(sock: str, error: str | None = None, env=os.environ) -> None:
@@ -314,7 +294,7 @@ def stop_session(session: subprocess.Popen) -> None:
             continue
 
 
-def refusal_server(sock: str, reason: str) -> _UnixHTTPServer:
+def refusal_server(sock: str, reason: str) -> socketserver.UnixStreamServer:
     """The RFB protocol's own refusal on `sock`, for every client: version 3.8, then no security types and the
     reason (RFC 6143 7.1.2), which noVNC shows as the connection's failure."""
     text = reason.encode()
@@ -329,12 +309,7 @@ def refusal_server(sock: str, reason: str) -> _UnixHTTPServer:
             except OSError:
                 pass
 
-    remove_stale_socket(sock)
-    old = os.umask(0o177)
-    try:
-        return _UnixHTTPServer(sock, Handler)
-    finally:
-        os.umask(old)
+    return unix_server(sock, Handler)
 
 
 def launch_vnc(sock: str, error: str | None = None, env=os.environ) -> None:
