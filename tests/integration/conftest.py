@@ -25,10 +25,26 @@ def pytest_runtest_makereport(item, call):
     green run. Elsewhere a skip stays a skip."""
     outcome = yield
     report = outcome.get_result()
+    if report.failed and call.when == "call" and "container" in getattr(item, "funcargs", {}):
+        try:
+            keep_the_hubs_journal(item.funcargs["container"], item.nodeid)
+        except Exception as e:  # a diagnostic never changes the outcome
+            report.sections.append(("hub journal", f"not kept: {e}"))
     if report.skipped and os.environ.get("BAREHUB_CI") and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI (BAREHUB_CI=1), which fails the run: {reason}"
+
+
+def keep_the_hubs_journal(container, nodeid: str) -> None:
+    """For whoever debugs a failed test: the hub's and the server units' last journal lines and the units'
+    states, in test-artifacts/journals/ (the container is gone once the session ends)."""
+    from tests.integration.browser import ARTIFACTS
+    shown = container.run("systemctl list-units --all --no-pager 'jupyter*' 'barehub*'; "
+                          "journalctl --no-pager -q -n 300 -u jupyterhub -u 'jupyter-*'", check=False, timeout=60)
+    where = ARTIFACTS / "journals" / (nodeid.replace("/", "_").replace("::", "--")[:200] + ".txt")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(shown.stdout + shown.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,12 @@ class HubUser:
             if r.status_code == 200 and r.url.startswith(lab) and "jupyter-config-data" in r.text:
                 return time.monotonic() - start
             time.sleep(0.25)
-        raise AssertionError(f"server of {self.name} not reachable within {timeout} s")
+        try:  # what the hub says of it, for whoever reads the failure
+            seen = self.api("GET", f"users/{self.name}", timeout=10).json().get("servers")
+        except Exception as e:  # noqa: BLE001 (only a diagnostic)
+            seen = f"not known: {e}"
+        raise AssertionError(f"server of {self.name} not reachable within {timeout} s; the hub's servers of "
+                             f"{self.name}: {seen}")
 
     def token(self) -> str:
         r = self.session.post(f"{self.base}/hub/api/users/{self.name}/tokens", json={"note": "tests"},

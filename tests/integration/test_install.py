@@ -221,8 +221,10 @@ def test_a_memory_limit_profile_is_enforced_on_the_server_unit(container, base_u
     memory limit has its kernel killed by the kernel's OOM killer, while the server and the hub's view of it
     stay up (OOMPolicy=continue: one cell does not end the user's server)."""
     shipped = container.run("cat /mnt/src/jupyterhub_config.d/local-limits.py").stdout
+    # (a whole CPU: with half of one, alice's server was not reachable within 120 s in three full test runs, five
+    # lanes on 2 cores, and never alone; suspected: its start outlasted JupyterHub's http_timeout, 30 s)
     site = shipped.replace('"small": ("Small: 1 CPU, 2 GB", {"cpu_limit": 1.0, "mem_limit": "2G"})',
-                           '"small": ("Small: half a CPU, 400 MB", {"cpu_limit": 0.5, "mem_limit": "400M"})')
+                           '"small": ("Small: 1 CPU, 400 MB", {"cpu_limit": 1.0, "mem_limit": "400M"})')
     assert site != shipped
     fragment = f"{PREFIX}/jupyterhub_config.d/30-local-limits.py"
     container.run(f"cat > {fragment}", input=site)
@@ -233,7 +235,7 @@ def test_a_memory_limit_profile_is_enforced_on_the_server_unit(container, base_u
         alice.spawn(form={"profile": "small"})
         unit = unit_properties(container, SERVER_UNIT, "MemoryMax", "MemorySwapMax", "CPUQuotaPerSecUSec",
                                "ControlGroup")
-        assert (unit["MemoryMax"], unit["MemorySwapMax"], unit["CPUQuotaPerSecUSec"]) == (str(400 * 2**20), "0", "500ms")
+        assert (unit["MemoryMax"], unit["MemorySwapMax"], unit["CPUQuotaPerSecUSec"]) == (str(400 * 2**20), "0", "1s")
         shown = container.run("barehub status").stdout
         assert f"{SERVER_UNIT}" in shown and f"user {USER}, active" in shown and "(limit: 400.0 MiB)" in shown
         assert oom_kills(container, unit["ControlGroup"]) == 0
