@@ -41,6 +41,10 @@ def keep_the_hubs_journal(container, nodeid: str) -> None:
     states, in test-artifacts/journals/ (the container is gone once the session ends)."""
     from tests.integration.browser import ARTIFACTS
     shown = container.run("systemctl list-units --all --no-pager 'jupyter*' 'barehub*'; "
+                          "echo '== the hub: its warnings and errors of the last 20 min, but its access log'; "
+                          "journalctl --no-pager -q --since -20min -u jupyterhub | grep -E '\\[[WEC] ' "
+                          "| grep -v ' log:1[89][0-9]\\]'; "
+                          "echo '== the last 300 lines'; "
                           "journalctl --no-pager -q -n 300 -u jupyterhub -u 'jupyter-*'", check=False, timeout=60)
     where = ARTIFACTS / "journals" / (nodeid.replace("/", "_").replace("::", "--")[:200] + ".txt")
     where.parent.mkdir(parents=True, exist_ok=True)
