@@ -107,10 +107,10 @@ def session_command(env=os.environ) -> str:
     return command
 
 
-def check_all(env=os.environ) -> None:
-    xvnc()
+def check_all(env=os.environ) -> tuple[str, str]:
+    """Everything the desktop needs is there: Xvnc's path and the session's command, as checked."""
     novnc_dir(env)
-    session_command(env)
+    return xvnc(), session_command(env)
 
 
 # ------------------------------------------------------------------------------------------ jsp's entries
@@ -206,8 +206,8 @@ def write_xauthority(path: str) -> None:
         f.write(entry)
 
 
-def xvnc_argv(sock: str, display_fd: int, xauthority: str) -> list[str]:
-    return [xvnc(), "-displayfd", str(display_fd), "-rfbunixpath", sock, "-rfbunixmode", "0600", "-rfbport", "-1",
+def xvnc_argv(xserver: str, sock: str, display_fd: int, xauthority: str) -> list[str]:
+    return [xserver, "-displayfd", str(display_fd), "-rfbunixpath", sock, "-rfbunixmode", "0600", "-rfbport", "-1",
             "-SecurityTypes", "None", "-auth", xauthority, "-nolisten", "tcp", "-geometry", GEOMETRY, "-depth", "24",
             "-desktop", f"{os.environ.get('USER') or os.getuid()}'s desktop"]
 
@@ -228,7 +228,7 @@ def read_display(fd: int, xserver: subprocess.Popen) -> str | None:
     return number if number.isdigit() else None
 
 
-def run_desktop(sock: str, env=os.environ) -> tuple[int, str | None]:
+def run_desktop(sock: str, xvnc_path: str, session_cmd: str, env=os.environ) -> tuple[int, str | None]:
     """Xvnc on `sock` and the session on its display, both children that die with the launcher, until either ends
     (the other is stopped then) or the launcher is stopped. Returns (the exit status, None) once the display was
     up, or (status, why) when Xvnc ended or hung before."""
@@ -238,7 +238,7 @@ def run_desktop(sock: str, env=os.environ) -> tuple[int, str | None]:
     remove_stale_socket(sock)
     last: collections.deque = collections.deque(maxlen=LAST_LINES)
     read_end, write_end = os.pipe()
-    xserver = subprocess.Popen(xvnc_argv(sock, write_end, xauthority), pass_fds=(write_end,), env=env,
+    xserver = subprocess.Popen(xvnc_argv(xvnc_path, sock, write_end, xauthority), pass_fds=(write_end,), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     os.close(write_end)
     reader = threading.Thread(target=relay, args=(xserver.stdout, last), daemon=True)
@@ -251,7 +251,7 @@ def run_desktop(sock: str, env=os.environ) -> tuple[int, str | None]:
         lines = "".join(last).strip()
         return xserver.returncode or 1, (f"Xvnc ended (exit status {xserver.returncode}) or did not start within "
                                          f"{DISPLAY_WAIT_S} s; its last lines:\n{lines or '(nothing)'}")
-    session = subprocess.Popen(["/bin/sh", "-c", session_command(env)], cwd=env.get("HOME") or None,
+    session = subprocess.Popen(["/bin/sh", "-c", session_cmd], cwd=env.get("HOME") or None,
                                env={**env, "DISPLAY": f":{display}", "XAUTHORITY": xauthority},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=die_with_parent)
@@ -318,11 +318,11 @@ def launch_vnc(sock: str, error: str | None = None, env=os.environ) -> None:
         try:
             check_socket_path(sock)
             check_private_dir(os.path.dirname(sock))
-            check_all(env)
+            xvnc_path, session_cmd = check_all(env)
         except AppError as e:
             error = str(e)
         else:
-            status, error = run_desktop(sock, env)
+            status, error = run_desktop(sock, xvnc_path, session_cmd, env)
             if error is None:
                 raise SystemExit(status)
     sys.stderr.write(f"barehub desktop: cannot start: {error}\n")
