@@ -38,7 +38,8 @@ def pytest_runtest_makereport(item, call):
 
 def keep_the_hubs_journal(container, nodeid: str) -> None:
     """For whoever debugs a failed test: the hub's and the server units' last journal lines and the units'
-    states, in test-artifacts/journals/ (the container is gone once the session ends)."""
+    states, and the whole journal of the last 10 minutes beside them (.all.txt), in test-artifacts/journals/ (the
+    container is gone once the session ends)."""
     from tests.integration.browser import ARTIFACTS
     shown = container.run("systemctl list-units --all --no-pager 'jupyter*' 'barehub*'; "
                           "echo '== the hub: its warnings and errors of the last 20 min, but its access log'; "
@@ -49,6 +50,9 @@ def keep_the_hubs_journal(container, nodeid: str) -> None:
     where = ARTIFACTS / "journals" / (nodeid.replace("/", "_").replace("::", "--")[:200] + ".txt")
     where.parent.mkdir(parents=True, exist_ok=True)
     where.write_text(shown.stdout + shown.stderr)
+    # every unit's lines of the last 10 minutes, systemd's own too (a server unit's start and end, its jobs)
+    whole = container.run("journalctl --no-pager -q -o short-precise --since -10min", check=False, timeout=60)
+    where.with_suffix(".all.txt").write_text(whole.stdout + whole.stderr)
 
 
 @pytest.fixture(scope="session")
