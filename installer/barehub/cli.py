@@ -9,6 +9,7 @@ from typing import Sequence
 from barehub import __version__
 from barehub.commands import apps, check, doctor, install, reload, rollback, status, uninstall, upgrade, usage
 from barehub.base.errors import BarehubError
+from barehub.lazy_imports import defer_slow_imports
 from barehub.terminal import PrintableFormatter, printable
 
 COMMANDS = (install, check, reload, status, usage, upgrade, rollback, uninstall, doctor, apps)
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    defer_slow_imports()  # check and reload load JupyterHub's classes (barehub.lazy_imports)
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(PrintableFormatter("barehub: %(message)s"))
