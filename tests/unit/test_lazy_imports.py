@@ -45,3 +45,13 @@ def test_jupyterhub_imports_without_building_the_iri_parsers_and_iris_validate_a
     assert answers == plain_answers == [True, False, True, False]
     assert loaded_after  # the first check imported the real module
 
+
+@pytest.mark.parametrize("command", ["jupyterhub.singleuser", "barehub.singleuser"])
+def test_a_local_servers_command_starts_jupyter_server_without_building_the_iri_parsers(command):
+    """c.Spawner.cmd is barehub-singleuser (barehub.singleuser): jupyterhub-singleuser with the stand-ins."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", command, "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == __import__("jupyterhub").__version__, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "jupyter_server.serverapp" in imported
+    assert ("rfc3987_syntax.syntax_helpers" in imported) == (command == "jupyterhub.singleuser")
