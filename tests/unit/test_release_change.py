@@ -1,6 +1,8 @@
 """An upgrade as a transaction: one backup per upgrade, refused before anything changes, rolled back
 with the backup's database. (The whole path, with real releases, is in tests/integration/test_upgrade.py.)"""
+import dataclasses
 import sqlite3
+import subprocess
 from collections import namedtuple
 
 import pytest
@@ -211,7 +213,7 @@ def test_the_upgrades_stop_ends_what_the_old_hub_started_even_when_the_units_sto
         monkeypatch.setattr(release_change.subprocess, "run",
                             lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "", ""))
         monkeypatch.setattr(release_change, "jupyterhub_version", lambda: "6.1.1")
-        release_change.migrate(install, release_change.load_settings(install), systemctl)
+        release_change.migrate(install, release_change.load_settings(install), systemctl, tmp_path / "no-backup")
         assert ("stop", "jupyterhub.service") in systemctl.calls
         hub.wait(5)  # the hub itself: a child of this test, reaped here
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
@@ -221,3 +223,48 @@ def test_the_upgrades_stop_ends_what_the_old_hub_started_even_when_the_units_sto
         if hub.poll() is None:
             hub.kill()
             hub.wait()
+
+
+def backup_at(install, revision: str | None):
+    """An upgrade's backup of a SQLite database whose schema is at `revision` (None: no alembic table)."""
+    backup = install.backups / "20261207T000000Z-from-2026.10.0"
+    backup.mkdir(parents=True)
+    db = sqlite3.connect(backup / install.db_file.name)
+    db.execute("create table users (name text)")
+    if revision:
+        db.execute("create table alembic_version (version_num varchar(32) not null)")
+        db.execute("insert into alembic_version values (?)", (revision,))
+    db.commit()
+    db.close()
+    return backup
+
+
+HEAD = release_change.jupyterhub_schema_head()
+
+
+@pytest.mark.parametrize("revision, fragment, migrated", [
+    (HEAD, None, False),  # this JupyterHub's schema already: no upgrade-db while the hub is down
+    ("ff1860e38070", None, True),  # the revision before 6.x's last (JupyterHub 5's head)
+    (None, None, True),  # no revision recorded
+    (HEAD, "c.JupyterHub.db_url = 'sqlite:////srv/hub.sqlite'\n", True),  # the hub may use another database
+], ids=["current", "older", "no revision", "a fragment's db_url"])
+def test_an_upgrade_runs_upgrade_db_only_when_the_schema_is_older_than_this_jupyterhubs(
+        install, monkeypatch, revision, fragment, migrated):
+    backup = backup_at(install, revision)
+    if fragment:
+        install.config_d.mkdir(parents=True, exist_ok=True)
+        (install.config_d / "40-db.py").write_text(fragment)
+    ran = []
+    monkeypatch.setattr(release_change.subprocess, "run",
+                        lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    systemctl = RecordingSystemctl(units={"jupyterhub.service": {"MainPID": "0"}})
+    release_change.migrate(install, release_change.load_settings(install), systemctl, backup)
+    assert ("stop", "jupyterhub.service") in systemctl.calls  # stopped either way
+    assert [cmd[1:2] for cmd in ran] == ([["upgrade-db"]] if migrated else [])
+
+
+def test_a_postgresql_database_is_always_migrated(install, monkeypatch):
+    backup = backup_at(install, HEAD)
+    settings = dataclasses.replace(release_change.load_settings(install), db_url="postgresql://hub@/hub")
+    assert not release_change.schema_is_current(install, settings, backup)
+    assert release_change.schema_is_current(install, release_change.load_settings(install), backup)

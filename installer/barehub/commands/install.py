@@ -129,7 +129,7 @@ def install(paths: Paths, overrides: dict, systemctl: Systemctl) -> Report:
         use_own_env(paths)
         # the old hub stops only once the new files are written and checked: it serves meanwhile
         converge(paths, settings, tls_pem, systemctl, report,
-                 before_restart=lambda: release_change.migrate(paths, settings, systemctl))
+                 before_restart=lambda: release_change.migrate(paths, settings, systemctl, upgrade.backup))
     except Exception as e:
         raise release_change.roll_back(paths, upgrade, systemctl, lock, e) from e
     release_change.finish(paths)
