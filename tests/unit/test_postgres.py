@@ -226,7 +226,8 @@ def test_the_migration_gets_the_password_in_a_passfile_that_is_gone_afterwards(p
         return release_change.subprocess.CompletedProcess(cmd, 0, "", "")
     monkeypatch.setattr(release_change.subprocess, "run", run)
     monkeypatch.setattr(release_change, "jupyterhub_version", lambda: "6.1.1")
-    release_change.migrate(prefix, Settings(db_url=URL, db_password_file=str(password_file)), RecordingSystemctl())
+    release_change.migrate(prefix, Settings(db_url=URL, db_password_file=str(password_file)), RecordingSystemctl(),
+                          prefix.backups / "none")  # (PostgreSQL: always migrated)
     assert seen["passfile"].endswith(":s3cret\\:pass\\\\word\n")
     assert not [arg for arg in seen["cmd"] if "s3cret" in arg] and "PGPASSWORD" not in seen["env"]
     assert not Path(seen["env"]["PGPASSFILE"]).exists()
