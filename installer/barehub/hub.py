@@ -117,8 +117,11 @@ async def stop_listening_and_drain(server, log) -> None:
     route has a retry middleware), not one that was reset after the request went out (measured: 3 of 14
     in-place restarts answered one /hub request with 502). So: accept what waits in the listen backlog
     (closing the listening socket would reset those), close the listeners (new connections are refused,
-    and retried), let the open connections finish their requests (the clients close them; bounded), and
-    only then close what is left (idle keep-alive connections).
+    and retried), answer every request from then on with "Connection: close" and close its connection after
+    it, so traefik puts none of them back among its idle ones, and wait while connections stay open: traefik
+    closes an idle one after proxy_config.HUB_IDLE_S (1 s), so the hub never closes one that traefik may be
+    sending a request on. Bounded: what is left after DRAIN_TIMEOUT_S (a long-lived request, a client that keeps
+    idle connections longer) is closed then.
     """
     for sock in list(server._sockets.values()):  # tornado 6: the listening sockets
         while True:
@@ -128,6 +131,7 @@ async def stop_listening_and_drain(server, log) -> None:
                 break
             server._handle_connection(connection, address)
     server.stop()
+    server.conn_params.no_keep_alive = True  # (tornado: each request read from now on is its connection's last)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while server._connections and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

@@ -29,8 +29,22 @@ HUB_RETRY_ATTEMPTS = 450
 HUB_RETRY_INITIAL = "100ms"
 # traefik retries only while nothing reached the backend. A request on a kept-alive connection that the
 # stopping hub then closes is lost (502); a new connection to the stopped hub is refused, and retried.
-# So the hub gets a fresh loopback connection per request.
+# Releases up to 2026.12 gave the hub a fresh loopback connection per request (HUB_TRANSPORT, kept for their
+# hubs: each hub names its own transport in its route, so a hub stops the way its route was made for). That cost
+# the hub an accept and a handshake per request: a class of 200 made ~2400 connections to it where keep-alive made
+# ~1600, and barehub's class came up 1.10-1.13x slower than CHP's (bench/results.md). So connections to the hub are
+# kept open now, but never closed under a request: traefik closes one idle for HUB_IDLE_S, and the stopping hub
+# answers every request after it stopped listening with "Connection: close" and waits longer than that before it
+# closes what is left (barehub.hub.stop_listening_and_drain). That transport is defined beside the hub's route, in
+# the rules the hub writes (barehub.traefik_proxy), not here: it comes and goes with a route of a hub that drains
+# this way (a rollback's older hub rewrites its route with the transport above).
 HUB_TRANSPORT = "hub-transport"
+HUB_KEEPALIVE_TRANSPORT = "hub-keepalive"
+HUB_IDLE_S = 1
+
+
+def hub_keepalive_transport() -> dict:
+    return {"maxIdleConnsPerHost": 200, "forwardingTimeouts": {"idleConnTimeout": f"{HUB_IDLE_S}s"}}
 HEADER = "# Written by barehub from its install settings; re-running the installer rewrites it.\n"
 # TLS >= 1.2; for 1.2 only AEAD suites with forward secrecy (TLS 1.3 suites are not configurable)
 CIPHER_SUITES = [

@@ -21,8 +21,9 @@ bookkeeping, and up to ~114 ms sleeping in its polling backoff. Here:
   client): traefik applies each read of its directory as a whole; add_route and delete_route return then;
 - the files are written on the event loop while small (~1 ms at 200 routes): under a class's load a hop
   to a thread waited for the GIL behind the spawns (0.2 s per write at 200 servers at once);
-- the hub's own route gets a retry and a no-keep-alive transport, and is rewritten at every hub start, so
-  that hub restarts go unnoticed (see proxy_config.HUB_RETRY and barehub.hub).
+- the hub's own route gets a retry and a transport whose idle connections traefik closes after 1 s, and is
+  rewritten at every hub start, so that hub restarts go unnoticed (see proxy_config.HUB_RETRY,
+  proxy_config.HUB_KEEPALIVE_TRANSPORT and barehub.hub).
 traefik's default certificate (the other ~100 ms: traefik made a fresh RSA key at every rules reload when
 it had none) is the installer's: see proxy_config.tls_config.
 """
@@ -42,7 +43,7 @@ from jupyterhub_traefik_proxy import traefik_utils
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from traitlets import Any, Float, Unicode, default
 
-from barehub.proxy_config import HUB_RETRY, HUB_TRANSPORT
+from barehub.proxy_config import HUB_KEEPALIVE_TRANSPORT, HUB_RETRY, hub_keepalive_transport
 from barehub.route_table import RouteTable
 
 RULES_MODE = 0o640  # read by traefik through the directory's group
@@ -279,11 +280,13 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
     def _dynamic_config_for_route(self, routespec, target, data):
         traefik_config, jupyterhub_config = super()._dynamic_config_for_route(routespec, target, data)
         if data and data.get("hub"):
-            # both defined by the installer in barehub.toml: retry while the hub restarts, instead of a 502
+            # the retry, defined by the installer in barehub.toml: retry while the hub restarts, instead of a 502
             for router in traefik_config["http"]["routers"].values():
                 router["middlewares"] = [f"{HUB_RETRY}@file"]
+            # the kept-open connections this hub drains without a loss, defined with its route (proxy_config)
             for service in traefik_config["http"]["services"].values():
-                service["loadBalancer"]["serversTransport"] = f"{HUB_TRANSPORT}@file"
+                service["loadBalancer"]["serversTransport"] = f"{HUB_KEEPALIVE_TRANSPORT}@file"
+            traefik_config["http"]["serversTransports"] = {HUB_KEEPALIVE_TRANSPORT: hub_keepalive_transport()}
         return traefik_config, jupyterhub_config
 
 

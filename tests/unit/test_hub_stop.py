@@ -11,7 +11,8 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from barehub.hub import LISTEN_BACKLOG, stop_listening_and_drain, widen_listen_backlog
+from barehub.hub import DRAIN_TIMEOUT_S, LISTEN_BACKLOG, stop_listening_and_drain, widen_listen_backlog
+from barehub.proxy_config import HUB_IDLE_S
 
 LOG = logging.getLogger("test")
 
@@ -22,8 +23,16 @@ class Slow(tornado.web.RequestHandler):
         self.write("done")
 
 
+class Fast(tornado.web.RequestHandler):
+    def get(self):
+        self.write("fast")
+
+    def post(self):
+        self.write(b"posted " + self.request.body)
+
+
 def serve() -> tuple[HTTPServer, int]:
-    server = HTTPServer(tornado.web.Application([("/slow", Slow)]))
+    server = HTTPServer(tornado.web.Application([("/slow", Slow), ("/fast", Fast)]))
     sockets = bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
@@ -77,4 +86,62 @@ def test_the_hubs_listen_backlog_holds_a_class_of_connections_not_tornados_128()
         answer = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/slow")
         assert answer.body == b"done"
         server.stop()
+    asyncio.run(scenario())
+
+
+def exchange(sock: socket.socket, request: bytes) -> tuple[bytes, bytes]:
+    """One request on a kept-alive connection: its response's head and body (by Content-Length)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+GET = b"GET /fast HTTP/1.1\r\nHost: hub\r\n\r\n"
+POST = b"POST /fast HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\nspawn"
+
+
+def test_a_request_on_a_kept_alive_connection_while_stopping_is_answered_and_its_connection_closed_after():
+    """traefik keeps connections to the hub open (proxy_config.HUB_KEEPALIVE_TRANSPORT): one it sends a request on
+    after the hub stopped listening gets its answer, marked as the connection's last, and is then closed by the hub,
+    so traefik does not reuse it; the stop ends once no connection is left."""
+    async def scenario():
+        server, port = serve()
+        loop = asyncio.get_running_loop()
+        kept = socket.create_connection(("127.0.0.1", port), timeout=5)
+        head, body = await loop.run_in_executor(None, exchange, kept, GET)
+        assert body == b"fast" and b"connection: close" not in head.lower()  # kept alive
+        drained = asyncio.ensure_future(stop_listening_and_drain(server, LOG))
+        await asyncio.sleep(0.3)
+        assert not drained.done()  # a connection is still open: the hub does not close it under traefik
+        head, body = await loop.run_in_executor(None, exchange, kept, POST)
+        assert head.startswith(b"HTTP/1.1 200") and body == b"posted spawn"
+        assert b"connection: close" in head.lower()
+        assert await loop.run_in_executor(None, kept.recv, 1) == b""  # closed by the hub after its answer
+        await asyncio.wait_for(drained, 2)
+    asyncio.run(scenario())
+
+
+def test_an_idle_kept_alive_connection_is_left_for_the_client_to_close():
+    """An idle connection is not closed by the stopping hub while its client (traefik: after HUB_IDLE_S) may still
+    send on it; the stop ends once the client has closed it."""
+    async def scenario():
+        server, port = serve()
+        loop = asyncio.get_running_loop()
+        kept = socket.create_connection(("127.0.0.1", port), timeout=5)
+        await loop.run_in_executor(None, exchange, kept, GET)
+        started = loop.time()
+        drained = asyncio.ensure_future(stop_listening_and_drain(server, LOG))
+        await asyncio.sleep(HUB_IDLE_S)
+        kept.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing to read, not an EOF: still open
+            kept.recv(1)
+        kept.close()  # traefik's idle timeout
+        await asyncio.wait_for(drained, 2)
+        assert loop.time() - started < DRAIN_TIMEOUT_S
     asyncio.run(scenario())

@@ -150,14 +150,20 @@ def test_hub_route_retries_while_the_hub_restarts():
 
     retry = tomllib.loads(render_proxy_config(PATHS, SETTINGS, "C", "K")[PATHS.traefik_middlewares].text)
     assert retry["http"]["middlewares"]["hub-retry"]["retry"] == {"attempts": 450, "initialInterval": "100ms"}
-    assert retry["http"]["serversTransports"]["hub-transport"] == {"maxIdleConnsPerHost": -1}
+    # the fresh-connection transport of earlier releases' hubs, whose routes name it until such a hub stops
+    assert retry["http"]["serversTransports"] == {"hub-transport": {"maxIdleConnsPerHost": -1}}
     proxy = BarehubTraefikProxy.__new__(BarehubTraefikProxy)  # no traefik to talk to: only the route text
     proxy._trait_values = {"traefik_entrypoint": "web"}
     hub, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/", "http://127.0.0.1:8081", {"hub": True})
     user, _ = BarehubTraefikProxy._dynamic_config_for_route(proxy, "/user/a/", "http://127.0.0.1:9", {"user": "a"})
     assert [r["middlewares"] for r in hub["http"]["routers"].values()] == [["hub-retry@file"]]
     assert [s["loadBalancer"]["serversTransport"] for s in hub["http"]["services"].values()] == \
-        ["hub-transport@file"]
+        ["hub-keepalive@file"]
+    # this hub's connections kept open, closed by traefik after 1 s idle (the stopping hub waits for that): defined
+    # with its route, so a rollback's older hub, which rewrites its route, takes it away with it
+    assert hub["http"]["serversTransports"] == {
+        "hub-keepalive": {"maxIdleConnsPerHost": 200, "forwardingTimeouts": {"idleConnTimeout": "1s"}}}
+    assert "serversTransports" not in user["http"]
     assert all("middlewares" not in r for r in user["http"]["routers"].values())
 
 
