@@ -27,9 +27,10 @@ class RequestLoop:
     """GETs `url` every 0.1 s in the background while the block runs, counting answers other than 200
     and the slowest answer: what users see while something restarts. Bounded by the block."""
 
-    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30):
-        """`timeout`: how long a request may take before it counts as failed (a browser waits minutes)."""
-        self.url, self.headers, self.timeout = url, headers or {}, timeout
+    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30, post: dict | None = None):
+        """`timeout`: how long a request may take before it counts as failed (a browser waits minutes); `post`: a
+        JSON body to POST instead of a GET (a request no proxy may send twice)."""
+        self.url, self.headers, self.timeout, self.post = url, headers or {}, timeout, post
         self.ok = self.failed = 0
         self.slowest = 0.0
         self.longest_outage = 0.0  # seconds from a failed answer to the next good one
@@ -57,13 +58,17 @@ class RequestLoop:
 
     def _get(self) -> tuple[bool, str]:
         try:
-            r = requests.get(self.url, headers=self.headers, timeout=self.timeout)
+            if self.post is None:
+                r = requests.get(self.url, headers=self.headers, timeout=self.timeout)
+            else:
+                r = requests.post(self.url, headers=self.headers, timeout=self.timeout, json=self.post)
         except requests.RequestException as e:
             return False, f"{type(e).__name__}: {e}"[:200]
         return r.status_code == 200, f"{r.status_code} {r.text[:150]!r}"
 
     def __enter__(self) -> "RequestLoop":
-        assert status_code(self.url, headers=self.headers) == 200  # also primes a server's token cache
+        good, what = self._get()
+        assert good, what  # also primes a server's token cache
         self._thread.start()
         return self
 
