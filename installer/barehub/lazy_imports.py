@@ -3,7 +3,8 @@
 rfc3987_syntax. JupyterHub imports jupyter_events, whose validators import jsonschema's format checkers
 (jsonschema[format-nongpl]); those import rfc3987_syntax for the "iri" and "iri-reference" formats, and it builds
 about 35 Lark Earley parsers when it is imported. Measured (`python -X importtime -c "import barehub.hub"`, this
-env, 2 cores): 0.78 s of the hub process's 2.0 s of imports, spent again at every start, reload and fallback to the
+env, 2 cores): 0.78 s of the hub process's 2.0 s of imports on a busy machine (0.7 s with the stand-in instead of
+1.6 s on an idle one), spent again at every start, reload and fallback to the
 known-good config, while no schema of JupyterHub's events uses those formats (jsonschema #1428: upstream keeps the
 import eager). Here the one name jsonschema takes from it, `is_valid_syntax`, is a stand-in that imports the real
 module on its first call; any other name imports it at once. A check of an IRI then validates exactly as before.
