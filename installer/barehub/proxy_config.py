@@ -29,7 +29,7 @@ HUB_RETRY_ATTEMPTS = 450
 HUB_RETRY_INITIAL = "100ms"
 # traefik retries only while nothing reached the backend. A request on a kept-alive connection that the
 # stopping hub then closes is lost (502); a new connection to the stopped hub is refused, and retried.
-# Releases up to 2026.12 gave the hub a fresh loopback connection per request (HUB_TRANSPORT, kept for their
+# Earlier releases gave the hub a fresh loopback connection per request (HUB_TRANSPORT, kept for their
 # hubs: each hub names its own transport in its route, so a hub stops the way its route was made for). That cost
 # the hub an accept and a handshake per request: a class of 200 made ~2400 connections to it where keep-alive made
 # ~1600, and barehub's class came up 1.10-1.13x slower than CHP's (bench/results.md). So connections to the hub are
