@@ -1,9 +1,13 @@
 """The hub stops without dropping a request that reached it (barehub.hub.stop_listening_and_drain), on a
 real tornado server: what traefik sent gets its answer; what comes after is refused (and traefik retries)."""
 import asyncio
+import errno
 import logging
 import socket
 import subprocess
+import time
+
+import aiohttp
 
 import pytest
 import tornado.web
@@ -11,7 +15,8 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from barehub.hub import DRAIN_TIMEOUT_S, LISTEN_BACKLOG, stop_listening_and_drain, widen_listen_backlog
+from barehub.hub import (DRAIN_TIMEOUT_S, LISTEN_BACKLOG, SERVER_POLL_MAX_S, poll_starting_servers_often,
+                         stop_listening_and_drain, widen_listen_backlog)
 from barehub.proxy_config import HUB_IDLE_S
 
 LOG = logging.getLogger("test")
@@ -145,3 +150,41 @@ def test_an_idle_kept_alive_connection_is_left_for_the_client_to_close():
         await asyncio.wait_for(drained, 2)
         assert loop.time() - started < DRAIN_TIMEOUT_S
     asyncio.run(scenario())
+
+
+def looks_at_a_starting_server(monkeypatch, seconds: float) -> list[float]:
+    """The gaps between JupyterHub's looks at a server that does not answer for `seconds`
+    (jupyterhub.utils.wait_for_http_server, as JupyterHub waits for every server it started)."""
+    from jupyterhub import utils
+
+    looks: list[float] = []
+
+    async def fetch(url, **kwargs):
+        looks.append(time.monotonic())
+        raise aiohttp.ClientOSError(errno.ECONNREFUSED, "refused")  # not listening yet
+
+    monkeypatch.setattr(utils, "fetch", fetch)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(utils.wait_for_http_server("http://127.0.0.1:9/", timeout=seconds))
+    return [b - a for a, b in zip(looks, looks[1:])]
+
+
+def test_the_hub_looks_at_a_starting_server_at_least_every_second(monkeypatch):
+    """barehub.hub.poll_starting_servers_often: a server that comes up after some seconds is seen within ~1 s,
+    where upstream's waits grow to up to 5 s (seen ~1.7 s late on average)."""
+    from jupyterhub import utils
+
+    monkeypatch.setattr(utils, "exponential_backoff", utils.exponential_backoff)  # put back after the test
+    poll_starting_servers_often()
+    gaps = looks_at_a_starting_server(monkeypatch, 8)
+    assert max(gaps) <= SERVER_POLL_MAX_S + 0.2, gaps
+    assert len(gaps) >= 8 / SERVER_POLL_MAX_S  # (uniform waits of 0-1 s: ~16 looks in 8 s)
+
+
+def test_the_other_backoffs_of_jupyterhub_keep_upstreams_waits(monkeypatch):
+    from jupyterhub import proxy, spawner, utils
+
+    monkeypatch.setattr(utils, "exponential_backoff", utils.exponential_backoff)
+    poll_starting_servers_often()
+    poll_starting_servers_often()  # (twice: still one layer over upstream's)
+    assert utils.exponential_backoff.upstream is spawner.exponential_backoff is proxy.exponential_backoff
