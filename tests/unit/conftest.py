@@ -49,6 +49,9 @@ class RecordingSystemctl(Systemctl):
         known = self.units.get(unit, {})
         return {p: known[p] for p in props if p in known}
 
+    def show_many(self, units, *props: str) -> dict[str, dict[str, str]]:
+        return {unit: self.show(unit, *props) for unit in units}
+
 
 def script_module(name: str):
     """A top-level script of the repository (bootstrap.py, cut_release.py) as a module: they are not in the package."""

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from barehub.base.errors import BarehubError
-from barehub.systemd import remove_unit_files
+from barehub.systemd import Systemctl, remove_unit_files
 from tests.unit.conftest import RecordingSystemctl
 
 
@@ -83,3 +83,29 @@ def test_a_failed_list_units_raises():
     systemctl.run = lambda *args, check=True: subprocess.CompletedProcess(args, 1, "", "Failed to connect to bus")
     with pytest.raises(BarehubError, match="Failed to connect to bus"):
         systemctl.unit_states(["jupyter-ann-singleuser"])
+
+
+def test_the_loaded_server_units_properties_come_from_one_show_whatever_their_number():
+    """`barehub status` and uninstall: the units list-units gives, each with its properties, from one `systemctl show`
+    of them all (its blocks, blank lines between, each naming its unit; a value with "=" in it stays whole)."""
+    listed = "jupyter-ann-singleuser.service loaded active running x\njupyter-bo-singleuser.service loaded failed failed y\n"
+    shown = ("Id=jupyter-ann-singleuser.service\nSlice=jupyterhub-users.slice\nUser=ann\nActiveState=active\n"
+             "MemoryCurrent=157286400\nMemoryMax=infinity\n\n"
+             "Id=jupyter-bo-singleuser.service\nSlice=jupyterhub-users.slice\nUser=b=o\nActiveState=failed\n"
+             "MemoryCurrent=[not set]\nMemoryMax=2147483648\n")
+    calls = []
+
+    class Fake(Systemctl):
+        def run(self, *args, check=True):
+            calls.append(args)
+            return subprocess.CompletedProcess(args, 0, listed if args[0] == "list-units" else shown, "")
+
+    units = Fake().loaded_units("jupyter-*.service")
+    assert [c[0] for c in calls] == ["list-units", "show"]
+    assert calls[1][-3:] == ("--", "jupyter-ann-singleuser.service", "jupyter-bo-singleuser.service")
+    assert units == [
+        {"unit": "jupyter-ann-singleuser.service", "Slice": "jupyterhub-users.slice", "User": "ann",
+         "ActiveState": "active", "MemoryCurrent": "157286400", "MemoryMax": "infinity"},
+        {"unit": "jupyter-bo-singleuser.service", "Slice": "jupyterhub-users.slice", "User": "b=o",
+         "ActiveState": "failed", "MemoryCurrent": "[not set]", "MemoryMax": "2147483648"}]
+    assert Fake().show_many([]) == {}
