@@ -126,8 +126,7 @@ class Systemctl:
         return states
 
     def show(self, unit: str, *props: str) -> dict[str, str]:
-        out = self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return properties_in(self.run("show", unit, *(f"--property={p}" for p in props), check=False).stdout)
 
     def show_many(self, units: Sequence[str], *props: str) -> dict[str, dict[str, str]]:
         """`show` of many units from one systemctl call ({unit: {property: value}}): `barehub status` with 200
@@ -138,10 +137,15 @@ class Systemctl:
         out = self.run("show", *(f"--property={p}" for p in ("Id", *props)), "--", *units, check=False).stdout
         shown = {}
         for block in out.split("\n\n"):
-            properties = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            properties = properties_in(block)
             if "Id" in properties:
                 shown[properties.pop("Id")] = properties
         return shown
+
+
+def properties_in(text: str) -> dict[str, str]:
+    """`systemctl show`'s NAME=VALUE lines (a value may hold "=")."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def remove_unit_files(systemctl: Systemctl, names: Sequence[str], unit_dir: Path) -> list[Path]:
