@@ -42,7 +42,7 @@ class RequestLoop:
         down_since = None
         while not self._stop.is_set():
             start = time.monotonic()
-            good, what = self._get()
+            good, what = self._ask()
             if good:
                 self.ok += 1
                 if down_since is not None:
@@ -56,7 +56,7 @@ class RequestLoop:
             self.slowest = max(self.slowest, time.monotonic() - start)
             time.sleep(0.1)
 
-    def _get(self) -> tuple[bool, str]:
+    def _ask(self) -> tuple[bool, str]:
         try:
             if self.post is None:
                 r = requests.get(self.url, headers=self.headers, timeout=self.timeout)
@@ -67,7 +67,7 @@ class RequestLoop:
         return r.status_code == 200, f"{r.status_code} {r.text[:150]!r}"
 
     def __enter__(self) -> "RequestLoop":
-        good, what = self._get()
+        good, what = self._ask()
         assert good, what  # also primes a server's token cache
         self._thread.start()
         return self
