@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "installer" / "barehub" / "jupyter-config"  # the env's jupyter-server config (extensions)
 SERVER_TOKEN = "secret"  # the token of the jupyter-servers the tests start
 SERVER_AUTH = {"Authorization": f"token {SERVER_TOKEN}"}  # a client of such a server, as the user's browser
+PARSERS = "rfc3987_syntax.syntax_helpers"  # the module whose import builds the IRI parsers (barehub.lazy_imports)
 
 
 class RecordingSystemctl(Systemctl):

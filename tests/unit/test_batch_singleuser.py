@@ -27,6 +27,7 @@ import tornado.tcpserver
 
 from barehub import batch_singleuser
 from barehub.batch_singleuser import hand_over, hold_port, parse_range
+from tests.unit.conftest import PARSERS
 
 
 def has_ipv6() -> bool:
@@ -321,7 +322,7 @@ def test_the_real_jupyterhub_singleuser_serves_on_the_socket_the_job_held_when_i
 PROBE = """#!{python}
 import sys
 import jupyter_server.serverapp  # what jupyterhub-singleuser imports first
-open({out!r}, "w").write(repr("rfc3987_syntax.syntax_helpers" in sys.modules))
+open({out!r}, "w").write(repr({parsers!r} in sys.modules))
 """
 
 
@@ -331,7 +332,7 @@ def test_the_jobs_server_imports_jupyter_server_without_building_the_iri_parsers
     out = tmp_path / "built"
     probe = tmp_path / "bin" / "probe-singleuser"
     probe.parent.mkdir()
-    probe.write_text(PROBE.format(python=sys.executable, out=str(out)))
+    probe.write_text(PROBE.format(python=sys.executable, out=str(out), parsers=PARSERS))
     probe.chmod(0o755)
     env = {key: os.environ[key] for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_URL",
                                             "BAREHUB_PORT_RANGE")}

@@ -5,23 +5,25 @@ import sys
 
 import pytest
 
+from tests.unit.conftest import PARSERS
+
 SEEN = """
 import json, sys
 {imports}
-loaded_at_import = "rfc3987_syntax.syntax_helpers" in sys.modules
+loaded_at_import = {parsers!r} in sys.modules
 from jsonschema import FormatChecker
 checker = FormatChecker()
 answers = [checker.conforms(text, form) for text, form in
            (("http://example.org/a", "iri"), ("http://exa mple.org", "iri"), ("b/c", "iri-reference"),
             ("b c%", "iri-reference"))]
-print(json.dumps([loaded_at_import, answers, "rfc3987_syntax.syntax_helpers" in sys.modules]))
+print(json.dumps([loaded_at_import, answers, {parsers!r} in sys.modules]))
 """
 
 
 def run(imports: str) -> list:
     """In a fresh interpreter: whether the parsers were built by the imports, jsonschema's IRI answers after, and
     whether they were built by then."""
-    out = subprocess.run([sys.executable, "-c", SEEN.format(imports=imports)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", SEEN.format(imports=imports, parsers=PARSERS)], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -54,4 +56,4 @@ def test_a_local_servers_command_starts_jupyter_server_without_building_the_iri_
     assert proc.returncode == 0 and proc.stdout.strip() == __import__("jupyterhub").__version__, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert "jupyter_server.serverapp" in imported
-    assert ("rfc3987_syntax.syntax_helpers" in imported) == (command == "jupyterhub.singleuser")
+    assert (PARSERS in imported) == (command == "jupyterhub.singleuser")
