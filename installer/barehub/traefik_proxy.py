@@ -19,6 +19,11 @@ bookkeeping, and up to ~114 ms sleeping in its polling backoff. Here:
 - a write counts as applied when traefik's API shows a route it added with its target, or no longer
   shows one it deleted (one request every 5 ms, on a kept-open connection through JupyterHub's aiohttp
   client): traefik applies each read of its directory as a whole; add_route and delete_route return then;
+- the next write does not wait for that answer longer than traefik takes to rebuild (write_gap): with 200
+  servers starting at once the hub's event loop answered each look at the API 0.1-0.4 s late, while traefik
+  had long applied the write; three batches in a row waited 0.42, 0.31 and 0.04 s for those answers before
+  the next could go out. traefik applies the newest version it has read once its current rebuild ends (it
+  keeps one pending configuration, not a queue), so a write sent early costs one read, not a rebuild;
 - the files are written on the event loop while small (~1 ms at 200 routes): under a class's load a hop
   to a thread waited for the GIL behind the spawns (0.2 s per write at 200 servers at once);
 - the hub's own route gets a retry and a transport whose idle connections traefik closes after 1 s, and is
@@ -53,6 +58,11 @@ ROUTES_MODE = 0o600  # the hub's alone
 # larger ones (9 ms at 5000 routes) in a thread.
 INLINE_WRITE_CHARS = 1 << 20
 API_TIMEOUT_S = 10  # one request to traefik's API
+# A write goes out once the one before is applied, or this long after it (write_gap): about what traefik
+# takes to rebuild the table here, 0.16 ms a route (a route added at 1000 routes: 85 ms; at 5000: 0.80 s,
+# bench/results.md), so that a stream of changes never makes it read files faster than it can apply them.
+WRITE_GAP_MIN_S = 0.05
+WRITE_GAP_PER_ROUTE_S = 0.16e-3
 
 
 class TraefikSilent(Exception):
@@ -80,8 +90,11 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
 
     table = Any()
     _api_session: tuple | None = None  # (its event loop, the session): api_session()
-    _next: Batch | None = None
+    _next: Batch | None = None  # the changes for the next write
+    _unapplied: tuple[Batch, ...] = ()  # written, not yet seen applied by traefik; oldest first
+    _written_at = 0.0  # when the last write went out
     _writer: asyncio.Task | None = None
+    _checker: asyncio.Task | None = None
 
     # barehub's base config sets routes_file and staging_dir (barehub.hub_config); these defaults, next to
     # the rules, only serve a bare use of the class (each write of the bookkeeping is then a traefik event)
@@ -149,9 +162,8 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
     async def _commit(self, added: tuple[str, str] | None = None, deleted: str | None = None) -> None:
         """Returns when the table as it is now is written and traefik has applied it.
 
-        One write is on its way to traefik at a time, from the write until traefik applied it: what changes
-        meanwhile goes into the next write. (traefik rebuilds every router at each reload: a write sent
-        while it still rebuilds the previous one would only queue behind it.)"""
+        Changes that arrive while a write is on its way go into the next write, which goes out once traefik
+        applied the one before, or write_gap() after it, whichever comes first (_until_writable)."""
         if self._next is None:
             self._next = Batch(asyncio.get_running_loop().create_future())
         batch = self._next
@@ -164,25 +176,51 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
         await asyncio.shield(batch.done)  # a cancelled caller leaves the batch to the others
 
     async def _write_batches(self) -> None:
+        """Writes the collected changes, one version at a time; _check_writes tells their waiters when traefik
+        applied them."""
         while self._next is not None:
+            await self._until_writable()
             batch, self._next = self._next, None
             try:
-                start = time.monotonic()
                 rules, routes = self.table.rules_text(), self.table.routes_text()
                 if len(rules) + len(routes) <= INLINE_WRITE_CHARS:
                     self._write_files(rules, routes)
                 else:
                     await asyncio.to_thread(self._write_files, rules, routes)
-                written = time.monotonic()
-                await self._wait_until_applied(batch)
-                self.log.debug("traefik routes: %d added, %d deleted in one write (%.1f ms), live after %.1f ms",
-                               len(batch.adds), len(batch.deletes), (written - start) * 1000,
-                               (time.monotonic() - written) * 1000)
             except Exception as e:  # noqa: BLE001 - every waiter of this batch gets the error
-                batch.done.set_exception(e)
-                batch.done.exception()  # retrieved: a batch nobody awaits any more must not log it
-            else:
-                batch.done.set_result(None)
+                settle(batch, e)
+                continue
+            self._written_at = time.monotonic()
+            self._unapplied = (*self._unapplied, batch)
+            if self._checker is None or self._checker.done():
+                self._checker = asyncio.create_task(self._check_writes())
+
+    def write_gap(self) -> float:
+        """The longest a write waits for traefik to apply the one before (WRITE_GAP_PER_ROUTE_S)."""
+        return max(WRITE_GAP_MIN_S, len(self.table.routes) * WRITE_GAP_PER_ROUTE_S)
+
+    async def _until_writable(self) -> None:
+        """Until traefik applied every write so far, or write_gap() has passed since the last one."""
+        wait = self._written_at + self.write_gap() - time.monotonic()
+        if self._unapplied and wait > 0:
+            await asyncio.wait([self._unapplied[-1].done], timeout=wait)
+
+    async def _check_writes(self) -> None:
+        """Until traefik applied every write: waits for the ones written so far as one (traefik reads its
+        directory whole, so the newest version it serves holds every earlier write), then lets their waiters go."""
+        while self._unapplied:
+            batches, start = self._unapplied, time.monotonic()
+            error = None
+            try:
+                await self._wait_until_applied(batches)
+            except Exception as e:  # noqa: BLE001 - every waiter of these batches gets the error
+                error = e
+            self._unapplied = self._unapplied[len(batches):]
+            for batch in batches:
+                settle(batch, error)
+            self.log.debug("traefik routes: %d writes (%d added, %d deleted) live after %.1f ms",
+                           len(batches), sum(len(b.adds) for b in batches), sum(len(b.deletes) for b in batches),
+                           (time.monotonic() - start) * 1000)
 
     def _write_files(self, rules: str, routes: str) -> None:
         """The bookkeeping first (the rules follow from it at a restart), then the rules; runs in a thread."""
@@ -192,16 +230,18 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
         if self.legacy_rules_file and os.path.exists(self.legacy_rules_file):
             os.unlink(self.legacy_rules_file)  # its routes are all in the new files now
 
-    async def _wait_until_applied(self, batch: Batch) -> None:
-        """traefik applies each read of its directory as a whole: when one route this write added is served
-        with its target (or one it deleted is gone), the whole write is applied. The last such route whose
+    async def _wait_until_applied(self, batches: tuple[Batch, ...]) -> None:
+        """traefik applies each read of its directory as a whole: when one route these writes added is served
+        with its target (or one they deleted is gone), every one of them is applied. The last such route whose
         state is still the one written is asked for."""
-        for routespec, target in reversed(batch.adds):
+        adds = [add for batch in batches for add in batch.adds]
+        deletes = [routespec for batch in batches for routespec in batch.deletes]
+        for routespec, target in reversed(adds):
             route = await self.get_route(routespec)
             if route and route["target"] == target:
                 await self._wait_for_route(routespec, target)
                 return
-        for routespec in reversed(batch.deletes):
+        for routespec in reversed(deletes):
             if await self.get_route(routespec) is None:
                 await self._wait_for_route(routespec, gone=True)
                 return
@@ -288,6 +328,15 @@ class BarehubTraefikProxy(TraefikFileProviderProxy):
                 service["loadBalancer"]["serversTransport"] = f"{HUB_KEEPALIVE_TRANSPORT}@file"
             traefik_config["http"]["serversTransports"] = {HUB_KEEPALIVE_TRANSPORT: hub_keepalive_transport()}
         return traefik_config, jupyterhub_config
+
+
+def settle(batch: Batch, error: BaseException | None) -> None:
+    """Lets a batch's waiters go, with the error if there is one."""
+    if error is None:
+        batch.done.set_result(None)
+    else:
+        batch.done.set_exception(error)
+        batch.done.exception()  # retrieved: a batch nobody awaits any more must not log it
 
 
 def write_replacing(path: Path, text: str, mode: int, staging: Path) -> None:

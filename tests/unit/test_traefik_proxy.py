@@ -177,6 +177,58 @@ def test_a_new_target_is_served_when_add_route_returns_and_a_deleted_route_is_go
     asyncio.run(scenario())
 
 
+def answered_late(proxy: BarehubTraefikProxy, delay: float) -> None:
+    """The hub's event loop, busy with a class, reads each answer of traefik's API `delay` seconds late (0.1-0.4 s
+    with 200 servers starting at once)."""
+    serves = proxy._serves
+
+    async def late(*args):
+        await asyncio.sleep(delay)
+        return await serves(*args)
+
+    proxy._serves = late
+
+
+async def until_served(traefik: Traefik, path: str, name: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while await through(traefik, path) != name:
+        assert time.monotonic() < deadline, f"{path} not served within {within} s"
+        await asyncio.sleep(0.01)
+
+
+def test_a_write_goes_out_while_the_one_before_waits_for_a_late_answer(traefik):
+    async def scenario():
+        proxy = await started(traefik)
+        answered_late(proxy, 2)
+        first = asyncio.ensure_future(proxy.add_route("/user/a/", backend("a"), {}))
+        await asyncio.sleep(0.2)  # a is written; the answer that says so comes 2 s late
+        second = asyncio.ensure_future(proxy.add_route("/user/b/", backend("b"), {}))
+        await until_served(traefik, "/user/b/", "b", within=1.5)
+        assert not first.done()  # b went out before a's answer came
+        await asyncio.gather(first, second)  # each returns once its route is served
+        assert [await through(traefik, "/user/a/"), await through(traefik, "/user/b/")] == ["a", "b"]
+    asyncio.run(scenario())
+
+
+def test_a_stream_of_changes_is_written_no_faster_than_traefik_rebuilds(traefik):
+    async def scenario():
+        proxy = await started(traefik)
+        answered_late(proxy, 1)
+        writes = []
+        write = proxy._write_files
+        proxy._write_files = lambda *a: (writes.append(time.monotonic()), write(*a))[1]
+        adds = []
+        for i in range(30):  # one every 10 ms for 0.3 s, none of them answered yet
+            adds.append(asyncio.ensure_future(proxy.add_route(f"/user/t{i}/", backend(f"t{i}"), {})))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*adds)
+        gaps = [b - a for a, b in zip(writes, writes[1:])]
+        assert 2 <= len(writes) <= 9 and min(gaps) >= proxy.write_gap() * 0.9, (len(writes), gaps)
+        for i in range(30):
+            assert await through(traefik, f"/user/t{i}/") == f"t{i}"
+    asyncio.run(scenario())
+
+
 def test_a_cancelled_spawn_does_not_fail_the_others_in_its_batch(traefik):
     async def scenario():
         proxy = await started(traefik)
