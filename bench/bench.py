@@ -7,7 +7,7 @@ Setups, one at a time, in one booted systemd container (see testbed/container.py
 All serve the same lightweight single-user server (bench/tinyserver.py). Writes bench/results.md and .json.
 Run: sudo bench/run   (needs what tests/run installs)
 Only the class rows (100 and 200 at once), each setup in turn in each round, into results.json's "class":
-     sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 3] [--counts 100,200]
+     sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 5] [--counts 100,200]
 """
 from __future__ import annotations
 
@@ -227,7 +227,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", choices=["class"], help="only the class rows (N at once), merged into results.json")
     parser.add_argument("--setups", default="barehub,stock-chp", help="with --only class: comma-separated setups")
-    parser.add_argument("--rounds", type=int, default=3, help="with --only class: rounds per setup")
+    # 5: on this shared 2-core machine one setup's rounds of 200 spread 15.1-19.3 s (its speed drifts by a fifth
+    # between rounds), so three rounds' medians swapped places between runs
+    parser.add_argument("--rounds", type=int, default=5, help="with --only class: rounds per setup")
     parser.add_argument("--counts", default="100,200", help="with --only class: servers spawned at once")
     args = parser.parse_args(argv)
     args.setups = args.setups.split(",")
