@@ -22,8 +22,8 @@ bookkeeping, and up to ~114 ms sleeping in its polling backoff. Here:
 - the next write does not wait for that answer longer than traefik takes to rebuild (write_gap): with 200
   servers starting at once the hub's event loop answered each look at the API 0.1-0.4 s late, while traefik
   had long applied the write; three batches in a row waited 0.42, 0.31 and 0.04 s for those answers before
-  the next could go out. traefik applies the newest version it has read once its current rebuild ends (it
-  keeps one pending configuration, not a queue), so a write sent early costs one read, not a rebuild;
+  the next could go out. A write that reaches traefik while it still rebuilds costs it one read: it keeps
+  one pending configuration, not a queue, and applies the newest once the rebuild ends;
 - the files are written on the event loop while small (~1 ms at 200 routes): under a class's load a hop
   to a thread waited for the GIL behind the spawns (0.2 s per write at 200 servers at once);
 - the hub's own route gets a retry and a transport whose idle connections traefik closes after 1 s, and is
