@@ -53,7 +53,7 @@ def api_password_hash(password: str) -> str:
     check is on a spawn's path, and a class's checks compete with its servers for the CPU.
 
     htpasswd's {SHA} (SHA-1, compared in constant time): 0.17 ms of traefik's CPU per API request here, against
-    1.15 ms with bcrypt at its lowest cost (until 2026-12-08) and ~0.24 s at upstream's default cost (1000 requests
+    1.15 ms with bcrypt at its lowest cost (until 2026-12-07) and ~0.24 s at upstream's default cost (1000 requests
     each, traefik 3). A slow hash shields a guessable password from whoever reads the hash. This password is 256
     random bits, and its hash is in the rules file, readable by the hub and traefik only, who hold the API anyway.
     """
