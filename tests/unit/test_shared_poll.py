@@ -153,7 +153,15 @@ class Watched(PollsShared, UpstreamSpawner):
         return None if answer.states.get(self.key) == "running" else 1
 
 
-def test_two_hundred_servers_are_polled_by_one_tick_one_call_each_and_an_end_is_noticed_at_the_next():
+def test_two_hundred_servers_are_polled_by_one_tick_one_call_each_and_an_end_is_noticed_at_the_next(monkeypatch):
+    ticks_run = []
+    tick = shared_poll.Tick.tick
+
+    async def counted(self):
+        ticks_run.append(time.monotonic())
+        return await tick(self)
+    monkeypatch.setattr(shared_poll.Tick, "tick", counted)
+
     async def run():
         calls, ended = [], {}
 
@@ -165,17 +173,19 @@ def test_two_hundred_servers_are_polled_by_one_tick_one_call_each_and_an_end_is_
         for spawner in spawners:
             spawner.start_polling()
         await asyncio.sleep(2.05)  # 5 intervals of 0.4 s
-        per_interval = len(calls) / 5
+        per_interval, per_tick = len(calls) / 5, len(calls) / max(len(ticks_run), 1)
         ended["unit7"] = time.monotonic()
         await asyncio.sleep(0.5)
         noticed = getattr(spawners[7], "noticed_at", None)
         for spawner in spawners:
             spawner.stop_polling()
         ticks = [tick for tick in shared_poll.TICKS.values() if tick.callback is not None]
-        return per_interval, noticed and noticed - ended["unit7"], ticks, spawners[8]
+        return per_interval, per_tick, noticed and noticed - ended["unit7"], ticks, spawners[8]
 
-    per_interval, delay, ticks, other = asyncio.run(run())
-    assert 1.5 <= per_interval <= 2.5  # 2 calls per interval, for 200 servers
+    per_interval, per_tick, delay, ticks, other = asyncio.run(run())
+    # one call per tick for all 200 servers, at most 2 per interval. (A machine under load runs fewer ticks than
+    # 2 per interval: tornado's PeriodicCallback skips those it is late for; CI measured 1.4.)
+    assert per_interval <= 2.5 and 0 < per_tick <= 1 and len(ticks_run) >= 3, (per_interval, per_tick, ticks_run)
     assert delay is not None and delay <= 0.4  # within one poll interval
     assert ticks == []  # nobody watched: no timer left
     assert not hasattr(other, "noticed_at")
