@@ -85,6 +85,14 @@ def proxy_hash() -> str:
     return api_password_hash(PASSWORD)
 
 
+def recorded_writes(proxy: BarehubTraefikProxy) -> list[float]:
+    """When each of the proxy's writes of its files went out, from now on."""
+    writes = []
+    write = proxy._write_files
+    proxy._write_files = lambda *a: (writes.append(time.monotonic()), write(*a))[1]
+    return writes
+
+
 @pytest.fixture
 def traefik(tmp_path):
     t = Traefik(tmp_path)
@@ -129,9 +137,7 @@ async def ready(proxy):
 def test_each_added_route_serves_when_add_route_returns_and_a_class_costs_few_rebuilds(traefik):
     async def scenario():
         proxy = await started(traefik)
-        writes = []
-        write = proxy._write_files
-        proxy._write_files = lambda *a: (writes.append(1), write(*a))[1]
+        writes = recorded_writes(proxy)
         before = traefik.reloads()
         targets = {f"/user/s{i}/": backend(f"s{i}") for i in range(60)}
 
@@ -214,9 +220,7 @@ def test_a_stream_of_changes_is_written_no_faster_than_traefik_rebuilds(traefik)
     async def scenario():
         proxy = await started(traefik)
         answered_late(proxy, 1)
-        writes = []
-        write = proxy._write_files
-        proxy._write_files = lambda *a: (writes.append(time.monotonic()), write(*a))[1]
+        writes = recorded_writes(proxy)
         adds = []
         for i in range(30):  # one every 10 ms for 0.3 s, none of them answered yet
             adds.append(asyncio.ensure_future(proxy.add_route(f"/user/t{i}/", backend(f"t{i}"), {})))
