@@ -64,7 +64,7 @@ def apply_base(c: Config, paths: Paths, settings: Settings) -> None:
     """Safe defaults that any fragment may override."""
     c.JupyterHub.bind_url = f"http://:{settings.http_port}"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
-    c.JupyterHub.db_url = postgres.sqlalchemy_url(settings.db_url) if settings.db_url else f"sqlite:///{paths.db_file}"
+    c.JupyterHub.db_url = postgres.hub_database_url(settings, paths.db_file)
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     if paths.crypt_key.exists():  # installs older than this key get it on their next install run
         c.CryptKeeper.keys = [read_secret(paths.crypt_key)]

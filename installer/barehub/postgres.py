@@ -63,6 +63,13 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
+def hub_database_url(settings, sqlite_file: Path) -> str:
+    """The hub's database as JupyterHub's db_url: --db-url's, or SQLite's file in state/ without it. Worked out here
+    only: the hub's base config sets it, and `barehub check` refuses a fragment that sets another
+    (barehub.validation.check_database), because upgrades back up and roll back this one."""
+    return sqlalchemy_url(settings.db_url) if settings.db_url else f"sqlite:///{sqlite_file}"
+
+
 # The passwords this process gives to engines that connect by URL alone: {(host, port, dbname, user): password}
 ENGINE_PASSWORDS: dict = {}
 

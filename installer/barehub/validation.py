@@ -19,6 +19,7 @@ from traitlets import TraitError
 from traitlets.config import Config, Configurable, LazyConfigValue
 from traitlets.config.loader import PyFileConfigLoader
 
+from barehub import postgres
 from barehub.config_loading import fragment_files
 from barehub.base.paths import Paths
 from barehub.package_files import base_config_file
@@ -162,7 +163,9 @@ def validate(paths: Paths, hub_pids: tuple[int, ...] = ()) -> tuple[list[Path], 
     problems = check_config(config, fragments)
     problems += check_authenticator(config, fragments, problems)
     problems += check_hub_rules(config, fragments)
-    problems += check_ports(config, fragments, load_settings(paths), hub_pids)
+    settings = load_settings(paths)
+    problems += check_ports(config, fragments, settings, hub_pids)
+    problems += check_database(config, fragments, paths, settings)
     return fragments, sorted(problems, key=lambda p: (str(p.file), p.line or 0))
 
 
@@ -265,3 +268,18 @@ def check_ports(config: Config, fragments: list[Path], settings, hub_pids: tuple
     if owner:
         return [Problem(file, line, f"the hub's port {port} is already in use by {owner}")]
     return []
+
+
+def check_database(config: Config, fragments: list[Path], paths: Paths, settings) -> list[Problem]:
+    """The hub's database is the one --db-url names, or SQLite's file in state/ (barehub.postgres.hub_database_url):
+    upgrades back up that one and rollbacks restore it. A fragment's own c.JupyterHub.db_url would have an upgrade
+    migrate a database it never backed up, and a rollback start the old hub on the migrated schema, which
+    JupyterHub refuses. The URL is not quoted: a fragment's may hold a password."""
+    if config.JupyterHub.get("db_url") == postgres.hub_database_url(settings, paths.db_file):
+        return []
+    file, line = locate("JupyterHub", "db_url", fragments)
+    known = settings.db_url or f"without it, SQLite in {paths.db_file}"
+    return [Problem(file, line, f"c.JupyterHub.db_url: the hub's database is set with --db-url, not in a fragment: "
+                                f"upgrades back up and roll back that one ({known}). For PostgreSQL, remove this line "
+                                "and run, with no reload in between: sudo python3 bootstrap.py --db-url "
+                                "postgresql://USER@HOST/DATABASE --db-password-file FILE")]

@@ -60,11 +60,14 @@ STATIC = {  # found before anything restarts: the running hub is left alone
                         f"the hub's port {SQUATTED} is already in use by python3"),
     "raises at import": ("import json\njson.loads('{oops')", 2, "JSONDecodeError"),
     "sys.exit()": ("import sys\nsys.exit()", 2, "SystemExit"),
+    # upgrades back up and roll back the database barehub knows (--db-url's, or SQLite's in state/), not this one
+    "database set in a fragment": ("c.JupyterHub.db_url = 'mysql+pymysql://hub@127.0.0.1/hub'", 1,
+                                   "c.JupyterHub.db_url: the hub's database is set with --db-url"),
 }
 RUNTIME = {  # only the hub's start finds them: it falls back to the known-good fragments
     # (fragment, error shown, the slowest hub page meanwhile in s: README's bounds, "at most 20 s / 40 s")
-    "database driver missing": ("c.JupyterHub.db_url = 'mysql+pymysql://hub@127.0.0.1/hub'",
-                                "No module named 'pymysql'", 20),  # (PostgreSQL's driver is in the env)
+    "database refuses its connect arguments": ('c.JupyterHub.db_kwargs = {"connect_args": {"timeout": "soon"}}',
+                                               "must be real number, not str", 20),
     "admin role overridden": ('c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]',
                               "Cannot override admin role", 20),
     # it starts, but traefik's route to it leads nowhere (a Slurm site's hub_connect_url, mistyped); a page waits

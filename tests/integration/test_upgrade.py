@@ -82,6 +82,11 @@ INJECTED = {
     "the new release refuses a fragment": (
         f'import barehub\nassert barehub.__version__ == "{OLD}", "written for {OLD} only"\n',
         "refuses this install's config, so nothing was changed"),
+    # an upgrade would migrate that database without a backup, and a rollback would bring the old hub back onto
+    # the migrated schema: the new release's check refuses it before anything changes
+    "a fragment moves the hub's database": (
+        "c.JupyterHub.db_url = 'sqlite:////var/lib/elsewhere/jupyterhub.sqlite'\n",
+        "50-site.py:1: c.JupyterHub.db_url: the hub's database is set with --db-url"),
     "the database migration fails": (
         'import sys\nassert "upgrade-db" not in sys.argv, "no database migration today"\n',
         "the database migration to"),
@@ -97,6 +102,9 @@ INJECTED = {
         '    c.JupyterHub.load_roles = [{"name": "admin", "scopes": ["read:users"]}]\n',
         "the hub does not start"),
 }
+
+
+REFUSED = ("the new release refuses a fragment", "a fragment moves the hub's database")
 
 
 @pytest.mark.parametrize("case", list(INJECTED))
@@ -127,9 +135,9 @@ def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(co
                 f"{pages.failed}, {pages.slowest:.1f}"
             assert pages.failed == 0, pages.failures  # /hub waited in traefik's retries, through the rollback
         backups = container.run(f"ls {PREFIX}/backups", check=False).stdout.split()
-        if case == "the new release refuses a fragment":
+        if case in REFUSED:
             assert backups == backups_before  # refused before anything changed
-            MEASUREMENTS["upgrade refused by the new release's check (s)"] = round(took, 1)
+            MEASUREMENTS[f"upgrade refused by the new release's check ({case}) (s)"] = round(took, 1)
         else:
             assert "rolled back: release" in r.stderr and len(backups) == len(backups_before) + 1
             MEASUREMENTS[f"upgrade failed ({case}) -> old release serving again (s)"] = round(took, 1)

@@ -11,7 +11,7 @@ from barehub import postgres, release_change, releases, units
 from barehub.base import install_settings
 from barehub.base.errors import BarehubError
 from barehub.settings import Settings, render_settings
-from barehub.validation import load_config
+from barehub.validation import load_config, validate
 from tests.unit.conftest import RecordingSystemctl
 
 URL = "postgresql://jupyterhub@db.example.org:5433/jupyterhub?sslmode=require"
@@ -99,6 +99,16 @@ def test_a_fragments_own_db_url_gets_no_password(prefix, password_file, monkeypa
     (prefix.config_d / "50-db.py").write_text("c.JupyterHub.db_url = 'postgresql+psycopg://hub@other/hub'\n")
     load_config(prefix)
     assert postgres.ENGINE_PASSWORDS == {}
+
+
+def test_the_check_refuses_a_fragment_that_names_another_database_than_db_url(prefix, password_file):
+    """An upgrade dumps --db-url's database: a fragment's other one would be migrated with no dump to go back to."""
+    remember(prefix, db_url=URL, db_password_file=str(password_file))
+    (prefix.config_d / "50-db.py").write_text("c.JupyterHub.db_url = 'postgresql+psycopg://hub@other/hub'\n")
+    [problem] = validate(prefix)[1]
+    assert str(problem).startswith(f"{prefix.config_d}/50-db.py:1: c.JupyterHub.db_url: ") and URL in str(problem)
+    (prefix.config_d / "50-db.py").write_text(f"c.JupyterHub.db_url = {postgres.sqlalchemy_url(URL)!r}\n")
+    assert validate(prefix)[1] == []  # the same database, spelled as the hub gets it
 
 
 def test_the_password_is_in_no_rendered_file_and_no_record(prefix, password_file):

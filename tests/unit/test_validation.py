@@ -154,3 +154,16 @@ def test_an_authenticator_that_refuses_its_config_at_start_is_named(prefix):
     assert len(problems) == 1
     assert re.match(r".*50-site\.py:1: GenericOAuthenticator refuses this config: ValueError: .*allowed_groups "
                     r"requires .*manage_groups", problems[0]), problems
+
+
+@pytest.mark.parametrize("url", ["sqlite:////srv/jupyterhub/jupyterhub.sqlite",
+                                 "postgresql+psycopg://hub:s3cret@db.example.org/hub"])
+def test_a_fragment_that_moves_the_hubs_database_is_refused(prefix, url):
+    """Upgrades back up and roll back the database barehub knows: a fragment's own would be migrated unbacked."""
+    [problem] = check(prefix, f"x = 1\nc.JupyterHub.db_url = {url!r}\n")
+    assert problem.startswith(f"{prefix.config_d}/50-site.py:2: c.JupyterHub.db_url: ") and "--db-url" in problem
+    assert str(prefix.db_file) in problem and "s3cret" not in problem
+
+
+def test_a_fragment_that_names_the_hubs_own_database_passes(prefix):
+    assert check(prefix, f"c.JupyterHub.db_url = 'sqlite:///{prefix.db_file}'\n") == []
