@@ -126,7 +126,7 @@ def test_a_failed_upgrade_leaves_or_brings_back_the_old_release_with_its_data(co
         now = status(container)
         assert now["release"] == OLD and now["versions"]["jupyterhub"] == OLD_HUB
         assert container.run(f"readlink {PREFIX}/conda").stdout.strip() == f"envs/{OLD}"
-        assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0
+        assert container.run(f"test -e {PREFIX}/records/upgrade.json", check=False).returncode != 0, r.stdout + r.stderr
         wait_until(lambda: status_code(f"{BASE_URL}/hub/health") == 200, 60)
         assert token_works(installed_old)  # the database is the pre-upgrade one
         assert server.failed == 0 and server.ok > 5, server.failures  # the user's server answered throughout
