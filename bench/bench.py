@@ -6,8 +6,8 @@ Setups, one at a time, in one booted systemd container (see testbed/container.py
   traefik-default  the same hub, jupyterhub-traefik-proxy starting traefik at traefik's default 2 s throttle
 All serve the same lightweight single-user server (bench/tinyserver.py). Writes bench/results.md and .json.
 Run: sudo bench/run   (needs what tests/run installs)
-Only the class rows (100 and 200 at once), each setup in turn in each round, into results.json's "class":
-     sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 5] [--counts 100,200]
+Only the class rows (100 and 200 at once), the setups taking turns to go first in each round, into results.json's "class":
+     sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 10] [--counts 100,200]
 """
 from __future__ import annotations
 
@@ -227,9 +227,11 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", choices=["class"], help="only the class rows (N at once), merged into results.json")
     parser.add_argument("--setups", default="barehub,stock-chp", help="with --only class: comma-separated setups")
-    # 5: on this shared 2-core machine one setup's rounds of 200 spread 15.1-19.3 s (its speed drifts by a fifth
-    # between rounds), so three rounds' medians swapped places between runs
-    parser.add_argument("--rounds", type=int, default=5, help="with --only class: rounds per setup")
+    # 10: on this shared 2-core machine one setup's rounds of 200 spread 15.1-19.3 s (its speed drifts by a fifth
+    # between rounds), so the medians of 3, and then of 5, rounds swapped places between runs. The setups take turns
+    # going first (a round's first setup starts right after install or after the other's servers were killed), so
+    # an even number gives each the same share of both places.
+    parser.add_argument("--rounds", type=int, default=10, help="with --only class: rounds per setup")
     parser.add_argument("--counts", default="100,200", help="with --only class: servers spawned at once")
     args = parser.parse_args(argv)
     args.setups = args.setups.split(",")
@@ -266,9 +268,11 @@ def main(argv: list[str]) -> int:
                 "systemctl restart jupyterhub")
         if args.only == "class":
             class_results = {"date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "counts": args.counts,
-                             **{name: [] for name in args.setups}}
-            for round_ in range(args.rounds):  # each setup in turn: a drift of the machine meets them alike
-                for name in args.setups:
+                             "first": [], **{name: [] for name in args.setups}}
+            for round_ in range(args.rounds):
+                order = args.setups if round_ % 2 == 0 else args.setups[::-1]
+                class_results["first"].append(order[0])
+                for name in order:
                     class_results[name].append(Bench(box, token).class_round(name, args.counts, round_))
         else:
             start = time.monotonic()

@@ -121,6 +121,14 @@ def class_cell(r: dict, setup: str, n: int) -> str:
             f"{sum(x['errors'] for x in rounds)} errors")
 
 
+def first_note(run: dict) -> str:
+    """Which setup went first in each round, when the run recorded it (runs before 2026-12-07 always began with
+    barehub)."""
+    if not run.get("first"):
+        return ""
+    return "; first in each round: " + ", ".join(run["first"])
+
+
 def class_section(r: dict) -> list[str]:
     """Each round of the class run: when the last server answered, and the CPU the hub, the proxy and the machine
     spent meanwhile."""
@@ -130,7 +138,8 @@ def class_section(r: dict) -> list[str]:
     setups = [s for s in SETUPS if run.get(s)]
     lines = ["", "## A class at 9:00, round by round", "",
              f"Measured {run['date']} with `bench/run --only class` ({run['rounds']} rounds; in each round every setup "
-             "in turn, each from a fresh hub start). All reachable after: seconds from the spawn requests until the "
+             f"in turn, each from a fresh hub start{first_note(run)}). All reachable after: seconds from the spawn "
+             "requests until the "
              "last server answered through the proxy. CPU seconds while the servers came up: the hub process, the "
              "proxy, the whole machine (2 cores, shared with other work on it: a round whose machine CPU is twice its "
              "time had no idle core).", "",
@@ -244,9 +253,11 @@ def class_target(n: int, ours: list[dict], theirs: list[dict]) -> tuple[str, boo
     ma, mb = statistics.median(a), statistics.median(b)
     met = ma <= mb and errors == 0
     per_round = ", ".join(f"{x:.1f}/{y:.1f}" for x, y in zip(a, b))
+    ratios = [x / y for x, y in zip(a, b)]
     measured = (f"median {ma:.1f} s vs {mb:.1f} s ({ma / mb:.2f}x), worst round {max(a):.1f} s vs {max(b):.1f} s "
                 f"({max(a) / max(b):.2f}x); rounds (barehub/CHP) {per_round}; spread {min(a):.1f}-{max(a):.1f} s vs "
-                f"{min(b):.1f}-{max(b):.1f} s; {errors} errors")
+                f"{min(b):.1f}-{max(b):.1f} s; each round's own ratio (the two setups back to back): median "
+                f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}); {errors} errors")
     spread = ("within this shared machine's noise" if min(a) <= max(b) else "outside CHP's spread")
     why = (f"{ma - mb:.1f} s slower at the median ({ma / mb:.2f}x), {spread} (CHP's own "
            f"rounds spread {min(b):.1f}-{max(b):.1f} s). See \"A class at 9:00, round by round\". "
