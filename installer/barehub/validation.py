@@ -270,16 +270,29 @@ def check_ports(config: Config, fragments: list[Path], settings, hub_pids: tuple
     return []
 
 
+# What would take JupyterHub's engine to another database than its db_url names: create_engine's own connection
+# makers, and connect arguments naming a place (libpq's and sqlite3's).
+ENGINE_MAKERS = ("creator", "async_creator")
+PLACE_ARGS = ("host", "hostaddr", "port", "dbname", "service", "database", "uri")
+
+
 def check_database(config: Config, fragments: list[Path], paths: Paths, settings) -> list[Problem]:
     """The hub's database is the one --db-url names, or SQLite's file in state/ (barehub.postgres.hub_database_url):
-    upgrades back up that one and rollbacks restore it. A fragment's own c.JupyterHub.db_url would have an upgrade
-    migrate a database it never backed up, and a rollback start the old hub on the migrated schema, which
-    JupyterHub refuses. The URL is not quoted: a fragment's may hold a password."""
-    if config.JupyterHub.get("db_url") == postgres.hub_database_url(settings, paths.db_file):
+    upgrades back up that one and rollbacks restore it. A fragment that takes the hub to another (its own
+    c.JupyterHub.db_url, or db_kwargs that connect elsewhere) would have an upgrade migrate a database it never
+    backed up, and a rollback start the old hub on the migrated schema, which JupyterHub refuses. Values are not
+    quoted: a fragment's URL may hold a password."""
+    kwargs = config.JupyterHub.get("db_kwargs") or {}
+    connect_args = kwargs.get("connect_args") or {} if isinstance(kwargs, dict) else {}
+    moving = ([f"db_kwargs[{key!r}]" for key in ENGINE_MAKERS if key in kwargs]
+              + [f"db_kwargs['connect_args'][{key!r}]" for key in PLACE_ARGS if key in connect_args])
+    if config.JupyterHub.get("db_url") != postgres.hub_database_url(settings, paths.db_file):
+        moving.insert(0, "db_url")
+    if not moving:
         return []
-    file, line = locate("JupyterHub", "db_url", fragments)
+    file, line = locate("JupyterHub", moving[0].split("[")[0], fragments)
     known = settings.db_url or f"without it, SQLite in {paths.db_file}"
-    return [Problem(file, line, f"c.JupyterHub.db_url: the hub's database is set with --db-url, not in a fragment: "
-                                f"upgrades back up and roll back that one ({known}). For PostgreSQL, remove this line "
-                                "and run, with no reload in between: sudo python3 bootstrap.py --db-url "
+    return [Problem(file, line, f"c.JupyterHub.{moving[0]}: the hub's database is set with --db-url, not in a "
+                                f"fragment: upgrades back up and roll back that one ({known}). For PostgreSQL, remove "
+                                "this line and run, with no reload in between: sudo python3 bootstrap.py --db-url "
                                 "postgresql://USER@HOST/DATABASE --db-password-file FILE")]

@@ -167,3 +167,22 @@ def test_a_fragment_that_moves_the_hubs_database_is_refused(prefix, url):
 
 def test_a_fragment_that_names_the_hubs_own_database_passes(prefix):
     assert check(prefix, f"c.JupyterHub.db_url = 'sqlite:///{prefix.db_file}'\n") == []
+
+
+@pytest.mark.parametrize("fragment, named", [
+    ("c.JupyterHub.db_kwargs = {'connect_args': {'database': '/srv/other.sqlite'}}",
+     "db_kwargs['connect_args']['database']"),
+    ("c.JupyterHub.db_kwargs = {'connect_args': {'dbname': 'other', 'connect_timeout': 3}}",
+     "db_kwargs['connect_args']['dbname']"),
+    ("import sqlite3\nc.JupyterHub.db_kwargs = {'creator': lambda: sqlite3.connect('/srv/other.sqlite')}",
+     "db_kwargs['creator']"),
+])
+def test_db_kwargs_that_connect_elsewhere_are_refused_too(prefix, fragment, named):
+    [problem] = check(prefix, fragment + "\n")
+    line = fragment.count("\n") + 1
+    assert problem.startswith(f"{prefix.config_d}/50-site.py:{line}: c.JupyterHub.{named}: the hub's database is set "
+                              "with --db-url")
+
+
+def test_db_kwargs_that_only_tune_the_connection_pass(prefix):
+    assert check(prefix, "c.JupyterHub.db_kwargs = {'pool_recycle': 300, 'connect_args': {'timeout': 30}}\n") == []
