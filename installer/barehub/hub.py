@@ -41,8 +41,9 @@ defer_slow_imports()  # 0.78 s of the 2.0 s every start, reload and fallback spe
 from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets and the stand-ins)
 from tornado.ioloop import IOLoop  # noqa: E402
 
-from barehub import config_loading, hub_config, quotas, sessions, usage_hub
+from barehub import config_loading, hub_config, quotas, sessions, units, usage_hub
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
+from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
 
 DRAIN_TIMEOUT_S = 5
@@ -75,6 +76,20 @@ class BarehubJupyterHub(JupyterHub):
         book = usage_hub.UsageBook(Paths.from_prefix(os.environ["BAREHUB_PREFIX"]), quotas.parse(section.quotas),
                                    section.quota_admins, self.log, section.usage_refresh)
         usage_hub.start(self.tornado_settings, book)
+
+    def init_db(self):
+        """As upstream, on the database barehub backs up only. `systemctl restart` runs no `barehub check`, so a
+        fragment that takes the hub to another database (barehub.validation.check_database) fails the start here,
+        and the hub comes back on the known-good fragments rather than run on, or migrate, a database that no
+        upgrade backs up."""
+        from barehub.settings import load_settings
+        from barehub.validation import check_database
+
+        paths = Paths.from_prefix(os.environ["BAREHUB_PREFIX"])
+        problems = check_database(self.config, config_loading.LOADED.get("files", []), paths, load_settings(paths))
+        if problems:
+            raise BarehubError(str(problems[0]), f"fix it, then run: systemctl reload {units.HUB_UNIT}")
+        super().init_db()
 
     async def start(self):
         await super().start()

@@ -146,6 +146,29 @@ def test_fragment_that_fails_at_start_brings_the_hub_back_on_the_known_good_conf
     assert "config: current" in container.run("barehub status").stdout
 
 
+def test_a_restart_with_a_fragment_that_moves_the_database_comes_back_on_its_own_database(container, hub, alice,
+                                                                                          server_headers):
+    """`systemctl restart` runs no `barehub check`: the hub's start refuses a database no upgrade backs up itself,
+    and comes back on the known-good fragments, with its users and their tokens."""
+    elsewhere = f"{PREFIX}/state/elsewhere.sqlite"
+    container.run(f"cat > {CONFIG_D}/50-bad.py", input=f"c.JupyterHub.db_url = 'sqlite:///{elsewhere}'\n")
+    try:
+        with RequestLoop(f"{BASE_URL}/user/{USER}/api/status", server_headers) as servers, \
+                RequestLoop(f"{BASE_URL}/hub/health") as pages:
+            container.run(f"systemctl restart {HUB}", timeout=300)
+            wait_until(lambda: "serves the known-good ones" in container.run("barehub status", check=False).stdout,
+                       120)
+        assert (servers.failed, pages.failed) == (0, 0), (servers.failures, pages.failures)
+        assert f"{CONFIG_D}/50-bad.py:1: c.JupyterHub.db_url: the hub's database is set with --db-url" \
+            in hub_status(container)
+        r = alice.api("GET", "user", timeout=10)
+        assert r.status_code == 200 and r.json()["name"] == USER  # the hub's own database
+        assert container.run(f"test -e {elsewhere}", check=False).returncode != 0  # never opened
+    finally:
+        container.run(f"rm -f {CONFIG_D}/50-bad.py {elsewhere}")
+    assert reload(container)[0] == 0
+
+
 def test_a_good_reload_keeps_pid_and_servers_and_never_logs_failure(container, hub, alice, server_headers):
     container.run(f"echo 'c.Spawner.start_timeout = 120' > {CONFIG_D}/50-good.py")
     pid, since = container.main_pid(HUB), int(time.time()) - 1  # the container shares this clock
