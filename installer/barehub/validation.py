@@ -282,8 +282,10 @@ def check_database(config: Config, fragments: list[Path], paths: Paths, settings
     c.JupyterHub.db_url, or db_kwargs that connect elsewhere) would have an upgrade migrate a database it never
     backed up, and a rollback start the old hub on the migrated schema, which JupyterHub refuses. Values are not
     quoted: a fragment's URL may hold a password."""
-    kwargs = config.JupyterHub.get("db_kwargs") or {}
-    connect_args = kwargs.get("connect_args") or {} if isinstance(kwargs, dict) else {}
+    kwargs = config.JupyterHub.get("db_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}  # (a value of another type is check_config's to name)
+    connect_args = kwargs.get("connect_args")
+    connect_args = connect_args if isinstance(connect_args, dict) else {}
     moving = ([f"db_kwargs[{key!r}]" for key in ENGINE_MAKERS if key in kwargs]
               + [f"db_kwargs['connect_args'][{key!r}]" for key in PLACE_ARGS if key in connect_args])
     if config.JupyterHub.get("db_url") != postgres.hub_database_url(settings, paths.db_file):

@@ -186,3 +186,9 @@ def test_db_kwargs_that_connect_elsewhere_are_refused_too(prefix, fragment, name
 
 def test_db_kwargs_that_only_tune_the_connection_pass(prefix):
     assert check(prefix, "c.JupyterHub.db_kwargs = {'pool_recycle': 300, 'connect_args': {'timeout': 30}}\n") == []
+
+
+def test_db_kwargs_of_a_wrong_type_are_named_not_a_crash(prefix):
+    problems = check(prefix, "c.JupyterHub.db_kwargs = 5\n")
+    assert problems and all(p.startswith(f"{prefix.config_d}/50-site.py:1: c.JupyterHub.db_kwargs: ")
+                            for p in problems), problems
