@@ -129,10 +129,10 @@ def test_an_open_untouched_vscode_tab_is_idle_and_typing_in_it_is_use(container,
         b.wait_for_css(LAB, 120)
         b.get(f"{base_url}/user/wes/vscode/")  # VS Code alone: no JupyterLab tab polling the server
         b.wait_for_css(".monaco-workbench .part.editor", 120)
-        open_terminal(b)
+        open_terminal(b, container, "wes")
         time.sleep(10)  # VS Code's start-up settles (its requests are use, rightly)
         idle_then_used(wes, b, "VS Code", IDLE_WATCH_S, lambda: type_in_terminal(
-            b, "echo typed > ~/typed.out",
+            b, container, "wes", "echo typed > ~/typed.out",
             lambda: container.run("cat /home/wes/typed.out 2>/dev/null || true").stdout.strip() == "typed"))
     stop(wes)
 

@@ -138,8 +138,8 @@ def vscode_from_the_launcher(b: Browser, node, user: str) -> float:
 
     b.driver.switch_to.window(vscode_tab)
     command(b, "View: Close All Editors")  # (no key meant for the terminal can reach the file: seen in CI)
-    open_terminal(b)
-    type_in_terminal(b, f"python3 {name} | tee {output}",
+    open_terminal(b, node, user)
+    type_in_terminal(b, node, user, f"python3 {name} | tee {output}",
                      lambda: f"hello from {user} 42" in node.run(f"cat {output} 2>/dev/null || true").stdout)
     b.shot("ran-in-terminal")
     assert node.run(f"stat -c %U {output}").stdout.strip() == user
@@ -169,14 +169,25 @@ def command(b: Browser, title: str):
     raise AssertionError(f"VS Code's palette did not offer {title!r}")
 
 
-def open_terminal(b: Browser) -> None:
-    """VS Code's terminal, its shell started (it draws on a canvas: its prompt is not in the page's text)."""
+def open_terminal(b: Browser, node, user: str) -> None:
+    """VS Code's terminal, its shell started on the node and waiting at its prompt (xterm draws on a canvas: the
+    prompt is not in the page's text, so the node is asked: a shell of hers on a pty, in its foreground)."""
     command(b, "Terminal: Create New Terminal")
+    # VS Code asks whether she trusts the folder once the terminal is drawn, its input already there; the shell starts
+    # only when she answers, and keys typed meanwhile go to the dialog (seen here: the likely CI failure)
+    b.wait_for(lambda b: not trust_her_home_if_asked(b) and shell_at_prompt(node, user), 60,
+               f"a shell of {user}'s at its prompt")
 
-    def started(b):
-        return not trust_her_home_if_asked(b) and \
-            b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper .xterm-helper-textarea")
-    b.wait_for(started, 60, "the terminal")
+
+def shell_at_prompt(node, user: str) -> bool:
+    """A shell of hers that VS Code's pty host started, on a pseudo-terminal, in its foreground (ps's '+') and
+    sleeping: reading her next line. (Not another terminal of hers, a desktop's xterm.)"""
+    rows = [line.split(None, 5) for line in node.run(f"ps -u {user} -o pid=,ppid=,tty=,stat=,comm=,args=").stdout
+            .splitlines()]
+    args = {row[0]: row[5] for row in rows if len(row) == 6}
+    return any(tty.startswith("pts/") and "+" in stat and stat.startswith("S") and comm in ("bash", "sh", "dash")
+               and "--type=ptyHost" in args.get(ppid, "")
+               for _, ppid, tty, stat, comm, _ in (row for row in rows if len(row) == 6))
 
 
 def trust_her_home_if_asked(b: Browser) -> bool:
@@ -190,17 +201,19 @@ def trust_her_home_if_asked(b: Browser) -> bool:
     return False
 
 
-def type_in_terminal(b: Browser, line: str, done, timeout: float = 60) -> None:
-    """Type `line` into VS Code's terminal until `done()` says it ran: keys typed before the shell's prompt are
-    lost (seen here), so a line that did nothing is typed again."""
+def type_in_terminal(b: Browser, node, user: str, line: str, done, timeout: float = 60) -> None:
+    """Type `line` into VS Code's terminal until `done()` says it ran. Each try first lets VS Code itself move the
+    focus to its terminal ("Terminal: Focus Terminal", as code-server's own tests do) and sees the terminal's input
+    focused: a focus set from outside was lost to VS Code's own focus handling (CI), and keys typed before the
+    shell's prompt are lost (seen here). On failure, says where the keys went and what her shells were doing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # into the terminal shown, as a person clicks it first (VS Code may have restored one from her last
-        # visit beside it, and the focus moved meanwhile: seen in CI)
-        shown = [w for w in b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper") if w.is_displayed()]
-        if shown:  # its input is a hidden textarea: focused as a click would (a click is intercepted by overlays)
-            b.driver.execute_script("arguments[0].focus()",
-                                    shown[-1].find_element(By.CSS_SELECTOR, ".xterm-helper-textarea"))
+        trust_her_home_if_asked(b)
+        command(b, "Terminal: Focus Terminal")
+        try:
+            b.wait_for(lambda b: terminal_focused(b) and shell_at_prompt(node, user), 15, "the terminal focused")
+        except AssertionError:
+            continue
         ActionChains(b.driver).send_keys(line, Keys.ENTER).perform()
         try:
             wait_until(done, 10)
@@ -208,4 +221,24 @@ def type_in_terminal(b: Browser, line: str, done, timeout: float = 60) -> None:
         except AssertionError:
             continue
     b.shot("terminal-did-not-run")
-    raise AssertionError(f"{line!r} typed in VS Code's terminal did not run within {timeout} s")
+    raise AssertionError(f"{line!r} typed in VS Code's terminal did not run within {timeout} s; the focus: "
+                         f"{focused(b)!r}; dialogs and notifications: {notices(b)!r}; {user}'s processes:\n"
+                         + node.run(f"ps -u {user} -o pid,ppid,tty,stat,args", check=False).stdout)
+
+
+def terminal_focused(b: Browser) -> bool:
+    return b.driver.execute_script(
+        "return !!document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')")
+
+
+def focused(b: Browser) -> str:
+    """What has the page's focus, as a person would name it (its class and label)."""
+    return b.driver.execute_script(
+        "const e = document.activeElement; return e ? e.tagName + '.' + e.className + ' ' +"
+        " (e.getAttribute('aria-label') || '') : 'nothing'")
+
+
+def notices(b: Browser) -> list[str]:
+    """The text of VS Code's dialogs and notifications shown."""
+    css = ".monaco-dialog-box, .notifications-toasts .notification-toast"
+    return [e.text for e in b.driver.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
