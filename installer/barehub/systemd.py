@@ -67,6 +67,15 @@ class Systemctl:
         as the 5th, after the new hub's start and systemd's restarts of it."""
         self.run("reset-failed", unit, check=False)  # a unit that never failed has nothing to forget
 
+    def unload(self, unit: str, wait_s: float) -> bool:
+        """Have systemd forget an ended unit, so that a transient unit of its name can start again (systemd-run
+        refuses a name still loaded: "was already loaded or has a fragment file"): its failed state reset, then up
+        to `wait_s` s for systemd to unload it, which it does once it knows the unit's cgroup is empty. Whether
+        it is gone."""
+        self.reset_failed(unit)
+        return bool(poll(lambda: self.show(unit, "LoadState").get("LoadState") in (None, "", "not-found"),
+                         wait_s, 0.1))
+
     def kill_main(self, unit: str, sig: int) -> None:
         """Signal the unit's main process only (the hub reloads itself in place on SIGHUP/SIGUSR2)."""
         self.run("kill", "--kill-whom=main", f"--signal={int(sig)}", unit)

@@ -1,0 +1,93 @@
+"""LocalSpawner's start with the unit her last server left behind, which systemd-run cannot reuse while systemd
+holds it loaded (systemd through RecordingSystemctl; the real one: tests/integration/test_install.py)."""
+from __future__ import annotations
+
+import asyncio
+import time
+import types
+
+import pytest
+
+from barehub import local_spawner
+from tests.unit.conftest import RecordingSystemctl
+
+UNIT = "jupyter-ann-singleuser"
+
+
+class Lingering(RecordingSystemctl):
+    """systemd holding the unit loaded (in `state`) until it has been asked `holds` times after a reset-failed, as
+    it does until it knows the unit's cgroup is empty; `holds=None`: for ever (another unit refers to it)."""
+
+    def __init__(self, state: dict[str, str], holds: int | None):
+        super().__init__()
+        self.state, self.holds, self.asked_after_reset = state, holds, 0
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        self.shown.append(unit)
+        if ("reset-failed", unit) in self.calls:
+            self.asked_after_reset += 1
+            if self.holds is not None and self.asked_after_reset > self.holds:
+                return {"LoadState": "not-found", "ActiveState": "inactive"}
+        return {p: self.state[p] for p in props if p in self.state}
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Upstream's start (systemd-run, then polls) replaced by a record of when it ran, after which calls."""
+    runs = []
+
+    async def upstream_start(spawner):
+        runs.append(list(spawner.systemd.calls))
+        return ("127.0.0.1", 8888)
+    monkeypatch.setattr(local_spawner.SystemdSpawner, "start", upstream_start)
+    return runs
+
+
+def spawner_with(monkeypatch, systemd: RecordingSystemctl) -> local_spawner.LocalSpawner:
+    monkeypatch.setattr(local_spawner, "Systemctl", lambda timeout=120: systemd)
+    user = types.SimpleNamespace(name="ann", id=7, url="/user/ann/", spawners={})
+    spawner = local_spawner.LocalSpawner(user=user, orm_spawner=types.SimpleNamespace(name="", server=None),
+                                         _deprecated_db_session=None)
+    spawner.systemd = systemd
+    spawner.record_end = lambda reason: setattr(spawner, "why", reason)
+    monkeypatch.setattr(spawner, "server_properties", lambda: {})
+    monkeypatch.setattr(spawner, "unit_is_hers", lambda properties: True)
+    return spawner
+
+
+def test_a_unit_systemd_still_holds_after_her_last_server_is_waited_for_before_systemd_run(monkeypatch, started):
+    """The defect, as a full test run met it: the stop had ended 0.1 s before, the unit was still loaded, and
+    systemd-run refused its name; the server came up only after upstream's 60 s start timeout, as a failure."""
+    systemd = Lingering({"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead"}, holds=3)
+    assert asyncio.run(spawner_with(monkeypatch, systemd).start()) == ("127.0.0.1", 8888)
+    [calls_before_systemd_run] = started
+    assert calls_before_systemd_run == [("reset-failed", UNIT)]
+    assert systemd.asked_after_reset == 4  # systemd-run came only once systemd had let the name go
+
+
+def test_a_unit_of_hers_still_running_is_stopped_and_let_go_of_before_the_new_one_starts(monkeypatch, started):
+    systemd = Lingering({"LoadState": "loaded", "ActiveState": "active", "SubState": "running"}, holds=1)
+    asyncio.run(spawner_with(monkeypatch, systemd).start())
+    assert started == [[("stop", UNIT), ("reset-failed", UNIT)]]
+
+
+def test_a_unit_systemd_never_lets_go_of_fails_the_start_at_once_with_what_holds_it(monkeypatch, started):
+    """Another unit that refers to hers keeps it loaded for ever: the start fails after the bounded wait, saying
+    which unit and in which state, instead of upstream's silent 60 s."""
+    monkeypatch.setattr(local_spawner, "UNIT_RELEASE_S", 0.5)
+    systemd = Lingering({"LoadState": "loaded", "ActiveState": "failed", "SubState": "failed"}, holds=None)
+    spawner = spawner_with(monkeypatch, systemd)
+    begun = time.monotonic()
+    with pytest.raises(RuntimeError) as raised:
+        asyncio.run(spawner.start())
+    assert time.monotonic() - begun < 3
+    assert f"systemd still holds the unit {UNIT} of the last server after 0.5 s" in str(raised.value)
+    assert "LoadState=loaded, ActiveState=failed, SubState=failed" in str(raised.value)
+    assert f"systemctl status {UNIT}" in str(raised.value)
+    assert started == [] and spawner.why.startswith("did not start: systemd still holds")
+
+
+def test_no_unit_left_costs_only_the_one_question_start_asked_already(monkeypatch, started):
+    systemd = Lingering({"LoadState": "not-found", "ActiveState": "inactive"}, holds=0)
+    asyncio.run(spawner_with(monkeypatch, systemd).start())
+    assert started == [[]] and systemd.shown == [UNIT]
