@@ -170,24 +170,27 @@ def command(b: Browser, title: str):
 
 
 def open_terminal(b: Browser, node, user: str) -> None:
-    """VS Code's terminal, its shell started on the node and waiting at its prompt (xterm draws on a canvas: the
-    prompt is not in the page's text, so the node is asked: a shell of hers on a pty, in its foreground)."""
+    """A new terminal of VS Code's, drawn in the page, its shell started on the node and waiting at its prompt
+    (xterm draws on a canvas: the prompt is not in the page's text, so the node is asked). A new shell, not one
+    left from her last visit, which VS Code restores as it loads (seen: an idle window begun before it had)."""
+    before = shells_at_prompt(node, user)
     command(b, "Terminal: Create New Terminal")
     # VS Code asks whether she trusts the folder once the terminal is drawn, its input already there; the shell starts
     # only when she answers, and keys typed meanwhile go to the dialog (seen here: the likely CI failure)
-    b.wait_for(lambda b: not trust_her_home_if_asked(b) and shell_at_prompt(node, user), 60,
-               f"a shell of {user}'s at its prompt")
+    b.wait_for(lambda b: not trust_her_home_if_asked(b)
+               and b.driver.find_elements(By.CSS_SELECTOR, ".terminal-wrapper .xterm-helper-textarea")
+               and shells_at_prompt(node, user) > before, 60, f"a new shell of {user}'s at its prompt")
 
 
-def shell_at_prompt(node, user: str) -> bool:
-    """A shell of hers that VS Code's pty host started, on a pseudo-terminal, in its foreground (ps's '+') and
+def shells_at_prompt(node, user: str) -> int:
+    """Her shells that VS Code's pty host started, each on a pseudo-terminal, in its foreground (ps's '+') and
     sleeping: reading her next line. (Not another terminal of hers, a desktop's xterm.)"""
     rows = [line.split(None, 5) for line in node.run(f"ps -u {user} -o pid=,ppid=,tty=,stat=,comm=,args=").stdout
             .splitlines()]
     args = {row[0]: row[5] for row in rows if len(row) == 6}
-    return any(tty.startswith("pts/") and "+" in stat and stat.startswith("S") and comm in ("bash", "sh", "dash")
-               and "--type=ptyHost" in args.get(ppid, "")
-               for _, ppid, tty, stat, comm, _ in (row for row in rows if len(row) == 6))
+    return sum(1 for _, ppid, tty, stat, comm, _ in (row for row in rows if len(row) == 6)
+               if tty.startswith("pts/") and "+" in stat and stat.startswith("S") and comm in ("bash", "sh", "dash")
+               and "--type=ptyHost" in args.get(ppid, ""))
 
 
 def trust_her_home_if_asked(b: Browser) -> bool:
@@ -211,7 +214,7 @@ def type_in_terminal(b: Browser, node, user: str, line: str, done, timeout: floa
         trust_her_home_if_asked(b)
         command(b, "Terminal: Focus Terminal")
         try:
-            b.wait_for(lambda b: terminal_focused(b) and shell_at_prompt(node, user), 15, "the terminal focused")
+            b.wait_for(lambda b: terminal_focused(b) and shells_at_prompt(node, user), 15, "the terminal focused")
         except AssertionError:
             continue
         ActionChains(b.driver).send_keys(line, Keys.ENTER).perform()
