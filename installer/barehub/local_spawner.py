@@ -18,6 +18,8 @@ starting its own: her second server would kill her first (systemdspawner #73, op
   the host) is refused too, where upstream stopped it as root;
 - why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
   sessions page and the REST API (barehub.server_end);
+- each server is handed a port no other server of this hub holds (barehub.server_ports): upstream's random_port()
+  handed two of a class's servers starting at once the same one;
 - the units' states come from one `systemctl list-units` of all the hub's server units per poll interval
   (barehub.shared_poll), instead of upstream's `systemctl is-active` per unit per poll; why a unit ended
   (systemd's Result, which that list does not give) is asked of that unit alone, once, when it has ended. A failed
@@ -33,12 +35,13 @@ import pwd
 
 from systemdspawner import SystemdSpawner
 from tornado import web
-from traitlets import Unicode
+from traitlets import Unicode, validate
 
 from barehub import server_names, usage_ledger
 from barehub.base.paths import Paths
 from barehub.culling import profile_in
 from barehub.server_end import RemembersEnd
+from barehub.server_ports import PORTS
 from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
 from barehub.shared_poll import PollsShared, SharedQuery
 from barehub.systemd import Systemctl
@@ -137,6 +140,12 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         self.configured_properties = dict(self.unit_extra_properties)
         self.unit_name = self.unit_name_for(self.name)
 
+    @validate("port")
+    def _a_port_of_its_own(self, proposal) -> int:
+        """Upstream's start sets the port from random_port(): a number another of this hub's servers holds is
+        swapped for a free one before the server is told it (barehub.server_ports)."""
+        return PORTS.claim(self, proposal["value"])
+
     def unit_name_for(self, server_name: str) -> str:
         fields = {"USERNAME": escape_unit_part(self.user.name), "USERID": self.user.id}
         if not server_name:
@@ -219,6 +228,7 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
                 raise RuntimeError(f"the server's unit {unit} did not start within {self.start_timeout} s "
                                    f"(see journalctl -u {unit})")
         except Exception as e:  # the card says so, not the "stopped" of the stop() JupyterHub calls next
+            PORTS.release(self)
             self.ended = None
             self.record_end(f"did not start: {e}")
             raise
@@ -251,6 +261,8 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
             status = await super().poll()
         else:
             status = None if properties.get("ActiveState") in RUNNING else 1
+        if status is not None:
+            PORTS.release(self)
         if status is not None and self.ended is None:
             forgotten = properties is not None and properties.get("LoadState") == "not-found"
             self.record_end(describe_unit_end(properties) if forgotten else await self.unit_end())
@@ -260,6 +272,7 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         self.record_end("stopped")
         await super().stop(now)
         UNITS.forget(self.unit_name)
+        PORTS.release(self)
 
     async def unit_end(self) -> str:
         """Why the unit ended, asked of it alone (systemd keeps a unit that failed, with its Result)."""

@@ -91,3 +91,70 @@ def test_no_unit_left_costs_only_the_one_question_start_asked_already(monkeypatc
     systemd = Lingering({"LoadState": "not-found", "ActiveState": "inactive"}, holds=0)
     asyncio.run(spawner_with(monkeypatch, systemd).start())
     assert started == [[]] and systemd.shown == [UNIT]
+
+
+@pytest.fixture
+def systemd_run(monkeypatch):
+    """Upstream's own start, with systemd (its systemctl and systemd-run) replaced by a record of each server's
+    unit and the URL its environment tells it to serve at; every unit is running once started."""
+    from jupyterhub.spawner import Spawner
+    from systemdspawner import systemd
+
+    runs: dict[str, str] = {}
+
+    async def nothing(*args, **kwargs):
+        return False
+
+    async def start_transient_service(unit, cmd, args, working_dir, environment_variables=None, **kwargs):
+        runs[unit] = environment_variables["JUPYTERHUB_SERVICE_URL"]
+
+    monkeypatch.setattr(systemd, "service_running", nothing)
+    monkeypatch.setattr(systemd, "service_failed", nothing)
+    monkeypatch.setattr(systemd, "stop_service", nothing)
+    monkeypatch.setattr(systemd, "start_transient_service", start_transient_service)
+    # JupyterHub's get_env needs a whole hub; what matters here is the port it puts in the server's URL
+    monkeypatch.setattr(Spawner, "get_env", lambda self: {"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{self.port}/"})
+    monkeypatch.setattr(local_spawner, "PORTS", local_spawner.PORTS.__class__())
+    return runs
+
+
+def drawn(monkeypatch, *ports: int):
+    """The numbers the kernel hands out for port 0, in turn: to upstream's random_port() and to barehub's redraws."""
+    numbers = iter(ports)
+    import systemdspawner.systemdspawner as upstream
+    monkeypatch.setattr(upstream, "random_port", lambda: next(numbers))
+    local_spawner.PORTS.draw = lambda: next(numbers)
+
+
+def server_of(monkeypatch, name: str) -> local_spawner.LocalSpawner:
+    systemd = RecordingSystemctl(show=lambda unit, *props: {"LoadState": "not-found"})
+    spawner = spawner_with(monkeypatch, systemd)
+    spawner.user = types.SimpleNamespace(name=name, id=hash(name) % 1000, url=f"/user/{name}/", spawners={})
+    spawner.unit_name = spawner.unit_name_for("")
+    spawner.username_template = "nobody"  # an account of this machine, for upstream's getpwnam
+    spawner.poll = lambda: asyncio.sleep(0)  # (None: running)
+    return spawner
+
+
+def test_servers_starting_at_once_are_never_handed_the_same_port(monkeypatch, systemd_run):
+    """The defect, as a class of 200 met it: random_port() gave two starting servers one number, and the hub routed
+    one user's /user/NAME/ to the other's server. Here the second is handed another, and told that one."""
+    drawn(monkeypatch, 41001, 41001, 41002)
+    ann, bob = server_of(monkeypatch, "ann"), server_of(monkeypatch, "bob")
+
+    async def class_at_nine():
+        return await asyncio.gather(ann.start(), bob.start())
+
+    assert asyncio.run(class_at_nine()) == [("127.0.0.1", 41001), ("127.0.0.1", 41002)]
+    assert systemd_run == {"jupyter-ann-singleuser": "http://127.0.0.1:41001/",
+                           "jupyter-bob-singleuser": "http://127.0.0.1:41002/"}
+
+
+def test_a_port_is_handed_out_again_once_its_server_has_ended(monkeypatch, systemd_run):
+    drawn(monkeypatch, 41001, 41001, 41002, 41001)
+    ann, bob, cy = server_of(monkeypatch, "ann"), server_of(monkeypatch, "bob"), server_of(monkeypatch, "cy")
+    asyncio.run(ann.start())
+    asyncio.run(bob.start())  # 41001 is ann's: bob gets 41002
+    asyncio.run(ann.stop())
+    assert asyncio.run(cy.start()) == ("127.0.0.1", 41001)
+    assert bob.port == 41002
