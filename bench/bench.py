@@ -8,6 +8,8 @@ All serve the same lightweight single-user server (bench/tinyserver.py). Writes 
 Run: sudo bench/run   (needs what tests/run installs)
 Only the class rows (100 and 200 at once), the setups taking turns to go first in each round, into results.json's "class":
      sudo bench/run --only class [--setups barehub,stock-chp] [--rounds 10] [--counts 100,200]
+The class as each setup ships (its own spawner, real accounts), into bench/shipped-results.md and .json:
+     sudo bench/run --only class --as-shipped --rounds 3 --counts 200
 """
 from __future__ import annotations
 
@@ -155,9 +157,11 @@ class Bench:
                 pids["proxy"] = int(pid)
         return pids
 
-    def class_round(self, name: str, counts: list[int], round_: int) -> dict:
+    def class_round(self, name: str, counts: list[int], round_: int, shipped: bool = False) -> dict:
         """One round of a class at 9:00 from a freshly started hub: each count spawned at once, with the CPU
-        the hub, the proxy and the machine spent meanwhile, and (barehub) how many rules files traefik got."""
+        the hub, the proxy and the machine spent meanwhile, and (barehub) how many rules files traefik got.
+        shipped: each setup's own spawner for real accounts (see SHIPPED), the users following their spawn as the
+        spawn-pending page does, and what /hub/api answered meanwhile."""
         setup = SETUPS[name]
         self.stop(name)
         time.sleep(1)
@@ -166,7 +170,10 @@ class Bench:
         r = {}
         for count in counts:
             extra = {"rules_file": str(BAREHUB.traefik_rules)} if name == "barehub" else {}
-            r[f"spawn_{count}"] = self.inside("spawns", count=count, repeat=1, prefix=f"k{count}r{round_}x",
+            if shipped:  # the same accounts every round (made once: shipped_accounts)
+                extra.update(follow="progress", probe=True)
+            prefix = f"k{count}x" if shipped else f"k{count}r{round_}x"
+            r[f"spawn_{count}"] = self.inside("spawns", count=count, repeat=1, prefix=prefix,
                                               hub=setup["hub"], public=setup["public"], token=self.token,
                                               pids=self.process_pids(name), **extra)
             log(f"{name}: round {round_ + 1}, {count} at once: all reachable after "
@@ -223,6 +230,21 @@ class Bench:
         return r
 
 
+# A class as each setup ships: barehub's servers as systemd units (its LocalSpawner, configs/units.py), stock
+# JupyterHub's as children of the hub that switch to the user (LocalProcessSpawner, configs/stock_chp_shipped.py),
+# both for real accounts. The plain class rows give every setup SimpleLocalProcessSpawner, to compare hub and proxy.
+SHIPPED = {"barehub": "units.py", "stock-chp": "stock_chp_shipped.py"}
+
+
+def shipped_accounts(box: Container, counts: list[int]) -> None:
+    """The class's accounts (k200x0x0 ...), as the names class_round(shipped=True) spawns, and barehub's spawner."""
+    names = " ".join(f"k{count}x0x{i}" for count in counts for i in range(count))
+    box.run(f"for u in {names}; do id -u $u >/dev/null 2>&1 || useradd --create-home $u; done", timeout=600)
+    box.run(f"cp /mnt/bench/configs/{SHIPPED['barehub']} {BAREHUB.config_d}/91-bench-units.py && "
+            "systemctl restart jupyterhub")
+    SETUPS["stock-chp"]["config"] = f"/mnt/bench/configs/{SHIPPED['stock-chp']}"
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", choices=["class"], help="only the class rows (N at once), merged into results.json")
@@ -233,6 +255,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     # an even number gives each the same share of both places.
     parser.add_argument("--rounds", type=int, default=10, help="with --only class: rounds per setup")
     parser.add_argument("--counts", default="100,200", help="with --only class: servers spawned at once")
+    parser.add_argument("--as-shipped", action="store_true",
+                        help="with --only class: each setup's own spawner for real accounts (bench/shipped-results.md)")
     args = parser.parse_args(argv)
     args.setups = args.setups.split(",")
     args.counts = [int(n) for n in args.counts.split(",")]
@@ -269,11 +293,14 @@ def main(argv: list[str]) -> int:
         if args.only == "class":
             class_results = {"date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "counts": args.counts,
                              "first": [], **{name: [] for name in args.setups}}
+            if args.as_shipped:
+                shipped_accounts(box, args.counts)
             for round_ in range(args.rounds):
                 order = args.setups if round_ % 2 == 0 else args.setups[::-1]
                 class_results["first"].append(order[0])
                 for name in order:
-                    class_results[name].append(Bench(box, token).class_round(name, args.counts, round_))
+                    class_results[name].append(Bench(box, token).class_round(name, args.counts, round_,
+                                                                             args.as_shipped))
         else:
             start = time.monotonic()
             box.run("/usr/bin/python3 -m venv /tmp/bare && /tmp/bare/bin/pip install -q --no-index --find-links "
@@ -290,6 +317,11 @@ def main(argv: list[str]) -> int:
                     box.run("systemctl stop jupyterhub-proxy", check=False)
     finally:
         box.stop()
+    if args.only == "class" and args.as_shipped:
+        from bench.report import save, write_shipped_report
+
+        save(class_results, "shipped-results", write_shipped_report)
+        return 0
     if args.only == "class":
         return save_class(class_results)
     from bench.report import save, write_report

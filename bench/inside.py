@@ -42,14 +42,23 @@ async def api(hub: str, token: str, method: str, path: str, body=None):
                                                                               else "{}"))
 
 
-async def spawn_one(hub: str, public: str, token: str, name: str, timeout: float = 300) -> float:
-    """Seconds from the spawn request until the server answers through the proxy."""
+async def spawn_one(hub: str, public: str, token: str, name: str, timeout: float = 300,
+                    follow: str = "poll") -> float:
+    """Seconds from the spawn request until the server answers through the proxy.
+
+    follow="poll": the proxy is asked every 20 ms from the moment the spawn request returns. follow="progress": as
+    the spawn-pending page does, the spawn's progress stream is followed until it says ready (or failed), and only
+    then is the proxy asked. A hub that answers the spawn request at once (202) is otherwise asked ~50 times a
+    second per user through its proxy for as long as the servers take, by a client no browser is like."""
     await api(hub, token, "POST", f"/users/{name}")
     client = AsyncHTTPClient()
     start = time.monotonic()
     r = await api(hub, token, "POST", f"/users/{name}/server")
     if r.code not in (201, 202):
         raise RuntimeError(f"spawn {name}: {r.code} {r.body[:200]}")
+    if follow == "progress" and r.code == 202:
+        await client.fetch(f"{hub}/hub/api/users/{name}/server/progress", raise_error=False,
+                           request_timeout=timeout, headers={"Authorization": f"token {token}"})
     while time.monotonic() - start < timeout:
         try:
             resp = await client.fetch(f"{public}/user/{name}/", request_timeout=10, follow_redirects=False)
@@ -75,14 +84,18 @@ async def spawns(args: dict) -> dict:
     also the CPU seconds each of those processes and the whole machine spent while the servers came up; with
     `rules_file`, how many versions of it traefik was given meanwhile (each rename is one traefik reload)."""
     AsyncHTTPClient.configure(None, max_clients=200)
-    latencies, errors, cpu, writes, tcp = [], [], {}, 0, {}
+    latencies, errors, cpu, writes, tcp, hub_api = [], [], {}, 0, {}, []
     for round_ in range(args["repeat"]):
         names = [f"{args['prefix']}{round_}x{i}" for i in range(args["count"])]
         before = cpu_seconds(args.get("pids", {}))
         tcp_before = tcp_counters()
         versions = Versions(args["rules_file"]) if args.get("rules_file") else None
-        results = await asyncio.gather(*(spawn_one(args["hub"], args["public"], args["token"], n) for n in names),
+        probe = HubProbe(args["public"]) if args.get("probe") else None
+        results = await asyncio.gather(*(spawn_one(args["hub"], args["public"], args["token"], n,
+                                                   follow=args.get("follow", "poll")) for n in names),
                                        return_exceptions=True)
+        if probe:
+            hub_api += await probe.stop()
         if versions:
             writes += await versions.stop()
         after = cpu_seconds(args.get("pids", {}))
@@ -100,7 +113,32 @@ async def spawns(args: dict) -> dict:
         result["tcp"] = tcp
     if args.get("rules_file"):
         result["rules_writes"] = writes
+    if args.get("probe"):
+        result["hub_api_s"] = stats(hub_api)
     return result
+
+
+class HubProbe:
+    """What everyone else on the hub meanwhile sees: GET /hub/api through the proxy, one at a time, 0.25 s apart,
+    each one's seconds until it is answered (a request still unanswered at stop counts as long as it waited)."""
+
+    def __init__(self, public: str):
+        self.url, self.times, self.begun = f"{public}/hub/api/", [], None
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        client = AsyncHTTPClient(force_instance=True)
+        while True:
+            self.begun = time.monotonic()
+            await client.fetch(self.url, raise_error=False, request_timeout=600)
+            self.times.append(time.monotonic() - self.begun)
+            self.begun = None
+            await asyncio.sleep(0.25)
+
+    async def stop(self) -> list[float]:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        return self.times + ([time.monotonic() - self.begun] if self.begun else [])
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
