@@ -81,11 +81,22 @@ def get(sock: str, path: str = "/") -> tuple[int, str]:
 
 
 def wait_for_socket(sock: str, proc: subprocess.Popen, seconds: float = 20) -> None:
+    """Until the launcher takes connections on `sock`: the socket's file appears at bind(), before listen(), and a
+    connection in between is refused (seen once in CI, on a loaded machine)."""
     deadline = time.monotonic() + seconds
-    while not os.path.exists(sock):
+    while not takes_connections(sock):
         assert proc.poll() is None, f"the launcher exited ({proc.returncode}): {proc.stderr.read()}"
         assert time.monotonic() < deadline, "no socket"
         time.sleep(0.05)
+
+
+def takes_connections(sock: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(sock)
+        except OSError:  # not there yet, or bound but not listening yet
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------ the entry
