@@ -19,7 +19,8 @@ starting its own: her second server would kill her first (systemdspawner #73, op
 - why the server ended (systemd's Result: out of memory, killed, failed with a status) is remembered for the
   sessions page and the REST API (barehub.server_end);
 - each server is handed a port no other server of this hub holds (barehub.server_ports): upstream's random_port()
-  handed two of a class's servers starting at once the same one;
+  handed two of a class's servers starting at once the same one; and the start ends only once the socket listening
+  on it is her account's (barehub.listeners), so a port another account took meanwhile is never routed to;
 - the units' states come from one `systemctl list-units` of all the hub's server units per poll interval
   (barehub.shared_poll), instead of upstream's `systemctl is-active` per unit per poll; why a unit ended
   (systemd's Result, which that list does not give) is asked of that unit alone, once, when it has ended. A failed
@@ -32,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pwd
+import time
 
 from systemdspawner import SystemdSpawner
 from tornado import web
 from traitlets import Unicode, validate
 
-from barehub import server_names, usage_ledger
+from barehub import listeners, server_names, usage_ledger
 from barehub.base.paths import Paths
 from barehub.culling import profile_in
 from barehub.server_end import RemembersEnd
@@ -125,6 +127,17 @@ async def unit_states(units: list[str]) -> dict[str, dict[str, str]]:
 
 
 UNITS = SharedQuery(unit_states)  # every LocalSpawner of this hub asks this one
+
+
+async def listening(ports: list[str]) -> dict[str, set[int]]:
+    """The uids listening on each of these ports: one read of /proc/net/tcp{,6} for all of them (~6-9 ms of the
+    kernel's time with ~1400 sockets open, measured), which 200 servers starting at once share."""
+    found = await asyncio.to_thread(listeners.listening_on, {int(port) for port in ports})
+    return {str(port): inodes for port, inodes in found.items()}
+
+
+LISTENERS = SharedQuery(listening)
+LISTEN_LOOK_AGE = 0.2  # s an answer about the ports' listeners is shared for
 
 
 class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
@@ -227,6 +240,7 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
             if started is None:  # upstream gives up after start_timeout without raising
                 raise RuntimeError(f"the server's unit {unit} did not start within {self.start_timeout} s "
                                    f"(see journalctl -u {unit})")
+            await self.until_her_server_listens(unit, started[1])
         except Exception as e:  # the card says so, not the "stopped" of the stop() JupyterHub calls next
             PORTS.release(self)
             self.ended = None
@@ -234,6 +248,47 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
             raise
         self.ended = None  # upstream's start polls the unit while it comes up
         return started
+
+    async def until_her_server_listens(self, unit: str, port: int) -> None:
+        """Return once a socket listens on the server's port, and only her account's do; fail the start if another
+        account's does, or if nothing listens within http_timeout.
+
+        JupyterHub only waits for something to answer on the port before routing /user/NAME/ there. Any account can
+        bind the port in the seconds between its choice and the server's bind (barehub.listeners): her server then
+        fails, and upstream would route her, and her server's cookie, to that program. Costs a look at the port every
+        0.1-0.5 s while the server comes up (one read of /proc/net/tcp a fifth of a second shared by every server
+        starting, see listening)."""
+        deadline, wait = time.monotonic() + self.http_timeout, 0.1
+        try:
+            while not await self.her_listener_is_up(unit, port):
+                if await self.poll() is not None:
+                    raise RuntimeError(f"the server's unit {unit} ended before it listened on port {port} "
+                                       f"(see journalctl -u {unit})")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server in {unit} did not listen on port {port} within "
+                                       f"{self.http_timeout} s (see journalctl -u {unit})")
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, 0.5)
+        finally:
+            LISTENERS.forget(str(port))
+
+    async def her_listener_is_up(self, unit: str, port: int) -> bool:
+        """Whether something listens on the port; if an account other than hers does, the start fails."""
+        answer = await LISTENERS.ask(str(port), LISTEN_LOOK_AGE)
+        if answer.error is not None:
+            raise answer.error
+        held = answer.states.get(str(port), set())
+        if not held:
+            return False
+        if self.dynamic_users:  # (a uid systemd picks at the start: not known here)
+            return True
+        hers = pwd.getpwnam(self._expand_user_vars(self.username_template)).pw_uid
+        if held - {hers}:
+            self.log.warning(f"{self._log_name}: refused: port {port}, handed to {unit}, is listened on by uid(s) "
+                             f"{sorted(held - {hers})}, not the server's account")
+            raise web.HTTPError(503, f"Port {port}, handed to your server, was taken by another account's program "
+                                     f"before your server could use it; your server was not started. Start it again.")
+        return True
 
     def release_unit(self, systemctl: Systemctl, unit: str, left: dict[str, str]) -> None:
         """The unit of this name that her last server left (unit_is_hers said so of a live one), let go of before

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.helpers import (HTTP_PORT, HUB, MEASUREMENTS, PASSWORD, PREFIX, PROXY, USER, RequestLoop,
-                                       bootstrap_cmd, exposure, hub_run, status_code, unit_properties, wait_until)
+                                       add_local_user, bootstrap_cmd, exposure, hub_run, status_code, unit_properties, wait_until)
 from tests.integration.hubclient import HubUser
 
 
@@ -301,6 +301,62 @@ def test_a_start_right_after_a_stop_waits_until_systemd_lets_go_of_her_last_unit
         assert took > 4.5, took  # it did wait for the name
     finally:
         container.run(f"systemctl stop {holder}", check=False)
+
+
+# Another account's listener on the port her server was handed: a watcher (root, a stand-in for an attacker's luck or
+# for a scan of /proc/net/tcp) reads the port from her fresh environment file and starts it as bob at once, before
+# her JupyterLab binds. It records every request it gets, and whether it carried a cookie.
+SQUATTER = """import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open("/tmp/squatter-bob.log", "a") as log:
+            log.write(f"{self.path} cookie={bool(self.headers.get('Cookie'))}\\n")
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"bob's")
+    do_HEAD = do_GET
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+SQUAT_WATCHER = """since=$(date +%s.%N)
+for i in $(seq 3000); do
+  f=$(find /run/jupyterhub/users -name 'jupyter-alice-singleuser.env' -newermt "@$since" 2>/dev/null | head -1)
+  if [ -n "$f" ]; then
+    port=$(sed -n "s|^JUPYTERHUB_SERVICE_URL=.*:\\([0-9]*\\)/.*|\\1|p" "$f")
+    echo "$port" > /tmp/squatted-port
+    exec runuser -u bob -- python3 /tmp/squatter.py "$port"
+  fi
+  sleep 0.01
+done
+"""
+
+
+def test_a_port_another_account_takes_first_is_never_her_route(container, base_url, alice):
+    """Any account on the hub's machine can bind the port her server was handed, in the seconds before her server
+    does. Upstream then routes /user/alice/ to that program (JupyterHub waits only for something to answer there),
+    and her browser sends it her server's cookie. Here her start fails, saying so, and the program gets nothing."""
+    squat = "barehub-test-squatter.service"
+    add_local_user(container, "bob")
+    container.run("cat > /tmp/squatter.py", input=SQUATTER)
+    container.run("cat > /tmp/squat-watcher.sh", input=SQUAT_WATCHER)
+    container.run("chmod 644 /tmp/squatter.py; rm -f /tmp/squatter-bob.log /tmp/squatted-port")
+    if alice.api("GET", f"users/{USER}", timeout=10).json()["server"] is not None:
+        alice.stop()
+    try:
+        container.run(f"systemd-run --unit {squat} sh /tmp/squat-watcher.sh")
+        r = alice.api("POST", f"users/{USER}/server")
+        assert r.status_code in (201, 202, 503), r.text
+        events = alice.progress_events(until=lambda e: e.get("failed") or e.get("ready"), timeout=90)
+        port = container.run("cat /tmp/squatted-port").stdout.strip()
+        assert port and container.run(f"systemctl is-active {squat}", check=False).stdout.strip() == "active"
+        assert events[-1].get("failed"), events[-1]  # not routed to bob's listener as her ready server
+        assert f"Port {port}, handed to your server, was taken by another account's program" in events[-1]["message"]
+        log = container.run("cat /tmp/squatter-bob.log", check=False).stdout
+        assert log == "", f"bob's listener was asked: {log}"  # neither the hub's check nor her cookie reached it
+        assert status_code(f"{base_url}/user/{USER}/api/status", headers=alice.auth()) != 200
+    finally:
+        container.run(f"systemctl stop {squat}", check=False)
+    assert container.run("cat /tmp/squatter-bob.log", check=False).stdout == ""
+    MEASUREMENTS["start again after another account took her port (s)"] = round(alice.spawn(timeout=120), 1)
 
 
 def test_killed_traefik_comes_back_with_its_routes(container, base_url, alice):

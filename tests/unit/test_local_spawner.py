@@ -3,15 +3,20 @@ holds it loaded (systemd through RecordingSystemctl; the real one: tests/integra
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
+import socket
 import time
 import types
 
 import pytest
 
 from barehub import local_spawner
+from barehub.listeners import listening_on
 from tests.unit.conftest import RecordingSystemctl
 
 UNIT = "jupyter-ann-singleuser"
+HERS = pwd.getpwnam("nobody").pw_uid  # the account server_of() runs servers as
 
 
 class Lingering(RecordingSystemctl):
@@ -29,6 +34,13 @@ class Lingering(RecordingSystemctl):
             if self.holds is not None and self.asked_after_reset > self.holds:
                 return {"LoadState": "not-found", "ActiveState": "inactive"}
         return {p: self.state[p] for p in props if p in self.state}
+
+
+@pytest.fixture(autouse=True)
+def her_server_listens(monkeypatch):
+    """The server's port is listened on by her account (the real look: test_install.py, another account first)."""
+    monkeypatch.setattr(local_spawner.listeners, "listening_on", lambda ports: {port: {HERS} for port in ports})
+    monkeypatch.setattr(local_spawner, "LISTENERS", local_spawner.SharedQuery(local_spawner.listening))
 
 
 @pytest.fixture
@@ -52,6 +64,7 @@ def spawner_with(monkeypatch, systemd: RecordingSystemctl) -> local_spawner.Loca
     spawner.record_end = lambda reason: setattr(spawner, "why", reason)
     monkeypatch.setattr(spawner, "server_properties", lambda: {})
     monkeypatch.setattr(spawner, "unit_is_hers", lambda properties: True)
+    spawner.username_template = "nobody"  # an account of this machine, for upstream's and barehub's getpwnam
     return spawner
 
 
@@ -131,7 +144,6 @@ def server_of(monkeypatch, name: str) -> local_spawner.LocalSpawner:
     spawner = spawner_with(monkeypatch, systemd)
     spawner.user = types.SimpleNamespace(name=name, id=hash(name) % 1000, url=f"/user/{name}/", spawners={})
     spawner.unit_name = spawner.unit_name_for("")
-    spawner.username_template = "nobody"  # an account of this machine, for upstream's getpwnam
     spawner.poll = lambda: asyncio.sleep(0)  # (None: running)
     return spawner
 
@@ -158,3 +170,87 @@ def test_a_port_is_handed_out_again_once_its_server_has_ended(monkeypatch, syste
     asyncio.run(ann.stop())
     assert asyncio.run(cy.start()) == ("127.0.0.1", 41001)
     assert bob.port == 41002
+
+
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:A029 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 5551 1 0
+   1: 0100007F:A029 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1003        0 5552 1 0
+   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5553 1 0
+"""
+TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:A029 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1002        0 5554 1 0
+"""
+
+
+def test_the_accounts_listening_on_a_port_are_read_from_both_tcp_tables(tmp_path):
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "tcp").write_text(TCP)
+    (tmp_path / "net" / "tcp6").write_text(TCP6)
+    # 41001 (0xA029): uid 1001 on 127.0.0.1 and 1002 on IPv6's any address; a connection's 1003 is not listening
+    assert listening_on({41001, 8080, 22}, tmp_path) == {41001: {1001, 1002}, 8080: {0}}
+
+
+def test_the_real_tables_name_this_process_as_the_one_listening():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        assert listening_on({s.getsockname()[1]}) == {}  # bound, not listening yet
+        s.listen()
+        assert listening_on({s.getsockname()[1]}) == {s.getsockname()[1]: {os.geteuid()}}
+
+
+def listened(monkeypatch, *answers: set[int]) -> list:
+    """The uids listening on the server's port at each look, in turn (the last one for ever)."""
+    looks = []
+
+    def listening(ports):
+        looks.append(sorted(ports))
+        return {port: answers[min(len(looks), len(answers)) - 1] for port in ports}
+    monkeypatch.setattr(local_spawner.listeners, "listening_on", listening)
+    return looks
+
+
+def test_a_port_another_program_listens_on_is_never_routed_to(monkeypatch, systemd_run):
+    """Another account bound the port between its choice and her server's bind: her start fails, saying so,
+    instead of JupyterHub routing /user/ann/ (and her server's cookie) to that program."""
+    drawn(monkeypatch, 41001)
+    listened(monkeypatch, {HERS, 1009})  # hers too, on another address: still someone else's on that port
+    ann = server_of(monkeypatch, "ann")
+    with pytest.raises(local_spawner.web.HTTPError) as raised:
+        asyncio.run(ann.start())
+    assert raised.value.status_code == 503
+    assert "Port 41001, handed to your server, was taken by another account's program" in raised.value.log_message
+    assert ann.why.startswith("did not start: ")
+    assert 41001 not in local_spawner.PORTS.held  # handed out again once she starts anew
+
+
+def test_the_start_returns_once_her_own_server_listens(monkeypatch, systemd_run):
+    drawn(monkeypatch, 41001)
+    looks = listened(monkeypatch, set(), set(), {HERS})
+    assert asyncio.run(server_of(monkeypatch, "ann").start()) == ("127.0.0.1", 41001)
+    assert looks == [[41001]] * 3
+
+
+def test_servers_starting_together_share_each_look_at_the_ports(monkeypatch, systemd_run):
+    """One read of the kernel's tables answers every server starting at that moment (a class of 200 would
+    otherwise read /proc/net/tcp 400-2000 times a second)."""
+    drawn(monkeypatch, 41001, 41002, 41003)
+    looks = listened(monkeypatch, set(), {HERS})
+    servers = [server_of(monkeypatch, name) for name in ("ann", "bob", "cy")]
+
+    async def together():
+        return await asyncio.gather(*(server.start() for server in servers))
+
+    assert [port for _, port in asyncio.run(together())] == [41001, 41002, 41003]
+    assert looks == [[41001, 41002, 41003]] * 2
+
+
+def test_a_server_that_ends_before_it_listens_fails_the_start_at_once(monkeypatch, systemd_run):
+    drawn(monkeypatch, 41001)
+    listened(monkeypatch, set())
+    ann = server_of(monkeypatch, "ann")
+    polls = iter([None, None, 1])
+    ann.poll = lambda: asyncio.sleep(0, next(polls))
+    begun = time.monotonic()
+    with pytest.raises(RuntimeError, match="ended before it listened on port 41001"):
+        asyncio.run(ann.start())
+    assert time.monotonic() - begun < 3
