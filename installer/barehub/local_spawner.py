@@ -130,7 +130,7 @@ UNITS = SharedQuery(unit_states)  # every LocalSpawner of this hub asks this one
 
 
 async def listening(ports: list[str]) -> dict[str, set[int]]:
-    """The uids listening on each of these ports: one read of /proc/net/tcp{,6} for all of them (~6-9 ms of the
+    """Who listens on each of these ports, and where: one read of /proc/net/tcp{,6} for all of them (~6-9 ms of the
     kernel's time with ~1400 sockets open, measured), which 200 servers starting at once share."""
     found = await asyncio.to_thread(listeners.listening_on, {int(port) for port in ports})
     return {str(port): inodes for port, inodes in found.items()}
@@ -250,8 +250,8 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         return started
 
     async def until_her_server_listens(self, unit: str, port: int) -> None:
-        """Return once a socket listens on the server's port, and only her account's do; fail the start if another
-        account's does, or if nothing listens within http_timeout.
+        """Return once a socket that takes the hub's connections to the server listens, and it is her account's;
+        fail the start if another account's is, or if nothing listens within http_timeout.
 
         JupyterHub only waits for something to answer on the port before routing /user/NAME/ there. Any account can
         bind the port in the seconds between its choice and the server's bind (barehub.listeners): her server then
@@ -277,7 +277,7 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         answer = await LISTENERS.ask(str(port), LISTEN_LOOK_AGE)
         if answer.error is not None:
             raise answer.error
-        held = answer.states.get(str(port), set())
+        held = listeners.answering(answer.states.get(str(port), set()), self.ip or "127.0.0.1")
         if not held:
             return False
         if self.dynamic_users:  # (a uid systemd picks at the start: not known here)

@@ -3,6 +3,7 @@ holds it loaded (systemd through RecordingSystemctl; the real one: tests/integra
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import pwd
 import socket
@@ -17,6 +18,7 @@ from tests.unit.conftest import RecordingSystemctl
 
 UNIT = "jupyter-ann-singleuser"
 HERS = pwd.getpwnam("nobody").pw_uid  # the account server_of() runs servers as
+LOOPBACK, ANY, OTHER = (ipaddress.ip_address(a) for a in ("127.0.0.1", "0.0.0.0", "127.0.0.2"))
 
 
 class Lingering(RecordingSystemctl):
@@ -39,7 +41,8 @@ class Lingering(RecordingSystemctl):
 @pytest.fixture(autouse=True)
 def her_server_listens(monkeypatch):
     """The server's port is listened on by her account (the real look: test_install.py, another account first)."""
-    monkeypatch.setattr(local_spawner.listeners, "listening_on", lambda ports: {port: {HERS} for port in ports})
+    monkeypatch.setattr(local_spawner.listeners, "listening_on",
+                        lambda ports: {port: {(LOOPBACK, HERS)} for port in ports})
     monkeypatch.setattr(local_spawner, "LISTENERS", local_spawner.SharedQuery(local_spawner.listening))
 
 
@@ -187,7 +190,16 @@ def test_the_accounts_listening_on_a_port_are_read_from_both_tcp_tables(tmp_path
     (tmp_path / "net" / "tcp").write_text(TCP)
     (tmp_path / "net" / "tcp6").write_text(TCP6)
     # 41001 (0xA029): uid 1001 on 127.0.0.1 and 1002 on IPv6's any address; a connection's 1003 is not listening
-    assert listening_on({41001, 8080, 22}, tmp_path) == {41001: {1001, 1002}, 8080: {0}}
+    assert listening_on({41001, 8080, 22}, tmp_path) == {41001: {(LOOPBACK, 1001), (ipaddress.ip_address("::"), 1002)},
+                                                          8080: {(ANY, 0)}}
+
+
+def test_what_answers_a_connection_is_the_socket_on_its_address_else_one_on_any():
+    """As the kernel picks: the account on 127.0.0.1 gets the hub's connections to it, whoever listens on 0.0.0.0;
+    with nobody on 127.0.0.1, the one on any address gets them; one on 127.0.0.2 never does."""
+    assert local_spawner.listeners.answering({(LOOPBACK, 1001), (ANY, 1009), (OTHER, 1009)}, "127.0.0.1") == {1001}
+    assert local_spawner.listeners.answering({(ANY, 1009), (OTHER, 1001)}, "127.0.0.1") == {1009}
+    assert local_spawner.listeners.answering({(OTHER, 1009)}, "127.0.0.1") == set()
 
 
 def test_the_real_tables_name_this_process_as_the_one_listening():
@@ -195,11 +207,11 @@ def test_the_real_tables_name_this_process_as_the_one_listening():
         s.bind(("127.0.0.1", 0))
         assert listening_on({s.getsockname()[1]}) == {}  # bound, not listening yet
         s.listen()
-        assert listening_on({s.getsockname()[1]}) == {s.getsockname()[1]: {os.geteuid()}}
+        assert listening_on({s.getsockname()[1]}) == {s.getsockname()[1]: {(LOOPBACK, os.geteuid())}}
 
 
 def listened(monkeypatch, *answers: set[int]) -> list:
-    """The uids listening on the server's port at each look, in turn (the last one for ever)."""
+    """Who listens on the server's port ({(address, uid)}) at each look, in turn (the last one for ever)."""
     looks = []
 
     def listening(ports):
@@ -213,7 +225,7 @@ def test_a_port_another_program_listens_on_is_never_routed_to(monkeypatch, syste
     """Another account bound the port between its choice and her server's bind: her start fails, saying so,
     instead of JupyterHub routing /user/ann/ (and her server's cookie) to that program."""
     drawn(monkeypatch, 41001)
-    listened(monkeypatch, {HERS, 1009})  # hers too, on another address: still someone else's on that port
+    listened(monkeypatch, {(ANY, 1009)})  # the hub's connections to 127.0.0.1 would reach it
     ann = server_of(monkeypatch, "ann")
     with pytest.raises(local_spawner.web.HTTPError) as raised:
         asyncio.run(ann.start())
@@ -225,7 +237,7 @@ def test_a_port_another_program_listens_on_is_never_routed_to(monkeypatch, syste
 
 def test_the_start_returns_once_her_own_server_listens(monkeypatch, systemd_run):
     drawn(monkeypatch, 41001)
-    looks = listened(monkeypatch, set(), set(), {HERS})
+    looks = listened(monkeypatch, set(), set(), {(LOOPBACK, HERS)})
     assert asyncio.run(server_of(monkeypatch, "ann").start()) == ("127.0.0.1", 41001)
     assert looks == [[41001]] * 3
 
@@ -234,7 +246,7 @@ def test_servers_starting_together_share_each_look_at_the_ports(monkeypatch, sys
     """One read of the kernel's tables answers every server starting at that moment (a class of 200 would
     otherwise read /proc/net/tcp 400-2000 times a second)."""
     drawn(monkeypatch, 41001, 41002, 41003)
-    looks = listened(monkeypatch, set(), {HERS})
+    looks = listened(monkeypatch, set(), {(LOOPBACK, HERS)})
     servers = [server_of(monkeypatch, name) for name in ("ann", "bob", "cy")]
 
     async def together():
@@ -254,3 +266,10 @@ def test_a_server_that_ends_before_it_listens_fails_the_start_at_once(monkeypatc
     with pytest.raises(RuntimeError, match="ended before it listened on port 41001"):
         asyncio.run(ann.start())
     assert time.monotonic() - begun < 3
+
+
+def test_another_account_on_another_address_of_the_port_does_not_stop_her_start(monkeypatch, systemd_run):
+    """127.0.0.2 on her port never gets the hub's connections: no refusal to be had by binding there."""
+    drawn(monkeypatch, 41001)
+    listened(monkeypatch, {(OTHER, 1009), (LOOPBACK, HERS)})
+    assert asyncio.run(server_of(monkeypatch, "ann").start()) == ("127.0.0.1", 41001)
