@@ -129,7 +129,7 @@ async def unit_states(units: list[str]) -> dict[str, dict[str, str]]:
 UNITS = SharedQuery(unit_states)  # every LocalSpawner of this hub asks this one
 
 
-async def listening(ports: list[str]) -> dict[str, set[int]]:
+async def listening(ports: list[str]) -> dict[str, set[tuple]]:
     """Who listens on each of these ports, and where: one read of /proc/net/tcp{,6} for all of them (~6-9 ms of the
     kernel's time with ~1400 sockets open, measured), which 200 servers starting at once share."""
     found = await asyncio.to_thread(listeners.listening_on, {int(port) for port in ports})
@@ -257,7 +257,8 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         bind the port in the seconds between its choice and the server's bind (barehub.listeners): her server then
         fails, and upstream would route her, and her server's cookie, to that program. Costs a look at the port every
         0.1-0.5 s while the server comes up (one read of /proc/net/tcp a fifth of a second shared by every server
-        starting, see listening)."""
+        starting, see listening). The wait is part of start(), so JupyterHub's start_timeout (60 s) bounds it too:
+        a site that gives servers an http_timeout longer than that raises start_timeout with it."""
         deadline, wait = time.monotonic() + self.http_timeout, 0.1
         try:
             while not await self.her_listener_is_up(unit, port):

@@ -3,8 +3,8 @@
 Why. Upstream SystemdSpawner's start takes `jupyterhub.utils.random_port()`: bind to port 0, read the number the
 kernel chose, close the socket, and hand the number to the server, which binds it seconds later. The kernel only
 avoids ports bound at that moment, so servers starting together can be handed the same number. Measured with a
-class of 200 local servers started at once (bench/results.md, "as shipped"): 1 to 4 servers a round were handed a
-port another starting server had been given. The loser's server exited ("address already in use"), but the hub
+class of 200 local servers started at once (`bench/run --only class --as-shipped`, before this): 1 to 4 servers a
+run were handed a port another starting server had been given. The loser's server exited ("address already in use"), but the hub
 had meanwhile found *a* server answering on that port and routed her /user/NAME/ to it: to another user's server,
 where her browser sends the cookie of her own server. Here a number another of this hub's servers holds is never
 handed out again until that server has ended; the kernel's own check still keeps ports other programs hold.
