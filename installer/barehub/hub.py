@@ -41,7 +41,7 @@ defer_slow_imports()  # 0.78 s of the 2.0 s every start, reload and fallback spe
 from jupyterhub.app import JupyterHub  # noqa: E402 (after the buckets and the stand-ins)
 from tornado.ioloop import IOLoop  # noqa: E402
 
-from barehub import config_loading, hub_config, quotas, sessions, units, usage_hub
+from barehub import config_loading, hub_config, quotas, sessions, shared_poll, units, usage_hub
 from barehub.config_loading import CONFIG_SET_ENV, CURRENT, KNOWN_GOOD
 from barehub.base.errors import BarehubError
 from barehub.base.paths import Paths
@@ -113,6 +113,7 @@ class BarehubJupyterHub(JupyterHub):
         loop = asyncio.get_event_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.restart_in_place(CURRENT)))
         loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(self.restart_in_place(KNOWN_GOOD)))
+        loop.add_signal_handler(signal.SIGWINCH, shared_poll.POLL_NOW.request)  # a server's unit ended
 
     async def restart_in_place(self, config_set: str) -> None:
         self.log.info("reload requested: restarting in place with the %s config", config_set)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pwd
+import shutil
 import time
 
 from systemdspawner import SystemdSpawner
@@ -47,7 +48,7 @@ from barehub.server_ports import PORTS
 from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
 from barehub.shared_poll import PollsShared, SharedQuery
 from barehub.systemd import Systemctl
-from barehub.units import USERS_SLICE
+from barehub.units import HUB_UNIT, USERS_SLICE
 
 LIVE = {"active", "activating", "deactivating", "reloading", "refreshing"}
 UNIT_RELEASE_S = 20  # how long a start waits for systemd to unload the unit the last server left (release_unit)
@@ -127,6 +128,11 @@ async def unit_states(units: list[str]) -> dict[str, dict[str, str]]:
 
 
 UNITS = SharedQuery(unit_states)  # every LocalSpawner of this hub asks this one
+# Run by systemd, as root, as soon as a server's unit has ended: the hub then polls its servers at once
+# (barehub.shared_poll.PollNow), so the route to a server that died goes within a second, not at the next tick.
+# SIGWINCH: ignored by any process that has no handler for it, so a hub caught mid-restart loses nothing.
+SYSTEMCTL = shutil.which("systemctl") or "/usr/bin/systemctl"
+END_NOTICE = f"-+{SYSTEMCTL} kill --kill-who=main --signal=SIGWINCH {HUB_UNIT}"
 
 
 async def listening(ports: list[str]) -> dict[str, set[tuple]]:
@@ -190,14 +196,15 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
         The accounting is added here, not in hub_config's defaults, so a site fragment that sets
         `c.SystemdSpawner.unit_extra_properties` keeps it: systemd counts the unit's CPU and memory, the unit
         carries the spawn's profile and server name (systemd's own record of the unit, which its user cannot
-        change), and its ExecStopPost writes the session to the ledger (barehub.usage_ledger)."""
+        change), and its ExecStopPost tells the hub it ended (END_NOTICE) and writes the session to the ledger
+        (barehub.usage_ledger)."""
         properties = dict(self.configured_properties)
         runtime = properties.get("RuntimeDirectory", "")
         if self.name and runtime:  # each of a user's servers its own (systemd removes them at its stop)
             properties["RuntimeDirectory"] = " ".join(f"{d}-{server_name_part(self.name)}" for d in runtime.split())
         return {**properties, **usage_properties(Paths.from_prefix(self.barehub_prefix()),
                                                  profile_in(self.user_options) or "", self.name,
-                                                 properties.get("ExecStopPost"),
+                                                 [END_NOTICE, *as_list(properties.get("ExecStopPost"))],
                                                  properties.get("Environment"))}
 
     def _expand_user_vars(self, value):

@@ -31,6 +31,7 @@ from tornado.ioloop import PeriodicCallback
 
 FORGET_AFTER = 600.0  # s a key nobody asked for stays in the calls (at least; 4 times the longest max_age asked)
 PERIODIC = contextvars.ContextVar("barehub_periodic_poll", default=False)  # set while JupyterHub's own poll runs
+FRESH = contextvars.ContextVar("barehub_fresh_poll", default=False)  # set while PollNow polls: no answer reused
 
 
 @dataclass
@@ -159,7 +160,7 @@ class PollsShared:
     max_age old; any other poll (JupyterHub's at its start, after a stop, on a page) asks for a fresh one."""
 
     def poll_max_age(self) -> float:
-        return cadence(self.poll_interval)[1] if PERIODIC.get() else 0.0
+        return cadence(self.poll_interval)[1] if PERIODIC.get() and not FRESH.get() else 0.0
 
     def start_polling(self):
         if self.poll_interval <= 0:
@@ -178,3 +179,37 @@ class PollsShared:
             return await super().poll_and_notify()
         finally:
             PERIODIC.reset(token)
+
+
+class PollNow:
+    """Every watched spawner polled at once, with fresh answers, when something says a server has ended (a local
+    server's unit tells the hub from its ExecStopPost, see barehub.local_spawner.END_NOTICE).
+
+    Why. The periodic tick notices an end within half a poll interval (15 s by default); until then her route still
+    leads to the server's port, which is free once her server has died (out of memory, a crash), and any account
+    can bind it and receive what her open JupyterLab sends, her server's cookie with it. Asked while a round runs,
+    one more round follows it (a class's 200 stops are a few rounds, not 200)."""
+
+    def __init__(self):
+        self.task: asyncio.Task | None = None
+        self.again = False
+
+    def request(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.again = True
+            return
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        while True:
+            self.again = False
+            token = FRESH.set(True)
+            try:
+                await asyncio.gather(*(tick.tick() for tick in list(TICKS.values())))
+            finally:
+                FRESH.reset(token)
+            if not self.again:
+                return
+
+
+POLL_NOW = PollNow()  # the hub's (barehub.hub: on SIGWINCH)

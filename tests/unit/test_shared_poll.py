@@ -191,6 +191,46 @@ def test_two_hundred_servers_are_polled_by_one_tick_one_call_each_and_an_end_is_
     assert not hasattr(other, "noticed_at")
 
 
+def test_a_server_said_to_have_ended_is_noticed_at_once_with_a_fresh_answer_and_requests_coalesce():
+    """A unit's ExecStopPost tells the hub (SIGWINCH -> PollNow): every watched server is polled at once, not reusing
+    the tick's answer (up to a quarter interval old), so her route to the dead server's port goes now. Requests
+    made while a round runs cost one more round, not one each."""
+    class Slow(Watched):
+        poll_interval = 600  # the periodic tick alone would notice in 300 s
+
+    async def run():
+        calls, ended = [], set()
+
+        async def fetch(keys):
+            calls.append(sorted(keys))
+            await asyncio.sleep(0.05)
+            return {key: "running" for key in keys if key not in ended}
+        query = SharedQuery(fetch)
+        spawners = [Slow(f"unit{n}", query) for n in range(3)]
+        for spawner in spawners:
+            spawner.start_polling()
+        token = shared_poll.PERIODIC.set(True)
+        await asyncio.gather(*(query.ask(s.key, s.poll_max_age()) for s in spawners))  # the tick's: all running
+        shared_poll.PERIODIC.reset(token)
+        ended.add("unit1")
+        begun = time.monotonic()
+        now = shared_poll.PollNow()
+        for _ in range(20):  # a class's stops, signalled at once: one round
+            now.request()
+        await asyncio.sleep(0.02)  # (that round's call is on its way)
+        for _ in range(20):  # and more while it runs: one round after it
+            now.request()
+        await now.task
+        for spawner in spawners:
+            spawner.stop_polling()
+        return calls, getattr(spawners[1], "noticed_at", None), begun, spawners[0]
+
+    calls, noticed, begun, other = asyncio.run(run())
+    assert noticed is not None and noticed - begun < 0.5
+    assert len(calls) == 3, calls  # the tick's, then two rounds for 40 requests
+    assert not hasattr(other, "noticed_at")
+
+
 # --- Slurm: a squeue script stands in for Slurm ---------------------------------------------------------------
 SQUEUE = r'''#!/usr/bin/env python3
 """squeue for the tests: the jobs of $FAKE_SLURM/jobs.json {id: line}; ids in hidden.json are listed only to a

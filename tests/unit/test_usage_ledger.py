@@ -18,7 +18,7 @@ from traitlets.config import Config
 from barehub import usage_ledger as ledger_mod
 from barehub.base.errors import BarehubError
 from barehub.base.records import open_no_follow
-from barehub.local_spawner import LocalSpawner
+from barehub.local_spawner import SYSTEMCTL, LocalSpawner
 from barehub.units import USERS_SLICE
 from barehub.usage import Session, Window, summarize
 from barehub.usage_ledger import (ONE_READING, UNOBSERVED, Ledger, cpu_seconds, months, peak_memory, record_stop,
@@ -283,6 +283,7 @@ def test_the_server_unit_gets_the_accounting_beside_the_sites_own_properties(pre
     properties = spawner.server_properties()
     assert properties["CPUAccounting"] == properties["MemoryAccounting"] == "yes"
     assert properties["ExecStopPost"] == [
+        f"-+{SYSTEMCTL} kill --kill-who=main --signal=SIGWINCH jupyterhub.service",  # END_NOTICE
         "/usr/local/bin/site-hook",
         f"-+{prefix.prefix}/conda/bin/python -I -m barehub.usage_ledger stop --prefix {prefix.prefix}"]
     assert properties["Environment"][0] == "SITE=1"
