@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,27 @@ class Systemctl:
             raise BarehubError(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()}",
                                f"see: journalctl -u {args[-1]} -n 50")
         return proc
+
+    def start_transient(self, unit: str, command: Sequence[str], options: Sequence[str]) -> None:
+        """Have systemd start `command` as the transient service `unit` (systemd-run's `options`: --uid, --property
+        ...), without waiting for the unit to come up: the caller watches it (barehub.local_spawner). Raises, with
+        systemd's reason, when systemd refuses the unit (a name it still holds, a property it cannot parse).
+
+        --no-block: a waiting systemd-run follows every job and unit change systemd announces until its own job is
+        done, so a class starting at once made systemd's work grow with the square of the servers starting.
+        Measured (200 systemd-runs at once, 2 cores): systemd 8.1 CPU-s and the systemd-runs 8.1, against 2.2 and
+        1.8 with --no-block; 100 at once: 2.0 and 2.1 against 0.9 and 0.7."""
+        try:
+            proc = subprocess.run(["systemd-run", "--no-block", "--quiet", f"--unit={unit}", *options, "--",
+                                   *command], capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError:
+            raise BarehubError("systemd-run not found", "barehub needs a machine booted with systemd")
+        except subprocess.TimeoutExpired:
+            raise BarehubError(f"systemd-run --unit={unit} did not finish in {self.timeout:.0f} s",
+                               "see journalctl -b -u init.scope")
+        if proc.returncode != 0:
+            raise BarehubError(f"systemd refused to start the unit {unit}: {proc.stderr.strip()}",
+                               f"see: journalctl -u {unit} -n 50")
 
     def daemon_reload(self) -> None:
         self.run("daemon-reload")
@@ -117,13 +139,24 @@ class Systemctl:
                                                      "SubState": "dead"}) for unit in units}
 
     def listed_states(self, *patterns: str) -> dict[str, dict[str, str]]:
-        """{unit: LoadState, ActiveState, SubState} of every unit systemd holds that matches one of `patterns`
-        (names or globs), from one `systemctl list-units --all` (see unit_states). Raises when systemctl fails."""
-        proc = self.run("list-units", "--all", "--plain", "--no-legend", "--full", "--no-pager", "--", *patterns,
-                        check=False)
+        """{unit: LoadState, ActiveState, SubState, Job} of every unit systemd holds that matches one of `patterns`
+        (names or globs), from one `systemctl list-units --all` (see unit_states). Job is the type of the job queued
+        for the unit ("start" while a unit started with `systemd-run --no-block` waits for systemd to run it), or
+        empty. Raises when systemctl fails.
+
+        As JSON: the table's JOB column is there only while some unit has a job, so a description beginning with
+        "start" could not be told from it. A systemd that prints no JSON (older than 246) gives the table, read
+        without the job."""
+        proc = self.run("list-units", "--all", "--plain", "--no-legend", "--full", "--no-pager", "--output=json",
+                        "--", *patterns, check=False)
         if proc.returncode != 0:
             raise BarehubError(f"systemctl list-units {' '.join(patterns)[:200]} failed: {proc.stderr.strip()}",
                                "see journalctl -b -u init.scope")
+        if proc.stdout.lstrip().startswith("["):
+            return {row["unit"]: {"LoadState": row.get("load", ""), "ActiveState": row.get("active", ""),
+                                  "SubState": row.get("sub", ""), "Job": row.get("job", "")}
+                    for row in json.loads(proc.stdout)
+                    if any(fnmatch.fnmatchcase(row.get("unit", ""), pattern) for pattern in patterns)}
         states = {}
         for line in proc.stdout.splitlines():
             # UNIT LOAD ACTIVE SUB [JOB] DESCRIPTION, maybe after a status mark; the names hold no blanks

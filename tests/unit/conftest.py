@@ -23,10 +23,12 @@ class RecordingSystemctl(Systemctl):
     """barehub's Systemctl with the systemctl command itself replaced, for every test that needs systemd.
 
     Each command barehub would run is recorded in `calls` (its arguments, in order) and succeeds, printing
-    `answers[first argument]` if given; `list-units PATTERN` prints the `units` that match. `show` answers from
-    `units` ({unit: {property: value}}), or from the `show` function given, and records the unit asked about in
-    `shown` (not in `calls`: a question changes nothing). The composite steps (stop_all, loaded_units,
-    main_pid) stay barehub's own, so a test sees exactly what they send."""
+    `answers[first argument]` if given; `list-units PATTERN...` prints the `units` that match (in their states,
+    else running); a transient unit started (start_transient) is recorded as ("systemd-run", "--unit=UNIT",
+    options..., "--", command...).
+    `show` answers from `units` ({unit: {property: value}}), or from the `show` function given, and records the
+    unit asked about in `shown` (not in `calls`: a question changes nothing). The composite steps (stop_all,
+    loaded_units, main_pid) stay barehub's own, so a test sees exactly what they send."""
 
     def __init__(self, units: dict | None = None, answers: dict | None = None, show=None, timeout: float = 120):
         super().__init__(timeout)
@@ -37,11 +39,21 @@ class RecordingSystemctl(Systemctl):
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         self.calls.append(args)
         if args[0] == "list-units":
-            stdout = "".join(f"{unit} loaded active running\n" for unit in self.units
-                             if fnmatch.fnmatch(unit, args[-1]))
+            patterns = args[args.index("--") + 1:] if "--" in args else args[-1:]
+            stdout = ""
+            for unit in self.units:
+                known = self.units[unit] if isinstance(self.units, dict) else {}
+                for name in (unit, f"{unit}.service"):  # (a unit named with or without its suffix)
+                    if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+                        stdout += (f"{name} {known.get('LoadState', 'loaded')} {known.get('ActiveState', 'active')} "
+                                   f"{known.get('SubState', 'running')}\n")
+                        break
         else:
             stdout = self.answers.get(args[0], "")
         return subprocess.CompletedProcess(["systemctl", *args], 0, stdout=stdout, stderr="")
+
+    def start_transient(self, unit: str, command, options) -> None:
+        self.calls.append(("systemd-run", f"--unit={unit}", *options, "--", *command))
 
     def show(self, unit: str, *props: str) -> dict[str, str]:
         self.shown.append(unit)

@@ -210,7 +210,7 @@ def test_a_running_unit_of_that_name_that_is_not_hers_is_refused_not_stopped(mon
     with pytest.raises(web.HTTPError) as refused:
         asyncio.run(spawner.start())
     assert refused.value.status_code == 409 and systemd.shown == ["jupyter-ann-gpu-singleuser"]
-    assert systemd.calls == []  # nothing stopped
+    assert [call[0] for call in systemd.calls] == ["list-units"]  # nothing stopped, nothing started
     assert spawner.unit_is_hers({"Slice": "jupyterhub-users.slice", "User": "1002"})  # a left-over of her own
     assert not spawner.unit_is_hers({"Slice": "system.slice", "User": "1002"})  # a unit of the host's
 
@@ -247,22 +247,19 @@ def test_every_active_server_is_found_past_the_hubs_page_limit(hub_api_server, p
 
 
 def test_a_local_server_that_did_not_start_says_so_not_stopped(monkeypatch):
-    from systemdspawner import SystemdSpawner
-
     from barehub import local_spawner as module
 
-    async def fails(self):
-        raise RuntimeError("No user named bob found in the system")
-
-    monkeypatch.setattr(SystemdSpawner, "start", fails)
-    systemd = RecordingSystemctl({"jupyter-bob-gpu": {"ActiveState": "inactive"}})
+    monkeypatch.setattr(module.SystemdSpawner, "get_env", lambda self: {})  # (JupyterHub's needs a whole hub)
+    systemd = RecordingSystemctl()
     monkeypatch.setattr(module, "Systemctl", lambda timeout: systemd)
     spawner = local_spawner("bob", "gpu")
+    spawner.username_template = "barehub-no-such-account"
     with pytest.raises(RuntimeError):
         asyncio.run(spawner.start())
     spawner.record_end("stopped")  # what the stop() JupyterHub calls next records
-    assert spawner.get_state()["ended"]["reason"] == "did not start: No user named bob found in the system"
-    assert systemd.shown == ["jupyter-bob-gpu"]
+    assert spawner.get_state()["ended"]["reason"] == \
+        "did not start: no account named barehub-no-such-account on this machine for bob's server"
+    assert [call[0] for call in systemd.calls] == ["list-units"]  # nothing handed to systemd
 
 
 def test_the_server_names_used_as_they_are_are_jupyterhubs_safe_slugs():
