@@ -153,9 +153,14 @@ def with_unit_defaults(unit: str, properties: dict) -> dict:
 
 
 def is_up(properties: dict[str, str]) -> bool:
-    """Whether a unit runs, or is on its way to (its start job waits in systemd's queue, or its ExecStartPre runs):
-    a server started with `systemd-run --no-block` is not taken for ended before systemd has run it."""
-    return properties.get("ActiveState") in RUNNING | {"activating"} or properties.get("Job") == "start"
+    """Whether a unit runs, or is on its way to (a start job for it: queued, or its ExecStartPre running), so that a
+    server started with `systemd-run --no-block` is not taken for ended before systemd has run it. A systemd older
+    than 246 does not say which jobs are queued (Systemctl.listed_states): there a loaded unit that is inactive
+    counts as queued too (one that ended is failed, or forgotten at once as a transient unit is)."""
+    if properties.get("ActiveState") in RUNNING or properties.get("Job") == "start":
+        return True
+    return "Job" not in properties and properties.get("LoadState") == "loaded" \
+        and properties.get("ActiveState") == "inactive"
 
 
 async def unit_states(units: list[str]) -> dict[str, dict[str, str]]:
