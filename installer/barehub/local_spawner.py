@@ -39,18 +39,21 @@ import asyncio
 import hashlib
 import os
 import pwd
+import shlex
 import shutil
 import time
+from pathlib import Path
 
 from jupyterhub.utils import random_port
 from systemdspawner import SystemdSpawner
-from systemdspawner.systemd import RUN_ROOT, make_environment_file
+from systemdspawner.systemd import RUN_ROOT, env_pat
 from tornado import web
 from traitlets import Unicode, validate
 
 from barehub import listeners, server_names, usage_ledger
 from barehub.base.paths import Paths
 from barehub.culling import profile_in
+from barehub.fsutil import FileSpec, atomic_write
 from barehub.server_end import RemembersEnd
 from barehub.server_ports import PORTS
 from barehub.server_work import SERVER_UNIT_ENV, RemembersWork
@@ -150,6 +153,25 @@ def with_unit_defaults(unit: str, properties: dict) -> dict:
     goes), kept over a restart, and the server not stopped when the kernel kills one of its processes (OOMPolicy)."""
     return {"RuntimeDirectory": unit, "RuntimeDirectoryMode": "700", "RuntimeDirectoryPreserve": "restart",
             "OOMPolicy": "continue", **properties}
+
+
+def environment_file(directory: str, unit: str, env: dict[str, str]) -> str:
+    """The server's environment as its unit reads it (EnvironmentFile=, upstream's format: one KEY=quoted value a
+    line), written aside and renamed into place, 0400 root's, in the unit's first runtime directory (which only
+    root can reach: hub_config.user_unit_properties).
+
+    Renamed, not written over: a start that systemd refused (or that was interrupted) leaves the file, as systemd
+    removes the directory only with a unit that ran, and the sandboxed hub holds no CAP_DAC_OVERRIDE to write
+    into its own 0400 file. Upstream's open() then failed every later start of hers with "Permission denied"
+    (measured: tests/integration/test_install.py)."""
+    bad = [key for key in env if not env_pat.match(key)]
+    if bad:
+        raise RuntimeError(f"not an environment variable name: {', '.join(sorted(bad))}")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = Path(directory) / f"{unit}.env"
+    atomic_write(path, FileSpec("".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(env.items())),
+                                mode=0o400))
+    return str(path)
 
 
 def is_up(properties: dict[str, str]) -> bool:
@@ -351,10 +373,9 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
 
     def start_unit(self, systemctl: Systemctl, unit: str, command: list[str], env: dict, properties: dict,
                    uid: int | None, gid: int | None, working_dir: str) -> None:
-        """The environment file in the unit's first runtime directory (upstream's, 0400, in a directory only root
-        enters: see hub_config.user_unit_properties), the command's program by its full path (systemd-run does not
-        search the unit's PATH), and the unit handed to systemd without waiting for it (Systemctl.start_transient);
-        the start then watches it come up (until_her_server_listens)."""
+        """The environment file in the unit's first runtime directory (environment_file), the command's program by
+        its full path (systemd-run does not search the unit's PATH), and the unit handed to systemd without waiting
+        for it (Systemctl.start_transient); the start then watches it come up (until_her_server_listens)."""
         if not os.path.isabs(command[0]):
             path = env.get("PATH", os.getenv("PATH", os.defpath))
             found = shutil.which(command[0], path=path)
@@ -363,7 +384,7 @@ class LocalSpawner(PollsShared, RemembersWork, RemembersEnd, SystemdSpawner):
             command = [found, *command[1:]]
         if env:
             runtime = os.path.join(RUN_ROOT, properties["RuntimeDirectory"].split()[0])
-            properties = {**properties, "EnvironmentFile": make_environment_file(runtime, unit, env)}
+            properties = {**properties, "EnvironmentFile": environment_file(runtime, unit, env)}
         systemctl.start_transient(unit, command, unit_run_options(properties, working_dir, uid, gid, self.slice))
 
     async def until_her_server_listens(self, unit: str, port: int) -> None:

@@ -303,6 +303,36 @@ def test_a_start_right_after_a_stop_waits_until_systemd_lets_go_of_her_last_unit
         container.run(f"systemctl stop {holder}", check=False)
 
 
+def test_a_server_systemd_cannot_run_fails_the_start_at_once_saying_why(container, alice):
+    """The start hands her unit to systemd without waiting (systemd-run --no-block) and watches it come up: a
+    property systemd does not know (a fragment's typo) fails the start with systemd's own words, and a server
+    program that exits at once fails it as soon as systemd says so. Upstream ignored systemd-run's exit status
+    and polled the unit for its 60 s start timeout, then said only that the server did not start."""
+    fragment = f"{PREFIX}/jupyterhub_config.d/40-broken-server.py"
+    cases = [('c.SystemdSpawner.unit_extra_properties = {"MemoryMaxx": "2G"}',
+              "systemd refused to start the unit jupyter-alice-singleuser: Unknown assignment: MemoryMaxx=2G"),
+             ('c.Spawner.cmd = ["/bin/false"]',
+              "the server's unit jupyter-alice-singleuser ended before it listened on port")]
+    try:
+        alice.stop()
+        for line, said in cases:
+            container.run(f"cat > {fragment}", input=line + "\n")
+            container.run(f"systemctl reload {HUB}")
+            began = time.monotonic()
+            r = alice.api("POST", f"users/{USER}/server")
+            assert r.status_code in (201, 202, 500), r.text
+            events = alice.progress_events(until=lambda e: e.get("failed"), timeout=60)
+            took = time.monotonic() - began
+            assert said in events[-1]["message"], events[-1]
+            assert took < 20, took
+            MEASUREMENTS[f"a start systemd cannot run ({line.split('=')[0].strip()}) failed after (s)"] = round(took, 1)
+            wait_until(lambda: alice.api("GET", f"users/{USER}", timeout=10).json()["pending"] is None, 30)
+    finally:
+        container.run(f"rm -f {fragment}")
+        container.run(f"systemctl reload {HUB}")
+    alice.spawn()  # and her next start, once the site has fixed its fragment, works
+
+
 # Another account's listener on the port her server was handed: a watcher (root, a stand-in for an attacker's luck or
 # for a scan of /proc/net/tcp) reads the port from her fresh environment file and starts it as bob at once, before
 # her JupyterLab binds. It records every request it gets, and whether it carried a cookie.

@@ -139,7 +139,7 @@ def systemd_run(monkeypatch, tmp_path):
         runs[unit] = env["JUPYTERHUB_SERVICE_URL"]
         return f"{directory}/{unit}.env"
 
-    monkeypatch.setattr(local_spawner, "make_environment_file", environment_file)
+    monkeypatch.setattr(local_spawner, "environment_file", environment_file)
     monkeypatch.setattr(local_spawner, "RUN_ROOT", str(tmp_path))
     # JupyterHub's get_env needs a whole hub; what matters here is the port it puts in the server's URL
     monkeypatch.setattr(Spawner, "get_env", lambda self: {"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{self.port}/"})
@@ -337,3 +337,19 @@ def test_a_server_whose_start_systemd_has_not_run_yet_is_starting_not_ended(monk
     monkeypatch.setattr(local_spawner, "PORTS", local_spawner.PORTS.__class__())
     local_spawner.PORTS.claim(ann, 41001)
     assert asyncio.run(ann.poll()) is None and local_spawner.PORTS.held[41001]() is ann
+
+
+def test_the_environment_file_replaces_what_a_refused_start_left_and_is_roots_alone(tmp_path):
+    """A start systemd refused leaves its 0400 file (systemd removes the directory only with a unit that ran); the
+    sandboxed hub cannot write into it (no CAP_DAC_OVERRIDE: "Permission denied" at every later start of hers,
+    tests/integration/test_install.py), so the file is written aside and renamed over it."""
+    directory = tmp_path / "jupyterhub" / "users" / "7"
+    left = local_spawner.environment_file(str(directory), UNIT, {"OLD": "x"})
+    before = os.stat(left).st_ino
+    path = local_spawner.environment_file(str(directory), UNIT, {"JUPYTERHUB_API_TOKEN": "t0k", "B": "it's x y"})
+    assert path == left and os.stat(path).st_ino != before
+    assert open(path).read() == "B='it'\"'\"'s x y'\nJUPYTERHUB_API_TOKEN=t0k\n"
+    assert (os.stat(path).st_mode & 0o777, os.stat(directory).st_mode & 0o777) == (0o400, 0o700)
+    assert [f.name for f in directory.iterdir()] == [f"{UNIT}.env"]
+    with pytest.raises(RuntimeError, match="not an environment variable name: 1X"):
+        local_spawner.environment_file(str(directory), UNIT, {"1X": "y"})
